@@ -1,0 +1,44 @@
+"""Memory of EC2 instance types, derived from the naming scheme.
+
+Rancher's own minimum for a management server is 4 GiB. AWS names encode the size
+(vCPUs) and the family encodes GiB per vCPU, which is enough to refuse an obviously
+too-small node without a cloud call. Families we cannot reason about are accepted:
+refusing a valid type would be worse than not checking it.
+"""
+
+from __future__ import annotations
+
+import re
+
+INSTANCE_TYPE_PATTERN = re.compile(r"^([a-z]+)(\d+)([a-z-]*)\.(nano|micro|small|medium|large|metal|\d*xlarge)$")
+
+# Burstable types break the ratio rule at the small end.
+BURSTABLE_MEMORY_GIB = {"nano": 0.5, "micro": 1, "small": 2, "medium": 4, "large": 8, "xlarge": 16, "2xlarge": 32}
+GIB_PER_VCPU = {"c": 2, "m": 4, "r": 8, "x": 16, "z": 8}
+SIZE_VCPUS = {"medium": 1, "large": 2, "xlarge": 4}
+
+
+def validate_instance_type(value: str) -> str:
+    if not INSTANCE_TYPE_PATTERN.match(value):
+        raise ValueError(
+            "is not an EC2 instance type. Fix: use a name such as 'm6i.xlarge' or 't3.large'"
+        )
+    return value
+
+
+def memory_gib(instance_type: str) -> float | None:
+    """Best-effort memory size; None where the family is not one we model."""
+    match = INSTANCE_TYPE_PATTERN.match(instance_type)
+    if not match:
+        return None
+    family, _generation, _attributes, size = match.groups()
+    if family == "t":
+        return BURSTABLE_MEMORY_GIB.get(size)
+    ratio = GIB_PER_VCPU.get(family)
+    if ratio is None or size == "metal":
+        return None
+    if size in SIZE_VCPUS:
+        return SIZE_VCPUS[size] * ratio
+    if size.endswith("xlarge") and size[:-6].isdigit():
+        return int(size[:-6]) * 4 * ratio
+    return None

@@ -1,0 +1,777 @@
+"""The one typed model of a stack's configuration.
+
+Every value a component needs is decided here, before any resource is registered:
+defaults that depend on other settings (environment, distribution, layer) are filled
+in, and combinations that cannot work are refused with the key, the value and a fix.
+Components receive an immutable `Settings` and never read `pulumi.Config` themselves.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Literal, Optional
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from . import versions
+from .instance_types import memory_gib, validate_instance_type
+
+RANCHER_MIN_MEMORY_GIB = 4
+ENVIRONMENTS = ("dev", "staging", "prod")
+HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+CRON_FIELD = re.compile(r"^[0-9*/,\-]+$")
+PROXY_URL = re.compile(r"^https?://[^\s/]+(:\d+)?/?$")
+SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+
+
+def _to_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _doc(description: str, validation: str, default_doc: str | None = None) -> dict[str, Any]:
+    extra: dict[str, Any] = {"validation": validation}
+    if default_doc is not None:
+        extra["default_doc"] = default_doc
+    return {"description": description, "json_schema_extra": extra}
+
+
+def _cidr(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(value, strict=True)
+    except ValueError as error:
+        raise ValueError(
+            f"is not a CIDR block ({error}). Fix: write a network address with a prefix, "
+            "e.g. '203.0.113.0/24' or '198.51.100.7/32'"
+        ) from None
+
+
+def _hostname(value: str) -> str:
+    name = value.rstrip(".").lower()
+    labels = name.split(".")
+    if len(labels) < 2 or len(name) > 253 or not all(HOSTNAME_LABEL.match(label) for label in labels):
+        raise ValueError(
+            "is not a fully qualified DNS name. Fix: use lowercase letters, digits and "
+            "hyphens in dot-separated labels, e.g. 'rancher.example.com'"
+        )
+    return name
+
+
+class Settings(BaseModel):
+    """A validated stack. Field names are snake_case; stack keys are their camelCase aliases."""
+
+    model_config = ConfigDict(
+        alias_generator=_to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=True,
+    )
+
+    # --- what and where -------------------------------------------------------------
+    environment: Literal["dev", "staging", "prod"] = Field(
+        **_doc(
+            "Environment class; sets the safety defaults (deletion protection, Multi-AZ, protect).",
+            "one of dev, staging, prod",
+            "the stack name when it is dev/staging/prod, else required",
+        )
+    )
+    distribution: Literal["k3s", "rke2"] = Field(
+        "k3s",
+        **_doc(
+            "Kubernetes distribution: k3s (2+ servers, external MySQL) or rke2 (3/5/7 servers, embedded etcd).",
+            "k3s or rke2; 'rke' (RKE1) is end of life",
+        ),
+    )
+    hostname: str = Field(
+        **_doc("Rancher's fully qualified hostname.", "FQDN inside hostedZone", "required")
+    )
+    hosted_zone: str = Field(
+        **_doc("Route53 public hosted zone that holds the hostname.", "a DNS name that is a suffix of hostname", "required")
+    )
+    region: str = Field(
+        **_doc("AWS region, read from `aws:region`.", "e.g. eu-west-1", "required (aws:region)")
+    )
+
+    # --- versions -------------------------------------------------------------------
+    rancher_version: str = Field(
+        "2.14.4",
+        **_doc("Rancher chart version (rancher-stable).", "X.Y.Z with a supported minor (2.12-2.15)"),
+    )
+    kubernetes_version: str = Field(
+        **_doc(
+            "Exact K3s/RKE2 release to install.",
+            "v1.N.P+k3sR or v1.N.P+rke2rR, matching distribution, within Rancher's range",
+            "v1.34.1+k3s1 (k3s) / v1.34.1+rke2r1 (rke2)",
+        )
+    )
+    cert_manager_version: str = Field(
+        "v1.19.2",
+        **_doc("cert-manager chart version (jetstack).", "vX.Y.Z, at least v1.15"),
+    )
+
+    # --- server nodes ---------------------------------------------------------------
+    server_count: int = Field(
+        **_doc(
+            "Number of server nodes.",
+            "k3s: 2-7; rke2: 3, 5 or 7 (odd, for etcd quorum)",
+            "2 (k3s) / 3 (rke2)",
+        )
+    )
+    server_instance_type: str = Field(
+        "m6i.xlarge",
+        **_doc("EC2 type of the server nodes.", "an EC2 type with at least 4 GiB memory"),
+    )
+    server_root_volume_gb: int = Field(
+        60, **_doc("Encrypted gp3 root volume size of each server.", "30-16384")
+    )
+    admin_cidrs: list[str] = Field(
+        **_doc(
+            "Networks allowed to reach the Kubernetes API (6443); must include where `pulumi up` runs.",
+            "non-empty list of CIDRs; 0.0.0.0/0 only with allowApiFromAnywhere",
+            "required",
+        )
+    )
+    allow_api_from_anywhere: bool = Field(
+        False, **_doc("Explicitly allow 0.0.0.0/0 or ::/0 in adminCidrs.", "boolean")
+    )
+    ssh_key_name: Optional[str] = Field(
+        None, **_doc("EC2 key pair for break-glass SSH; opens port 22 to adminCidrs only.", "key pair name", "none (no SSH)")
+    )
+    imds_hop_limit: int = Field(
+        1,
+        **_doc(
+            "IMDSv2 response hop limit; 1 keeps pods away from the instance credentials.",
+            "1-64",
+        ),
+    )
+
+    # --- network --------------------------------------------------------------------
+    vpc_id: Optional[str] = Field(
+        None, **_doc("Existing VPC to use instead of creating one.", "vpc-<hex>", "none (create a VPC)")
+    )
+    node_subnet_ids: list[str] = Field(
+        default_factory=list,
+        **_doc("Existing subnets for the server nodes (with vpcId).", "subnet-<hex> list, 2 or more", "[]"),
+    )
+    lb_subnet_ids: list[str] = Field(
+        default_factory=list,
+        **_doc("Existing public subnets for the load balancer (with vpcId).", "subnet-<hex> list, 2 or more", "[]"),
+    )
+    vpc_cidr: str = Field(
+        "10.0.0.0/16", **_doc("CIDR of the created VPC.", "IPv4 CIDR, /16 to /22")
+    )
+    node_placement: Literal["private", "public"] = Field(
+        "private",
+        **_doc(
+            "Put nodes in private subnets (egress through NAT or proxy) or public subnets.",
+            "private or public",
+        ),
+    )
+    nat_gateway: bool = Field(
+        True, **_doc("Create a NAT gateway for private nodes (created VPC only).", "boolean")
+    )
+    cluster_cidr: str = Field(
+        "10.42.0.0/16", **_doc("Pod network.", "IPv4 CIDR not overlapping the VPC")
+    )
+    service_cidr: str = Field(
+        "10.43.0.0/16", **_doc("Service network.", "IPv4 CIDR not overlapping the VPC or pods")
+    )
+
+    # --- datastore (k3s) ------------------------------------------------------------
+    db_instance_class: str = Field(
+        "db.t4g.medium", **_doc("RDS instance class of the K3s datastore.", "db.<family>.<size>")
+    )
+    db_engine_version: str = Field(
+        "8.4", **_doc("RDS MySQL engine version.", "8.4 or 8.4.x (5.7 and 8.0 are in extended support)")
+    )
+    db_allocated_storage_gb: int = Field(
+        20, **_doc("RDS storage (gp3, encrypted).", "20-65536")
+    )
+    db_backup_retention_days: int = Field(
+        7, **_doc("Automated backup retention.", "1-35 (backups cannot be turned off)")
+    )
+    db_multi_az: bool = Field(
+        **_doc("Multi-AZ RDS standby.", "boolean", "true in prod, else false")
+    )
+    db_deletion_protection: bool = Field(
+        **_doc("RDS deletion protection.", "boolean", "true in prod, else false")
+    )
+    db_final_snapshot: bool = Field(
+        **_doc("Take a final RDS snapshot on delete.", "boolean", "true in prod, else false")
+    )
+    protect_stateful_resources: bool = Field(
+        **_doc("Pulumi `protect` on the datastore and the snapshot bucket.", "boolean", "true in prod, else false")
+    )
+
+    # --- load balancer --------------------------------------------------------------
+    load_balancer_type: Literal["nlb", "nginx"] = Field(
+        "nlb", **_doc("Load balancer: AWS NLB or a dedicated NGINX instance.", "nlb or nginx")
+    )
+    load_balancer_layer: Literal["l4", "l7"] = Field(
+        "l4",
+        **_doc(
+            "l4: TCP pass-through, TLS ends in the cluster; l7: TLS ends on NGINX (tls=external).",
+            "l4 or l7 (l7 needs nginx)",
+        ),
+    )
+    nginx_instance_type: str = Field(
+        "t3.small", **_doc("EC2 type of the NGINX load balancer.", "an EC2 type")
+    )
+    nginx_worker_processes: str = Field(
+        "auto", **_doc("NGINX worker_processes.", "'auto' or 1-64")
+    )
+    nginx_worker_connections: int = Field(
+        8192, **_doc("NGINX worker_connections (long-lived WebSockets).", "512-65536")
+    )
+    nginx_worker_rlimit_nofile: int = Field(
+        40000, **_doc("NGINX worker_rlimit_nofile.", "at least 2 x nginxWorkerConnections, at most 1048576")
+    )
+    nginx_proxy_timeout_seconds: int = Field(
+        1800, **_doc("L7 proxy read/send timeout for WebSockets and watches.", "900-86400")
+    )
+
+    # --- TLS ------------------------------------------------------------------------
+    tls_source: Literal["rancher", "letsEncrypt", "provided", "generated"] = Field(
+        **_doc(
+            "Where Rancher's certificate comes from.",
+            "l4: rancher, letsEncrypt, provided or generated; l7: provided or generated",
+            "rancher (l4) / generated (l7)",
+        )
+    )
+    tls_certificate: Optional[str] = Field(
+        None, **_doc("PEM certificate (chain) for tlsSource=provided.", "PEM CERTIFICATE", "none")
+    )
+    tls_private_key: Optional[SecretStr] = Field(
+        None, **_doc("PEM private key for tlsSource=provided; set it with --secret.", "PEM PRIVATE KEY", "none")
+    )
+    tls_ca_certificate: Optional[str] = Field(
+        None,
+        **_doc(
+            "PEM CA chain when the provided certificate is from a private CA (sets privateCA).",
+            "PEM CERTIFICATE",
+            "none (publicly trusted)",
+        ),
+    )
+    lets_encrypt_email: Optional[str] = Field(
+        None, **_doc("ACME account e-mail for tlsSource=letsEncrypt.", "an e-mail address", "none")
+    )
+
+    # --- cluster access and Rancher -------------------------------------------------
+    api_ready_timeout_seconds: int = Field(
+        1200, **_doc("How long `pulumi up` waits for the Kubernetes API.", "60-7200")
+    )
+
+    # --- etcd snapshots (rke2) ------------------------------------------------------
+    etcd_snapshot_schedule: str = Field(
+        "0 */6 * * *", **_doc("RKE2 etcd snapshot cron schedule.", "5-field cron expression")
+    )
+    etcd_snapshot_retention: int = Field(
+        28, **_doc("Snapshots kept.", "1-1000")
+    )
+    etcd_snapshot_s3: bool = Field(
+        **_doc("Also upload etcd snapshots to an S3 bucket created by the stack.", "boolean", "false in dev, else true")
+    )
+
+    # --- proxy ----------------------------------------------------------------------
+    proxy_http: Optional[str] = Field(
+        None, **_doc("HTTP proxy URL for nodes, Rancher and cert-manager.", "http(s)://host:port", "none")
+    )
+    proxy_https: Optional[str] = Field(
+        None, **_doc("HTTPS proxy URL.", "http(s)://host:port", "none")
+    )
+    proxy_no_proxy: list[str] = Field(
+        default_factory=list,
+        **_doc(
+            "Extra NO_PROXY entries; cluster, VPC and hostname entries are added automatically.",
+            "list of hosts, domains or CIDRs without spaces",
+            "[]",
+        ),
+    )
+
+    # --------------------------------------------------------------------------------
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        # Accept both aliases and field names, but decide defaults on the alias.
+        env = data.get("environment")
+        prod = env == "prod"
+        dist = data.get("distribution", "k3s")
+        data.setdefault("serverCount", 3 if dist == "rke2" else 2)
+        if dist in versions.EXAMPLE_KUBERNETES_VERSION:
+            data.setdefault("kubernetesVersion", versions.EXAMPLE_KUBERNETES_VERSION[dist])
+        layer = data.get("loadBalancerLayer", "l4")
+        data.setdefault("tlsSource", "generated" if layer == "l7" else "rancher")
+        for key in ("dbMultiAz", "dbDeletionProtection", "dbFinalSnapshot", "protectStatefulResources"):
+            data.setdefault(key, prod)
+        data.setdefault("etcdSnapshotS3", env in ("staging", "prod"))
+        return data
+
+    @field_validator("distribution", mode="before")
+    @classmethod
+    def _distribution(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lower() in ("rke", "rke1"):
+            raise ValueError(
+                "RKE1 reached end of life on 2025-07-31 and Rancher 2.12+ does not support "
+                "it. Fix: set distribution to 'rke2', which gives the same three-node "
+                "embedded-etcd layout"
+            )
+        return value
+
+    @field_validator("hostname", "hosted_zone")
+    @classmethod
+    def _dns_name(cls, value: str) -> str:
+        return _hostname(value)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not re.match(r"^[a-z]{2}(-[a-z]+)+-\d$", value):
+            raise ValueError("is not an AWS region. Fix: set aws:region, e.g. 'eu-west-1'")
+        return value
+
+    @field_validator("rancher_version")
+    @classmethod
+    def _rancher_version(cls, value: str) -> str:
+        versions.parse_rancher_version(value)
+        return value
+
+    @field_validator("kubernetes_version")
+    @classmethod
+    def _kubernetes_version(cls, value: str) -> str:
+        versions.parse_kubernetes_version(value)
+        return value
+
+    @field_validator("cert_manager_version")
+    @classmethod
+    def _cert_manager_version(cls, value: str) -> str:
+        match = re.match(r"^v1\.(\d+)\.(\d+)$", value)
+        if not match:
+            raise ValueError("is not a cert-manager chart version. Fix: use e.g. 'v1.19.2'")
+        if int(match.group(1)) < 15:
+            raise ValueError(
+                "is older than v1.15, which Rancher 2.14+ warns about and which lacks "
+                "crds.enabled. Fix: use v1.15 or newer, e.g. 'v1.19.2'"
+            )
+        return value
+
+    @field_validator("server_instance_type", "nginx_instance_type")
+    @classmethod
+    def _instance_type(cls, value: str) -> str:
+        return validate_instance_type(value)
+
+    @field_validator("server_root_volume_gb")
+    @classmethod
+    def _root_volume(cls, value: int) -> int:
+        if not 30 <= value <= 16384:
+            raise ValueError("must be 30-16384 GiB. Fix: K3s/RKE2 images and etcd need at least 30")
+        return value
+
+    @field_validator("admin_cidrs", mode="before")
+    @classmethod
+    def _admin_cidrs_present(cls, value: Any) -> Any:
+        if value is None or value == []:
+            raise ValueError(
+                "is empty. Fix: list the networks that may reach the Kubernetes API, "
+                "including the one `pulumi up` runs from, e.g. ['203.0.113.10/32']"
+            )
+        return value
+
+    @field_validator("admin_cidrs", "proxy_no_proxy", "node_subnet_ids", "lb_subnet_ids", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("must be a list. Fix: write a YAML list, e.g. ['a', 'b']")
+        return value
+
+    @field_validator("admin_cidrs")
+    @classmethod
+    def _admin_cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            _cidr(cidr)
+        return value
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _vpc_cidr(cls, value: str) -> str:
+        network = _cidr(value)
+        if network.version != 4 or not 16 <= network.prefixlen <= 22:
+            raise ValueError("must be an IPv4 CIDR from /16 to /22. Fix: e.g. '10.0.0.0/16'")
+        return value
+
+    @field_validator("cluster_cidr", "service_cidr")
+    @classmethod
+    def _cluster_networks(cls, value: str) -> str:
+        if _cidr(value).version != 4:
+            raise ValueError("must be an IPv4 CIDR. Fix: e.g. '10.42.0.0/16'")
+        return value
+
+    @field_validator("vpc_id")
+    @classmethod
+    def _vpc_id(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not VPC_ID.match(value):
+            raise ValueError("is not a VPC id. Fix: use the id, e.g. 'vpc-0123456789abcdef0'")
+        return value
+
+    @field_validator("node_subnet_ids", "lb_subnet_ids")
+    @classmethod
+    def _subnet_ids(cls, value: list[str]) -> list[str]:
+        for subnet in value:
+            if not SUBNET_ID.match(subnet):
+                raise ValueError(
+                    f"contains '{subnet}', which is not a subnet id. Fix: use ids like "
+                    "'subnet-0123456789abcdef0'"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("lists a subnet twice. Fix: list each subnet once")
+        return value
+
+    @field_validator("imds_hop_limit")
+    @classmethod
+    def _hop_limit(cls, value: int) -> int:
+        if not 1 <= value <= 64:
+            raise ValueError("must be 1-64. Fix: keep 1 so pods cannot reach instance credentials")
+        return value
+
+    @field_validator("db_instance_class")
+    @classmethod
+    def _db_class(cls, value: str) -> str:
+        if not re.match(r"^db\.[a-z0-9]+\.[a-z0-9]+$", value):
+            raise ValueError("is not an RDS instance class. Fix: e.g. 'db.t4g.medium' or 'db.m7g.large'")
+        return value
+
+    @field_validator("db_engine_version")
+    @classmethod
+    def _db_engine(cls, value: str) -> str:
+        if not re.match(r"^8\.4(\.\d+)?$", value):
+            raise ValueError(
+                "is not MySQL 8.4. K3s is validated with RDS MySQL 8.4; 5.7 is in paid "
+                "extended support and 8.0 entered it on 2026-08-01. Fix: use '8.4'"
+            )
+        return value
+
+    @field_validator("db_allocated_storage_gb")
+    @classmethod
+    def _db_storage(cls, value: int) -> int:
+        if not 20 <= value <= 65536:
+            raise ValueError("must be 20-65536 GiB. Fix: RDS gp3 storage starts at 20")
+        return value
+
+    @field_validator("db_backup_retention_days")
+    @classmethod
+    def _db_backups(cls, value: int) -> int:
+        if not 1 <= value <= 35:
+            raise ValueError(
+                "must be 1-35; 0 would turn automated backups off. Fix: keep 7 or more "
+                "for the K3s datastore, which holds the whole cluster state"
+            )
+        return value
+
+    @field_validator("nginx_worker_processes")
+    @classmethod
+    def _worker_processes(cls, value: str) -> str:
+        if value != "auto" and not (value.isdigit() and 1 <= int(value) <= 64):
+            raise ValueError("must be 'auto' or 1-64. Fix: keep 'auto' (one per vCPU)")
+        return value
+
+    @field_validator("nginx_worker_connections")
+    @classmethod
+    def _worker_connections(cls, value: int) -> int:
+        if not 512 <= value <= 65536:
+            raise ValueError("must be 512-65536. Fix: the Rancher guides use 8192")
+        return value
+
+    @field_validator("nginx_proxy_timeout_seconds")
+    @classmethod
+    def _proxy_timeout(cls, value: int) -> int:
+        if not 900 <= value <= 86400:
+            raise ValueError(
+                "must be 900-86400 s: Rancher's WebSockets and watches idle longer than "
+                "NGINX's 60 s default. Fix: keep 1800 (Rancher's suggestion)"
+            )
+        return value
+
+    @field_validator("api_ready_timeout_seconds")
+    @classmethod
+    def _api_timeout(cls, value: int) -> int:
+        if not 60 <= value <= 7200:
+            raise ValueError("must be 60-7200 s. Fix: first boots take 5-15 min; keep 1200")
+        return value
+
+    @field_validator("etcd_snapshot_schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5 or not all(CRON_FIELD.match(field) for field in fields):
+            raise ValueError("is not a 5-field cron expression. Fix: e.g. '0 */6 * * *'")
+        return value
+
+    @field_validator("etcd_snapshot_retention")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if not 1 <= value <= 1000:
+            raise ValueError("must be 1-1000. Fix: e.g. 28 (a week at four a day)")
+        return value
+
+    @field_validator("proxy_http", "proxy_https")
+    @classmethod
+    def _proxy_url(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not PROXY_URL.match(value):
+            raise ValueError(
+                "is not a proxy URL. Fix: use http://host:port (credentials are not "
+                "supported here: they would land in node files)"
+            )
+        return value
+
+    @field_validator("proxy_no_proxy")
+    @classmethod
+    def _no_proxy(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not entry or any(char in entry for char in " ,"):
+                raise ValueError(
+                    f"contains '{entry}'. Fix: one host, domain or CIDR per list item, "
+                    "without spaces or commas"
+                )
+        return value
+
+    @field_validator("lets_encrypt_email")
+    @classmethod
+    def _email(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", value):
+            raise ValueError("is not an e-mail address. Fix: e.g. 'ops@example.com'")
+        return value
+
+    @field_validator("tls_certificate", "tls_ca_certificate")
+    @classmethod
+    def _pem_certificate(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and "-----BEGIN CERTIFICATE-----" not in value:
+            raise ValueError("is not a PEM certificate. Fix: paste the PEM text including BEGIN/END lines")
+        return value
+
+    @field_validator("tls_private_key")
+    @classmethod
+    def _pem_key(cls, value: Optional[SecretStr]) -> Optional[SecretStr]:
+        if value is not None and not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", value.get_secret_value()):
+            raise ValueError(
+                "is not a PEM private key. Fix: `pulumi config set --secret tlsPrivateKey < key.pem`"
+            )
+        return value
+
+    # --------------------------------------------------------------------------------
+    @model_validator(mode="after")
+    def _combinations(self) -> "Settings":
+        problems: list[str] = []
+
+        def problem(key: str, value: Any, message: str) -> None:
+            problems.append(f"rancher-ha:{key} = {value!r}: {message}")
+
+        if not self.hostname.endswith("." + self.hosted_zone):
+            problem(
+                "hostname",
+                self.hostname,
+                f"is not inside the hosted zone '{self.hosted_zone}'. Fix: use a name "
+                f"ending in '.{self.hosted_zone}' or set hostedZone to the zone that holds it",
+            )
+
+        if self.distribution == "k3s" and not 2 <= self.server_count <= 7:
+            problem(
+                "serverCount",
+                self.server_count,
+                "k3s HA with an external datastore needs at least 2 servers (and at most "
+                "7 here). Fix: set serverCount to 2 or more",
+            )
+        if self.distribution == "rke2" and self.server_count not in (3, 5, 7):
+            problem(
+                "serverCount",
+                self.server_count,
+                "rke2 runs etcd on every server, and etcd needs a majority (quorum) to "
+                "work: an even count tolerates no more failures than the odd count below "
+                "it, and 1 tolerates none. Fix: use 3, 5 or 7",
+            )
+
+        release = versions.parse_kubernetes_version(self.kubernetes_version)
+        if release.distribution != self.distribution:
+            problem(
+                "kubernetesVersion",
+                self.kubernetes_version,
+                f"is a {release.distribution} release but distribution is "
+                f"{self.distribution}. Fix: use e.g. "
+                f"'{versions.EXAMPLE_KUBERNETES_VERSION[self.distribution]}'",
+            )
+        low, high = versions.supported_kubernetes_range(self.rancher_version)
+        if not low <= release.minor <= high:
+            problem(
+                "kubernetesVersion",
+                self.kubernetes_version,
+                f"Kubernetes 1.{release.minor} is outside Rancher {self.rancher_version}'s "
+                f"supported range 1.{low}-1.{high}. Fix: choose a 1.{low}-1.{high} release "
+                f"or a Rancher version that supports 1.{release.minor}",
+            )
+
+        memory = memory_gib(self.server_instance_type)
+        if memory is not None and memory < RANCHER_MIN_MEMORY_GIB:
+            problem(
+                "serverInstanceType",
+                self.server_instance_type,
+                f"has {memory:g} GiB memory; Rancher needs at least "
+                f"{RANCHER_MIN_MEMORY_GIB} GiB per server. Fix: use e.g. 't3.large' or 'm6i.xlarge'",
+            )
+
+        open_to_world = [cidr for cidr in self.admin_cidrs if _cidr(cidr).prefixlen == 0]
+        if open_to_world and not self.allow_api_from_anywhere:
+            problem(
+                "adminCidrs",
+                self.admin_cidrs,
+                "opens the Kubernetes API to the whole internet. Fix: list your networks, "
+                "or set allowApiFromAnywhere: true if you really mean it",
+            )
+
+        if self.load_balancer_layer == "l7" and self.load_balancer_type == "nlb":
+            problem(
+                "loadBalancerLayer",
+                "l7",
+                "an NLB is layer 4 only, and Rancher supports it only in TCP mode. Fix: "
+                "use loadBalancerType: nginx for l7, or loadBalancerLayer: l4 with the NLB",
+            )
+        if self.load_balancer_layer == "l7" and self.tls_source in ("rancher", "letsEncrypt"):
+            problem(
+                "tlsSource",
+                self.tls_source,
+                "with l7 the load balancer terminates TLS (Rancher runs with tls=external), "
+                "so the cluster cannot issue Rancher's certificate. Fix: use 'generated' or "
+                "'provided'",
+            )
+        if self.tls_source == "provided" and (self.tls_certificate is None or self.tls_private_key is None):
+            problem(
+                "tlsSource",
+                "provided",
+                "needs tlsCertificate and tlsPrivateKey. Fix: `pulumi config set "
+                "tlsCertificate < cert.pem` and `pulumi config set --secret tlsPrivateKey < key.pem`",
+            )
+        if self.tls_source != "provided" and (self.tls_certificate or self.tls_private_key or self.tls_ca_certificate):
+            problem(
+                "tlsSource",
+                self.tls_source,
+                "tlsCertificate/tlsPrivateKey/tlsCaCertificate are set but would be ignored. "
+                "Fix: set tlsSource: provided, or remove them",
+            )
+        if self.tls_source == "letsEncrypt" and not self.lets_encrypt_email:
+            problem(
+                "letsEncryptEmail",
+                None,
+                "is required with tlsSource: letsEncrypt. Fix: set an ACME contact e-mail",
+            )
+
+        if self.vpc_id is None and (self.node_subnet_ids or self.lb_subnet_ids):
+            problem(
+                "nodeSubnetIds",
+                self.node_subnet_ids,
+                "subnets are given without vpcId. Fix: set vpcId to their VPC, or remove them to create a VPC",
+            )
+        if self.vpc_id is not None:
+            for key, subnets in (("nodeSubnetIds", self.node_subnet_ids), ("lbSubnetIds", self.lb_subnet_ids)):
+                if len(subnets) < 2:
+                    problem(
+                        key,
+                        subnets,
+                        "an existing VPC needs at least 2 subnets in different zones here. "
+                        "Fix: list 2-3 subnets, one per availability zone",
+                    )
+
+        vpc = _cidr(self.vpc_cidr)
+        pods, services = _cidr(self.cluster_cidr), _cidr(self.service_cidr)
+        for key, network in (("clusterCidr", pods), ("serviceCidr", services)):
+            if network.overlaps(vpc):
+                problem(
+                    key,
+                    str(network),
+                    f"overlaps the VPC {vpc}, so pod or service traffic would be misrouted. "
+                    "Fix: pick a range outside the VPC, e.g. 10.42.0.0/16 with VPC 10.0.0.0/16",
+                )
+        if pods.overlaps(services):
+            problem("serviceCidr", str(services), "overlaps clusterCidr. Fix: use separate ranges")
+
+        proxied = bool(self.proxy_http or self.proxy_https)
+        if self.proxy_no_proxy and not proxied:
+            problem(
+                "proxyNoProxy",
+                self.proxy_no_proxy,
+                "is set but no proxy URL is. Fix: set proxyHttp and/or proxyHttps, or remove proxyNoProxy",
+            )
+        creates_vpc = self.vpc_id is None
+        if creates_vpc and self.node_placement == "private" and not self.nat_gateway and not proxied:
+            problem(
+                "natGateway",
+                False,
+                "private nodes without a NAT gateway or a proxy cannot download K3s/RKE2 "
+                "or images. Fix: keep natGateway: true, or set proxyHttps",
+            )
+        if self.node_placement == "public" and not self.nat_gateway:
+            problem(
+                "natGateway",
+                False,
+                "has no effect with public nodes. Fix: remove it, or use nodePlacement: private",
+            )
+
+        if self.nginx_worker_rlimit_nofile < 2 * self.nginx_worker_connections or self.nginx_worker_rlimit_nofile > 1048576:
+            problem(
+                "nginxWorkerRlimitNofile",
+                self.nginx_worker_rlimit_nofile,
+                "a proxied connection holds two descriptors, so this must be at least "
+                f"2 x nginxWorkerConnections ({2 * self.nginx_worker_connections}) and at most 1048576. "
+                "Fix: raise it (the guides use 40000 with 8192 connections)",
+            )
+
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    # --------------------------------------------------------------------------------
+    @property
+    def kubernetes_release(self) -> versions.KubernetesRelease:
+        return versions.parse_kubernetes_version(self.kubernetes_version)
+
+    @property
+    def proxied(self) -> bool:
+        return bool(self.proxy_http or self.proxy_https)
+
+    @property
+    def uses_cert_manager(self) -> bool:
+        return self.tls_source in ("rancher", "letsEncrypt")
+
+    @property
+    def ingress_controller(self) -> str:
+        if self.distribution == "k3s":
+            return "traefik"
+        return versions.rke2_ingress_controller(self.kubernetes_release.minor)
+
+    @property
+    def private_ca(self) -> bool:
+        """True when the served certificate chains to a CA agents must be given."""
+        return self.tls_source == "generated" or (
+            self.tls_source == "provided" and self.tls_ca_certificate is not None
+        )
+
+    @property
+    def agent_tls_mode(self) -> str:
+        # strict needs agents to be told the CA (Rancher's own CA, or tls-ca);
+        # a publicly trusted cert is verified against the system store instead.
+        if self.tls_source == "letsEncrypt" or (self.tls_source == "provided" and not self.private_ca):
+            return "system-store"
+        return "strict"
+
+    @property
+    def rancher_url(self) -> str:
+        return f"https://{self.hostname}"

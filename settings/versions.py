@@ -1,0 +1,83 @@
+"""Version facts: which Kubernetes minors each Rancher minor supports, and how
+K3s/RKE2 release strings look.
+
+The table mirrors the Rancher support matrix and the chart's own `kubeVersion`
+constraint, so a stack that Rancher would refuse to install is refused here first,
+before any EC2 instance exists.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Rancher minor -> (lowest, highest) supported Kubernetes minor, inclusive.
+RANCHER_KUBERNETES_SUPPORT: dict[tuple[int, int], tuple[int, int]] = {
+    (2, 12): (31, 33),
+    (2, 13): (32, 34),
+    (2, 14): (33, 35),
+    (2, 15): (34, 36),
+}
+
+RANCHER_VERSION_PATTERN = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+# K3s releases look like v1.34.1+k3s1, RKE2 releases like v1.34.1+rke2r1.
+KUBERNETES_VERSION_PATTERN = re.compile(r"^v1\.(\d+)\.(\d+)\+(k3s|rke2r)(\d+)$")
+DISTRIBUTION_SUFFIX = {"k3s": "k3s", "rke2": "rke2r"}
+EXAMPLE_KUBERNETES_VERSION = {"k3s": "v1.34.1+k3s1", "rke2": "v1.34.1+rke2r1"}
+
+# RKE2 ships ingress-nginx up to v1.35 and Traefik from v1.36 on.
+RKE2_FIRST_TRAEFIK_MINOR = 36
+
+
+@dataclass(frozen=True)
+class KubernetesRelease:
+    minor: int
+    patch: int
+    flavour: str
+
+    @property
+    def distribution(self) -> str:
+        return "k3s" if self.flavour == "k3s" else "rke2"
+
+
+def parse_rancher_version(value: str) -> tuple[int, int, int]:
+    match = RANCHER_VERSION_PATTERN.match(value)
+    if not match:
+        raise ValueError(
+            "is not a Rancher chart version. Fix: use the chart version without a 'v', "
+            "e.g. '2.14.4'"
+        )
+    major, minor, patch = (int(part) for part in match.groups())
+    if (major, minor) not in RANCHER_KUBERNETES_SUPPORT:
+        known = ", ".join(f"{a}.{b}" for a, b in RANCHER_KUBERNETES_SUPPORT)
+        raise ValueError(
+            f"Rancher {major}.{minor} is not a supported minor. Fix: choose a release "
+            f"of {known}"
+        )
+    return major, minor, patch
+
+
+def parse_kubernetes_version(value: str) -> KubernetesRelease:
+    match = KUBERNETES_VERSION_PATTERN.match(value)
+    if not match:
+        raise ValueError(
+            "is not a K3s or RKE2 release. Fix: use the exact release tag, e.g. "
+            f"'{EXAMPLE_KUBERNETES_VERSION['k3s']}' or "
+            f"'{EXAMPLE_KUBERNETES_VERSION['rke2']}'"
+        )
+    minor, patch, flavour, _ = match.groups()
+    return KubernetesRelease(minor=int(minor), patch=int(patch), flavour=flavour)
+
+
+def supported_kubernetes_range(rancher_version: str) -> tuple[int, int]:
+    major, minor, _ = parse_rancher_version(rancher_version)
+    return RANCHER_KUBERNETES_SUPPORT[(major, minor)]
+
+
+def rke2_ingress_controller(kubernetes_minor: int) -> str:
+    return "traefik" if kubernetes_minor >= RKE2_FIRST_TRAEFIK_MINOR else "ingress-nginx"
+
+
+def reference_chart_tag(rancher_version: str) -> str:
+    """The folder name under shared/reference/rancher-chart for this version."""
+    return f"v{rancher_version}"
