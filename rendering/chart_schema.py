@@ -1,0 +1,83 @@
+"""Validate Rancher Helm values the way Helm does: chart defaults deep-merged with ours,
+checked against the chart's values.schema.json, plus a check that every key we set
+exists in the chart (the schema alone does not forbid unknown keys)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+# A copy of shared/reference/rancher-chart, so renders validate without the shared tree
+# (tests check the copy is identical where shared/ exists).
+REFERENCE_ROOT = Path(__file__).resolve().parents[1] / "reference" / "rancher-chart"
+# Keys the chart reads but documents only as comments in values.yaml.
+COMMENTED_KEY = re.compile(r"^#\s?([A-Za-z][A-Za-z0-9]*):")
+
+
+def chart_dir(rancher_version: str, root: Path = REFERENCE_ROOT) -> Path:
+    return root / f"v{rancher_version}"
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = deep_merge(base.get(key), value) if key in base else value
+        return merged
+    return override
+
+
+def known_keys(values_yaml: str) -> tuple[dict, set[str]]:
+    defaults = yaml.safe_load(values_yaml) or {}
+    commented = {match.group(1) for line in values_yaml.splitlines() if (match := COMMENTED_KEY.match(line))}
+    return defaults, commented
+
+
+def unknown_keys(values: dict, defaults: dict, commented_top_level: set[str], path: str = "") -> list[str]:
+    problems = []
+    for key, value in values.items():
+        here = f"{path}{key}"
+        if key not in defaults:
+            if not path and key in commented_top_level:
+                continue
+            # Free-form maps in the chart (annotations, email under letsEncrypt) accept any key.
+            if path.endswith(("extraAnnotations.", "annotations.")) or here in ("letsEncrypt.email",):
+                continue
+            problems.append(here)
+        elif isinstance(value, dict) and isinstance(defaults.get(key), dict) and defaults[key]:
+            problems.extend(unknown_keys(value, defaults[key], commented_top_level, here + "."))
+    return problems
+
+
+def type_mismatches(values: dict, defaults: dict, path: str = "") -> list[str]:
+    """Keys whose value type differs from the chart default's (e.g. replicas as "3")."""
+    problems = []
+    for key, value in values.items():
+        default = defaults.get(key) if isinstance(defaults, dict) else None
+        here = f"{path}{key}"
+        if default is None or value is None:
+            continue
+        if isinstance(default, dict) and isinstance(value, dict):
+            problems.extend(type_mismatches(value, default, here + "."))
+        elif type(default) is not type(value) and not (isinstance(default, dict) and not default):
+            problems.append(f"{here}: chart default is {type(default).__name__}, got {type(value).__name__}")
+    return problems
+
+
+def validate_rancher_values(values: dict, rancher_version: str, root: Path = REFERENCE_ROOT) -> list[str]:
+    """Return the problems Helm (or the chart) would have with these values; [] when valid."""
+    directory = chart_dir(rancher_version, root)
+    values_yaml = (directory / "values.yaml").read_text()
+    schema = json.loads((directory / "values.schema.json").read_text())
+    defaults, commented = known_keys(values_yaml)
+    merged = deep_merge(defaults, values)
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = [f"{'.'.join(map(str, error.path)) or '<root>'}: {error.message}" for error in validator.iter_errors(merged)]
+    problems += [f"{key}: not a value of the rancher chart {rancher_version}" for key in unknown_keys(values, defaults, commented)]
+    problems += type_mismatches(values, defaults)
+    return problems

@@ -1,0 +1,123 @@
+"""cloud-init user data for server nodes and the NGINX load balancer.
+
+User data is plain text readable by anyone with ec2:DescribeInstanceAttribute, so it
+holds only non-secret files: the boot script, the base config and proxy settings.
+Secrets are fetched from SSM by the boot script.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import yaml
+
+from . import node_config
+from .templating import render
+
+USER_DATA_LIMIT_BYTES = 16 * 1024
+BOOTSTRAP_PATH = "/usr/local/sbin/rancher-ha-bootstrap"
+BASE_CONFIG_PATH = "/etc/rancher/rancher-ha/config.base.yaml"
+INSTALLER_URLS = {"k3s": "https://get.k3s.io", "rke2": "https://get.rke2.io"}
+ENV_FILES = {"k3s": "/etc/default/k3s", "rke2": "/etc/default/rke2-server"}
+
+
+@dataclass(frozen=True)
+class ProxySpec:
+    http: Optional[str]
+    https: Optional[str]
+    no_proxy: tuple[str, ...]
+
+    def environment(self) -> dict[str, str]:
+        """HTTP(S)_PROXY/NO_PROXY for the service and the CONTAINERD_ copies for image pulls."""
+        values: dict[str, str] = {}
+        if self.http:
+            values["HTTP_PROXY"] = self.http
+        if self.https:
+            values["HTTPS_PROXY"] = self.https
+        values["NO_PROXY"] = ",".join(self.no_proxy)
+        for key in list(values):
+            values[f"CONTAINERD_{key}"] = values[key]
+        return values
+
+
+@dataclass(frozen=True)
+class NodeBootSpec:
+    distribution: str
+    first_server: bool
+    region: str
+    parameter_prefix: str
+    kubernetes_version: str
+    config: Mapping
+    deliver_cluster_ca: bool
+    registration_url: Optional[str] = None
+    proxy: Optional[ProxySpec] = None
+
+
+def environment_file(values: Mapping[str, str]) -> str:
+    # systemd EnvironmentFile and POSIX sh both read KEY=value lines; values were
+    # validated to contain no spaces or quotes.
+    return "".join(f"{key}={value}\n" for key, value in sorted(values.items()))
+
+
+def node_bootstrap_script(spec: NodeBootSpec) -> str:
+    proxy = spec.proxy
+    return render(
+        "node-bootstrap.sh.j2",
+        distribution=spec.distribution,
+        role="first" if spec.first_server else "joining",
+        region=spec.region,
+        parameter_prefix=spec.parameter_prefix,
+        kubernetes_version=spec.kubernetes_version,
+        base_config_path=BASE_CONFIG_PATH,
+        env_file_path=ENV_FILES[spec.distribution],
+        config_secret_keys=node_config.secret_keys(spec.distribution),
+        cluster_ca_files=node_config.CLUSTER_CA_FILES if spec.deliver_cluster_ca else (),
+        datastore_ca_url=node_config.RDS_CA_BUNDLE_URL if spec.distribution == "k3s" else None,
+        registration_url=spec.registration_url,
+        installer_url=INSTALLER_URLS[spec.distribution],
+        proxied=proxy is not None,
+        proxy_http=proxy.http if proxy else None,
+        proxy_https=proxy.https if proxy else None,
+    )
+
+
+def cloud_config(files: list[dict], commands: list[list[str]]) -> str:
+    document = {"write_files": files, "runcmd": commands}
+    text = "#cloud-config\n" + yaml.safe_dump(document, default_flow_style=False, sort_keys=False, width=1000)
+    if len(text.encode()) > USER_DATA_LIMIT_BYTES:
+        raise ValueError(f"user data is {len(text.encode())} bytes; EC2 allows {USER_DATA_LIMIT_BYTES}")
+    return text
+
+
+def node_user_data(spec: NodeBootSpec) -> str:
+    files = [
+        {"path": BOOTSTRAP_PATH, "owner": "root:root", "permissions": "0700", "content": node_bootstrap_script(spec)},
+        {"path": BASE_CONFIG_PATH, "owner": "root:root", "permissions": "0600", "content": node_config.to_yaml(dict(spec.config))},
+    ]
+    if spec.proxy is not None:
+        files.append(
+            {"path": ENV_FILES[spec.distribution], "owner": "root:root", "permissions": "0644", "content": environment_file(spec.proxy.environment())}
+        )
+    return cloud_config(files, [[BOOTSTRAP_PATH]])
+
+
+NGINX_STAGED_CONFIG_PATH = "/etc/rancher-ha/nginx.conf"
+
+
+def nginx_user_data(*, nginx_conf: str, layer: str, region: str, parameter_prefix: str,
+                    certificate_path: str, certificate_key_path: str) -> str:
+    script = render(
+        "nginx-bootstrap.sh.j2",
+        layer=layer,
+        region=region,
+        parameter_prefix=parameter_prefix,
+        staged_config_path=NGINX_STAGED_CONFIG_PATH,
+        certificate_path=certificate_path,
+        certificate_key_path=certificate_key_path,
+    )
+    files = [
+        {"path": BOOTSTRAP_PATH, "owner": "root:root", "permissions": "0700", "content": script},
+        {"path": NGINX_STAGED_CONFIG_PATH, "owner": "root:root", "permissions": "0644", "content": nginx_conf},
+    ]
+    return cloud_config(files, [[BOOTSTRAP_PATH]])

@@ -1,0 +1,102 @@
+"""Helm values for Rancher, cert-manager and the packaged ingress controllers.
+
+Values are typed Python data (ints stay ints), never `--set` strings, and the Rancher
+values are checked against the chart's own values.schema.json in the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+RANCHER_REPOSITORY = "https://releases.rancher.com/server-charts/stable"
+CERT_MANAGER_REPOSITORY = "https://charts.jetstack.io"
+RANCHER_NAMESPACE = "cattle-system"  # fixed by Rancher
+CERT_MANAGER_NAMESPACE = "cert-manager"
+INGRESS_SECRET_NAME = "tls-rancher-ingress"
+PRIVATE_CA_SECRET_NAME = "tls-ca"
+PRIVATE_CA_SECRET_KEY = "cacerts.pem"
+
+
+@dataclass(frozen=True)
+class RancherValuesSpec:
+    hostname: str
+    replicas: int
+    layer: str  # l4 | l7
+    tls_source: str  # rancher | letsEncrypt | provided | generated
+    private_ca: bool
+    agent_tls_mode: str
+    ingress_controller: str  # traefik | ingress-nginx
+    lets_encrypt_email: Optional[str] = None
+    proxy: Optional[str] = None
+    no_proxy: Sequence[str] = ()
+
+
+def rancher_values(spec: RancherValuesSpec, bootstrap_password: Any) -> dict:
+    values: dict[str, Any] = {
+        "hostname": spec.hostname,
+        "replicas": spec.replicas,
+        "bootstrapPassword": bootstrap_password,
+        "agentTLSMode": spec.agent_tls_mode,
+        "privateCA": spec.private_ca,
+    }
+    if spec.layer == "l7":
+        # The load balancer terminates TLS; Rancher serves HTTP and trusts X-Forwarded-Proto.
+        values["tls"] = "external"
+    else:
+        values["tls"] = "ingress"
+        ingress: dict[str, Any] = {"tls": {"source": "secret" if spec.tls_source in ("provided", "generated") else spec.tls_source}}
+        if spec.ingress_controller == "ingress-nginx":
+            # Rancher 2.14+ no longer adds these by default; without them ingress-nginx
+            # cuts idle WebSockets after 60 s.
+            ingress["extraAnnotations"] = {
+                "nginx.ingress.kubernetes.io/proxy-connect-timeout": "30",
+                "nginx.ingress.kubernetes.io/proxy-read-timeout": "1800",
+                "nginx.ingress.kubernetes.io/proxy-send-timeout": "1800",
+            }
+        values["ingress"] = ingress
+        if spec.tls_source == "letsEncrypt":
+            values["letsEncrypt"] = {
+                "email": spec.lets_encrypt_email,
+                "environment": "production",
+                "ingress": {"class": "traefik" if spec.ingress_controller == "traefik" else "nginx"},
+            }
+    if spec.proxy:
+        values["proxy"] = spec.proxy
+        values["noProxy"] = ",".join(spec.no_proxy)
+    return values
+
+
+def cert_manager_values(proxy_http: Optional[str], proxy_https: Optional[str], no_proxy: Sequence[str]) -> dict:
+    values: dict[str, Any] = {"crds": {"enabled": True}}
+    # cert-manager reaches ACME servers itself; the chart takes the proxy as env values.
+    if proxy_http:
+        values["http_proxy"] = proxy_http
+    if proxy_https:
+        values["https_proxy"] = proxy_https
+    if proxy_http or proxy_https:
+        values["no_proxy"] = ",".join(no_proxy)
+    return values
+
+
+def forwarded_headers_chart_config(distribution: str, ingress_controller: str, trusted_cidrs: Sequence[str]) -> tuple[str, dict]:
+    """(HelmChartConfig name, values) making the packaged ingress trust the L7 LB's X-Forwarded-* only.
+
+    Without this the ingress overwrites X-Forwarded-Proto with "http" and Rancher
+    (tls=external) redirects every request to itself.
+    """
+    trusted = list(trusted_cidrs)
+    if ingress_controller == "traefik":
+        name = "traefik" if distribution == "k3s" else "rke2-traefik"
+        return name, {"ports": {"web": {"forwardedHeaders": {"trustedIPs": trusted}}}}
+    return "rke2-ingress-nginx", {
+        "controller": {
+            "config": {
+                "use-forwarded-headers": "true",
+                "proxy-real-ip-cidr": ",".join(trusted),
+                # WebSockets through the LB stay open as long as on the LB itself.
+                "proxy-read-timeout": "1800",
+                "proxy-send-timeout": "1800",
+            }
+        }
+    }

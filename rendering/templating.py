@@ -1,0 +1,31 @@
+"""One Jinja2 environment for every generated file.
+
+StrictUndefined turns a missing template value into an error at render time instead
+of an empty string in a boot script; `shquote` is the only way values enter shell.
+"""
+
+from __future__ import annotations
+
+import shlex
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["shquote"] = lambda value: shlex.quote(str(value))
+    return env
+
+
+def render(template: str, **values: object) -> str:
+    return environment().get_template(template).render(**values)
