@@ -79,17 +79,23 @@ def cert_manager_values(proxy_http: Optional[str], proxy_https: Optional[str], n
     return values
 
 
-def forwarded_headers_chart_config(distribution: str, ingress_controller: str, trusted_cidrs: Sequence[str]) -> tuple[str, dict]:
-    """(HelmChartConfig name, values) making the packaged ingress trust the L7 LB's X-Forwarded-* only.
+def forwarded_headers_chart_name(distribution: str, ingress_controller: str) -> str:
+    """The HelmChartConfig that configures the distribution's packaged ingress controller."""
+    if ingress_controller == "traefik":
+        return "traefik" if distribution == "k3s" else "rke2-traefik"
+    return "rke2-ingress-nginx"
+
+
+def forwarded_headers_values(ingress_controller: str, trusted_cidrs: Sequence[str]) -> dict:
+    """Values making the packaged ingress trust X-Forwarded-* from the L7 load balancer only.
 
     Without this the ingress overwrites X-Forwarded-Proto with "http" and Rancher
     (tls=external) redirects every request to itself.
     """
     trusted = list(trusted_cidrs)
     if ingress_controller == "traefik":
-        name = "traefik" if distribution == "k3s" else "rke2-traefik"
-        return name, {"ports": {"web": {"forwardedHeaders": {"trustedIPs": trusted}}}}
-    return "rke2-ingress-nginx", {
+        return {"ports": {"web": {"forwardedHeaders": {"trustedIPs": trusted}}}}
+    return {
         "controller": {
             "config": {
                 "use-forwarded-headers": "true",

@@ -1,0 +1,1 @@
+"""Pulumi component resources, one per concern. Type tokens: rancher-ha:<module>:<Name>."""

@@ -1,0 +1,181 @@
+"""The K3s/RKE2 server nodes: instance role, per-node user data and the instances.
+
+Per-node user data carries only non-secret data: the boot script, the base config and
+proxy settings. Everything that changes over a cluster's life (Rancher version and
+values) stays out of it, and the instances ignore later user-data and AMI changes, so
+no `pulumi up` ever replaces etcd members as a side effect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from rendering import cloud_init, node_config
+
+from .ec2_instance import InstanceSpec, hardened_instance, ubuntu_2404_ami
+from .instance_role import InstanceRole, InstanceRoleArgs
+from .naming import child
+
+NODE_PARAMETER_PATH_SUFFIX = "node"
+
+
+@dataclass
+class ClusterNodesArgs:
+    distribution: str
+    server_count: int
+    kubernetes_version: str
+    region: str
+    parameter_path: str
+    instance_type: str
+    root_volume_gb: int
+    subnet_ids: Sequence[pulumi.Input[str]]
+    public_ip: bool
+    security_group_id: pulumi.Input[str]
+    imds_hop_limit: int
+    hostname: str
+    lb_address: pulumi.Input[str]
+    cluster_cidr: str
+    service_cidr: str
+    ingress_controller: str
+    etcd_snapshots: Optional[node_config.EtcdSnapshots] = None
+    # An Output bucket name replaces etcd_snapshots.s3_bucket (created by the stack).
+    etcd_snapshot_bucket: Optional[pulumi.Input[str]] = None
+    etcd_snapshot_bucket_arn: Optional[pulumi.Input[str]] = None
+    proxy: Optional[cloud_init.ProxySpec] = None
+    ssh_key_name: Optional[str] = None
+    target_group_arns: Sequence[pulumi.Input[str]] = ()
+    # Resources the nodes need before first boot (SSM parameters, the datastore).
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
+
+
+def node_boot_spec(args: ClusterNodesArgs, index: int, lb_address: str, bucket: Optional[str]) -> cloud_init.NodeBootSpec:
+    first = index == 0
+    # RKE2 servers after the first join through the load balancer's supervisor port;
+    # K3s servers share the external datastore and need no join address.
+    registration_url = None if (first or args.distribution == "k3s") else f"https://{lb_address}:9345"
+    snapshots = args.etcd_snapshots
+    if snapshots is not None and bucket is not None:
+        snapshots = node_config.EtcdSnapshots(
+            schedule=snapshots.schedule,
+            retention=snapshots.retention,
+            s3_bucket=bucket,
+            s3_region=args.region,
+            s3_folder=snapshots.s3_folder,
+        )
+    config = node_config.server_config(
+        node_config.ServerConfigSpec(
+            distribution=args.distribution,
+            tls_sans=[args.hostname, lb_address],
+            cluster_cidr=args.cluster_cidr,
+            service_cidr=args.service_cidr,
+            registration_url=registration_url,
+            ingress_controller=args.ingress_controller if args.distribution == "rke2" else None,
+            etcd_snapshots=snapshots if args.distribution == "rke2" else None,
+        )
+    )
+    return cloud_init.NodeBootSpec(
+        distribution=args.distribution,
+        first_server=first,
+        region=args.region,
+        parameter_prefix=args.parameter_path,
+        kubernetes_version=args.kubernetes_version,
+        config=config,
+        # RKE2 joiners get the CA from the first server over the supervisor. K3s
+        # servers may start in any order against the shared datastore, so all get it.
+        deliver_cluster_ca=first or args.distribution == "k3s",
+        registration_url=registration_url,
+        proxy=args.proxy,
+    )
+
+
+def snapshot_statements(bucket_arn: str, folder: str) -> list[dict]:
+    """Write access to the snapshot folder only (RKE2 lists, reads, writes and prunes)."""
+    return [
+        {
+            "Sid": "ListSnapshotFolder",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": bucket_arn,
+            "Condition": {"StringLike": {"s3:prefix": [f"{folder}/*", folder]}},
+        },
+        {"Sid": "LocateBucket", "Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": bucket_arn},
+        {
+            "Sid": "ReadWriteSnapshots",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "Resource": f"{bucket_arn}/{folder}/*",
+        },
+    ]
+
+
+class ClusterNodes(pulumi.ComponentResource):
+    instances: list[aws.ec2.Instance]
+    private_ips: list[pulumi.Output[str]]
+    instance_ids: list[pulumi.Output[str]]
+    user_data: list[pulumi.Output[str]]
+
+    def __init__(self, name: str, args: ClusterNodesArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("rancher-ha:cluster:ClusterNodes", name, None, opts)
+
+        extra_statements = None
+        if args.etcd_snapshot_bucket_arn is not None and args.etcd_snapshots is not None:
+            folder = args.etcd_snapshots.s3_folder
+            extra_statements = pulumi.Output.from_input(args.etcd_snapshot_bucket_arn).apply(
+                lambda arn: snapshot_statements(arn, folder)
+            )
+        role = InstanceRole(
+            f"{name}-server",
+            InstanceRoleArgs(
+                region=args.region,
+                parameter_path=args.parameter_path,
+                extra_statements=extra_statements,
+                description=f"rancher-ha {args.distribution} servers",
+            ),
+            opts=child(self),
+        )
+        ami = ubuntu_2404_ami(self)
+
+        self.instances, self.user_data = [], []
+        for index in range(args.server_count):
+            user_data = pulumi.Output.all(args.lb_address, args.etcd_snapshot_bucket).apply(
+                lambda values, index=index: cloud_init.node_user_data(node_boot_spec(args, index, values[0], values[1]))
+            )
+            instance = hardened_instance(
+                self,
+                InstanceSpec(
+                    name=f"{name}-server-{index}",
+                    ami=ami,
+                    instance_type=args.instance_type,
+                    # Round-robin over the subnets spreads servers across zones.
+                    subnet_id=args.subnet_ids[index % len(args.subnet_ids)],
+                    security_group_ids=[args.security_group_id],
+                    instance_profile=role.profile_name,
+                    user_data=user_data,
+                    root_volume_gb=args.root_volume_gb,
+                    public_ip=args.public_ip,
+                    imds_hop_limit=args.imds_hop_limit,
+                    ssh_key_name=args.ssh_key_name,
+                    replace_on_user_data_change=False,
+                    # New AMIs and changed boot settings apply to replacement nodes only;
+                    # K3s/RKE2 upgrades happen in-cluster, one node at a time.
+                    ignore_changes=["ami", "userData"],
+                    depends_on=args.depends_on,
+                ),
+            )
+            for group_index, group_arn in enumerate(args.target_group_arns):
+                aws.lb.TargetGroupAttachment(
+                    f"{name}-server-{index}-tg-{group_index}",
+                    target_group_arn=group_arn,
+                    target_id=instance.id,
+                    opts=child(self),
+                )
+            self.instances.append(instance)
+            self.user_data.append(user_data)
+
+        self.private_ips = [instance.private_ip for instance in self.instances]
+        self.instance_ids = [instance.id for instance in self.instances]
+        self.register_outputs({"private_ips": self.private_ips, "instance_ids": self.instance_ids})

@@ -1,0 +1,91 @@
+"""The K3s external datastore: RDS MySQL 8.4, private, encrypted, backed up, TLS-only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from .naming import child, stack_name, tags
+
+DATABASE_NAME = "k3s"
+DATABASE_USER = "k3s"
+MYSQL_PORT = 3306
+
+
+@dataclass
+class DatastoreArgs:
+    subnet_ids: Sequence[pulumi.Input[str]]
+    security_group_id: pulumi.Input[str]
+    instance_class: str
+    engine_version: str
+    allocated_storage_gb: int
+    backup_retention_days: int
+    multi_az: bool
+    deletion_protection: bool
+    final_snapshot: bool
+    protect: bool
+
+
+def mysql_dsn(user: str, password: str, host: str, port: int, database: str) -> str:
+    # K3s rejects a tls= parameter in the DSN; TLS is enabled with datastore-cafile.
+    return f"mysql://{user}:{password}@tcp({host}:{port})/{database}"
+
+
+class Datastore(pulumi.ComponentResource):
+    address: pulumi.Output[str]
+    port: pulumi.Output[int]
+    dsn: pulumi.Output[str]  # secret
+
+    def __init__(self, name: str, args: DatastoreArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("rancher-ha:datastore:Datastore", name, None, opts)
+        subnet_group = aws.rds.SubnetGroup(
+            f"{name}-subnets", subnet_ids=list(args.subnet_ids), tags=tags(f"{name}-subnets"), opts=child(self)
+        )
+        parameters = aws.rds.ParameterGroup(
+            f"{name}-params",
+            family="mysql8.4",
+            description="rancher-ha K3s datastore: TLS only",
+            parameters=[aws.rds.ParameterGroupParameterArgs(name="require_secure_transport", value="1")],
+            tags=tags(f"{name}-params"),
+            opts=child(self),
+        )
+        # Letters and digits only: the password sits inside a DSN URL.
+        password = random.RandomPassword(f"{name}-password", length=32, special=False, opts=child(self))
+        instance = aws.rds.Instance(
+            f"{name}-mysql",
+            engine="mysql",
+            engine_version=args.engine_version,
+            instance_class=args.instance_class,
+            allocated_storage=args.allocated_storage_gb,
+            storage_type="gp3",
+            storage_encrypted=True,
+            publicly_accessible=False,
+            multi_az=args.multi_az,
+            db_name=DATABASE_NAME,
+            username=DATABASE_USER,
+            password=password.result,
+            port=MYSQL_PORT,
+            db_subnet_group_name=subnet_group.name,
+            parameter_group_name=parameters.name,
+            vpc_security_group_ids=[args.security_group_id],
+            backup_retention_period=args.backup_retention_days,
+            copy_tags_to_snapshot=True,
+            auto_minor_version_upgrade=True,
+            deletion_protection=args.deletion_protection,
+            skip_final_snapshot=not args.final_snapshot,
+            final_snapshot_identifier=f"rancher-ha-{stack_name()}-k3s-final" if args.final_snapshot else None,
+            tags=tags(f"{name}-mysql"),
+            opts=child(self, protect=args.protect),
+        )
+        self.address = instance.address
+        self.port = instance.port
+        self.dsn = pulumi.Output.secret(
+            pulumi.Output.all(password.result, instance.address, instance.port).apply(
+                lambda values: mysql_dsn(DATABASE_USER, values[0], values[1], int(values[2]), DATABASE_NAME)
+            )
+        )
+        self.register_outputs({"address": self.address, "port": self.port})

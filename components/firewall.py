@@ -1,0 +1,141 @@
+"""Security groups and every rule between the internet, the load balancer, the nodes
+and the datastore, in one place so the whole port matrix can be reviewed (and tested)
+as a set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+
+from .naming import child, tags
+
+WORLD = "0.0.0.0/0"
+
+
+@dataclass(frozen=True)
+class PortRule:
+    """One allowed flow. `source` is a CIDR, or 'nodes' / 'lb' for those security groups."""
+
+    target: str  # nodes | lb | db
+    protocol: str  # tcp | udp | -1
+    from_port: int
+    to_port: int
+    source: str
+    description: str
+
+
+def rke2_or_k3s_node_rules(distribution: str) -> list[PortRule]:
+    """Node-to-node ports (facts: K3s/RKE2 inbound rules), nothing else."""
+    rules = [
+        PortRule("nodes", "tcp", 6443, 6443, "nodes", "Kubernetes API between servers"),
+        PortRule("nodes", "tcp", 10250, 10250, "nodes", "kubelet"),
+        PortRule("nodes", "udp", 8472, 8472, "nodes", "VXLAN (flannel/canal)"),
+    ]
+    if distribution == "rke2":
+        rules += [
+            PortRule("nodes", "tcp", 9345, 9345, "nodes", "RKE2 supervisor"),
+            PortRule("nodes", "tcp", 2379, 2381, "nodes", "etcd client, peer and metrics"),
+            PortRule("nodes", "tcp", 9099, 9099, "nodes", "canal health"),
+        ]
+    return rules
+
+
+def firewall_rules(
+    *, distribution: str, admin_cidrs: list[str], ssh: bool, datastore: bool, lb_serves_internet: bool = True
+) -> list[PortRule]:
+    rules = rke2_or_k3s_node_rules(distribution)
+    # The load balancer reaches nodes from its own security group (NLB with client-IP
+    # preservation off, or the NGINX instance).
+    rules += [
+        PortRule("nodes", "tcp", 80, 80, "lb", "HTTP from the load balancer"),
+        PortRule("nodes", "tcp", 443, 443, "lb", "HTTPS from the load balancer"),
+        PortRule("nodes", "tcp", 6443, 6443, "lb", "Kubernetes API from the load balancer"),
+    ]
+    if distribution == "rke2":
+        rules.append(PortRule("nodes", "tcp", 9345, 9345, "lb", "RKE2 registration from the load balancer"))
+    for cidr in admin_cidrs:
+        rules.append(PortRule("nodes", "tcp", 6443, 6443, cidr, "Kubernetes API from admins"))
+        rules.append(PortRule("lb", "tcp", 6443, 6443, cidr, "Kubernetes API from admins"))
+        if ssh:
+            rules.append(PortRule("nodes", "tcp", 22, 22, cidr, "break-glass SSH from admins"))
+    if lb_serves_internet:
+        rules += [
+            PortRule("lb", "tcp", 80, 80, WORLD, "Rancher over HTTP (redirect or pass-through)"),
+            PortRule("lb", "tcp", 443, 443, WORLD, "Rancher over HTTPS"),
+        ]
+    # Nodes reach the API and supervisor through the load balancer too (agents, joins).
+    rules.append(PortRule("lb", "tcp", 6443, 6443, "nodes", "Kubernetes API from nodes (hairpin)"))
+    if distribution == "rke2":
+        rules.append(PortRule("lb", "tcp", 9345, 9345, "nodes", "RKE2 registration from nodes"))
+    if datastore:
+        rules.append(PortRule("db", "tcp", 3306, 3306, "nodes", "K3s datastore from the servers"))
+    return rules
+
+
+@dataclass
+class FirewallArgs:
+    vpc_id: pulumi.Input[str]
+    vpc_cidr: pulumi.Input[str]
+    rules: list[PortRule]
+    # The NGINX instance needs the internet (packages, SSM); an NLB only the VPC.
+    lb_egress_anywhere: bool = False
+    with_datastore: bool = False
+
+
+class Firewall(pulumi.ComponentResource):
+    node_sg_id: pulumi.Output[str]
+    lb_sg_id: pulumi.Output[str]
+    db_sg_id: Optional[pulumi.Output[str]]
+
+    def __init__(self, name: str, args: FirewallArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("rancher-ha:firewall:Firewall", name, None, opts)
+        groups: dict[str, aws.ec2.SecurityGroup] = {
+            "nodes": aws.ec2.SecurityGroup(
+                f"{name}-nodes", vpc_id=args.vpc_id, description="rancher-ha server nodes", tags=tags("nodes"), opts=child(self)
+            ),
+            "lb": aws.ec2.SecurityGroup(
+                f"{name}-lb", vpc_id=args.vpc_id, description="rancher-ha load balancer", tags=tags("lb"), opts=child(self)
+            ),
+        }
+        if args.with_datastore:
+            groups["db"] = aws.ec2.SecurityGroup(
+                f"{name}-db", vpc_id=args.vpc_id, description="rancher-ha K3s datastore", tags=tags("db"), opts=child(self)
+            )
+
+        for index, rule in enumerate(args.rules):
+            source_group = groups.get(rule.source)
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-{rule.target}-in-{index}",
+                security_group_id=groups[rule.target].id,
+                ip_protocol=rule.protocol,
+                from_port=rule.from_port,
+                to_port=rule.to_port,
+                referenced_security_group_id=source_group.id if source_group else None,
+                cidr_ipv4=None if source_group else rule.source,
+                description=rule.description,
+                opts=child(self),
+            )
+
+        # Nodes download K3s/RKE2, images and the AWS CLI; they need outbound access
+        # (through NAT or the proxy when private).
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-nodes-out", security_group_id=groups["nodes"].id, ip_protocol="-1", cidr_ipv4=WORLD,
+            description="node egress (packages, images, SSM)", opts=child(self),
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-lb-out",
+            security_group_id=groups["lb"].id,
+            ip_protocol="-1",
+            cidr_ipv4=WORLD if args.lb_egress_anywhere else args.vpc_cidr,
+            description="load balancer to targets" + (" and package mirrors" if args.lb_egress_anywhere else ""),
+            opts=child(self),
+        )
+
+        self.node_sg_id = groups["nodes"].id
+        self.lb_sg_id = groups["lb"].id
+        self.db_sg_id = groups["db"].id if "db" in groups else None
+        self.register_outputs({"node_sg_id": self.node_sg_id, "lb_sg_id": self.lb_sg_id, "db_sg_id": self.db_sg_id})

@@ -1,0 +1,130 @@
+"""cert-manager and Rancher, installed with Helm (v3 Release: it runs chart hooks,
+which Rancher's pre-upgrade and post-delete steps need)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from rendering import rancher_values as values_lib
+
+from .naming import child
+
+
+@dataclass
+class RancherArgs:
+    provider: k8s.Provider
+    gate: pulumi.Resource
+    rancher_version: str
+    cert_manager_version: str
+    values_spec: values_lib.RancherValuesSpec
+    install_cert_manager: bool
+    cert_manager_values: dict
+    # tls-rancher-ingress (ingress.tls.source=secret) and tls-ca (privateCA).
+    ingress_certificate_pem: Optional[pulumi.Input[str]] = None
+    ingress_private_key_pem: Optional[pulumi.Input[str]] = None
+    private_ca_pem: Optional[pulumi.Input[str]] = None
+    # L7: (HelmChartConfig name, values) for the packaged ingress controller.
+    forwarded_headers: Optional[tuple[str, pulumi.Input[dict]]] = None
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
+
+
+class Rancher(pulumi.ComponentResource):
+    bootstrap_password: pulumi.Output[str]  # secret
+    values: pulumi.Output[dict]
+
+    def __init__(self, name: str, args: RancherArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("rancher-ha:rancher:Rancher", name, None, opts)
+
+        def in_cluster(*extra: pulumi.Resource) -> pulumi.ResourceOptions:
+            # Every Kubernetes resource waits for the API gate, not only for the provider.
+            return child(self, provider=args.provider, depends_on=[args.gate, *args.depends_on, *extra])
+
+        password = random.RandomPassword(f"{name}-bootstrap-password", length=24, special=False, opts=child(self))
+        self.bootstrap_password = pulumi.Output.secret(password.result)
+
+        rancher_dependencies: list[pulumi.Resource] = []
+        if args.install_cert_manager:
+            cert_manager = k8s.helm.v3.Release(
+                "cert-manager",
+                name="cert-manager",
+                chart="cert-manager",
+                version=args.cert_manager_version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=values_lib.CERT_MANAGER_REPOSITORY),
+                namespace=values_lib.CERT_MANAGER_NAMESPACE,
+                create_namespace=True,
+                values=args.cert_manager_values,
+                atomic=True,
+                wait_for_jobs=True,
+                timeout=900,
+                opts=in_cluster(),
+            )
+            rancher_dependencies.append(cert_manager)
+
+        if args.forwarded_headers is not None:
+            chart_name, chart_values = args.forwarded_headers
+            rancher_dependencies.append(
+                k8s.apiextensions.CustomResource(
+                    f"{name}-trust-forwarded-headers",
+                    api_version="helm.cattle.io/v1",
+                    kind="HelmChartConfig",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=chart_name, namespace="kube-system"),
+                    spec={"valuesContent": pulumi.Output.from_input(chart_values).apply(_yaml)},
+                    opts=in_cluster(),
+                )
+            )
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=values_lib.RANCHER_NAMESPACE),
+            opts=in_cluster(),
+        )
+        if args.ingress_certificate_pem is not None:
+            rancher_dependencies.append(
+                k8s.core.v1.Secret(
+                    f"{name}-ingress-tls",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=values_lib.INGRESS_SECRET_NAME, namespace=namespace.metadata.name),
+                    type="kubernetes.io/tls",
+                    string_data={"tls.crt": args.ingress_certificate_pem, "tls.key": pulumi.Output.secret(args.ingress_private_key_pem)},
+                    opts=in_cluster(),
+                )
+            )
+        if args.private_ca_pem is not None:
+            rancher_dependencies.append(
+                k8s.core.v1.Secret(
+                    f"{name}-private-ca",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=values_lib.PRIVATE_CA_SECRET_NAME, namespace=namespace.metadata.name),
+                    type="Opaque",
+                    string_data={values_lib.PRIVATE_CA_SECRET_KEY: args.private_ca_pem},
+                    opts=in_cluster(),
+                )
+            )
+
+        self.values = pulumi.Output.secret(
+            self.bootstrap_password.apply(lambda secret: values_lib.rancher_values(args.values_spec, secret))
+        )
+        release = k8s.helm.v3.Release(
+            "rancher",
+            name="rancher",
+            chart="rancher",
+            version=args.rancher_version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=values_lib.RANCHER_REPOSITORY),
+            namespace=namespace.metadata.name,
+            values=self.values,
+            atomic=True,
+            wait_for_jobs=True,
+            timeout=1200,
+            opts=in_cluster(namespace, *rancher_dependencies),
+        )
+        self.release_status = release.status
+        self.register_outputs({"release": release.name})
+
+
+def _yaml(values: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(values, default_flow_style=False, sort_keys=True)

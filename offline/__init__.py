@@ -1,0 +1,1 @@
+"""Run the real program without a cloud: deterministic mocks and a runner."""

@@ -1,0 +1,169 @@
+"""Deterministic stand-ins for everything the cloud would assign.
+
+The same mocks serve the unit tests and the offline render, so what reviewers read in
+a rendered stack is exactly what the tests assert on. Values are derived from resource
+names (hashes), never from counters or clocks, so two runs of a stack are identical
+even though Pulumi registers resources concurrently.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import pulumi
+from pulumi.runtime.mocks import MockMonitor
+
+ACCOUNT_ID = "123456789012"
+AMI_ID = "ami-0123456789abcdef0"
+HOSTED_ZONE_ID = "Z0123456789EXAMPLE"
+NLB_ZONE_ID = "Z2IFOLAFXWLO4F"
+EXISTING_VPC_CIDR = "10.20.0.0/16"
+
+
+def digest(*parts: str, length: int = 12) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+def fake_pem(kind: str, name: str) -> str:
+    body = base64.b64encode(hashlib.sha256(f"{kind}/{name}".encode()).digest() * 2).decode()
+    return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    inputs: dict
+    urn: str
+    parent: str
+    dependencies: list[str]
+    provider: str
+    custom: bool
+    outputs: dict = field(default_factory=dict)
+
+
+class StackMocks(pulumi.runtime.Mocks):
+    """Records every registration and answers with deterministic outputs."""
+
+    def __init__(self, region: str, preview: bool):
+        self.region = region
+        self.preview = preview
+        self.lock = threading.Lock()
+        self.registrations: list[Registration] = []
+        self.secret_values: set[str] = set()
+        self._pending: dict[tuple[str, str], dict] = {}
+
+    # -- resources ----------------------------------------------------------------
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
+        inputs = dict(args.inputs)
+        computed = {} if self.preview else self._computed(args.typ, args.name, inputs)
+        state = {**inputs, **computed}
+        for key in ("result", "privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"):
+            if isinstance(computed.get(key), str):
+                with self.lock:
+                    self.secret_values.add(computed[key])
+        with self.lock:
+            self._pending[(args.typ, args.name)] = state
+        resource_id = None if self.preview else computed.get("id", f"{args.name}-{digest(args.typ, args.name, length=8)}")
+        return resource_id, state
+
+    def _computed(self, typ: str, name: str, inputs: dict) -> dict:
+        h = digest(typ, name)
+        arn = f"arn:aws:{typ.split(':')[1].split('/')[0]}:{self.region}:{ACCOUNT_ID}:{name}"
+        out: dict[str, Any] = {"arn": arn}
+        if typ == "aws:ec2/instance:Instance":
+            index = int(h[:4], 16)
+            out.update(id=f"i-{h[:17]}", privateIp=f"10.0.{index % 200 + 1}.{index // 200 % 250 + 4}", publicIp="")
+        elif typ == "aws:ec2/eip:Eip":
+            out.update(id=f"eipalloc-{h}", allocationId=f"eipalloc-{h}", publicIp=f"203.0.113.{int(h[:2], 16) % 250 + 1}")
+        elif typ == "aws:lb/loadBalancer:LoadBalancer":
+            out.update(dnsName=f"{name}-{h[:10]}.elb.{self.region}.amazonaws.com", zoneId=NLB_ZONE_ID)
+        elif typ == "aws:rds/instance:Instance":
+            address = f"{name}.{h}.{self.region}.rds.amazonaws.com"
+            out.update(address=address, port=inputs.get("port", 3306), endpoint=f"{address}:3306")
+        elif typ == "aws:ec2/vpc:Vpc":
+            out.update(id=f"vpc-{h[:17]}")
+        elif typ == "aws:ec2/subnet:Subnet":
+            out.update(id=f"subnet-{h[:17]}")
+        elif typ == "aws:ec2/securityGroup:SecurityGroup":
+            out.update(id=f"sg-{h[:17]}")
+        elif typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile"):
+            out.update(name=f"{name}-{h[:7]}", arn=f"arn:aws:iam::{ACCOUNT_ID}:{'role' if 'role' in typ else 'instance-profile'}/{name}")
+        elif typ in ("aws:rds/subnetGroup:SubnetGroup", "aws:rds/parameterGroup:ParameterGroup"):
+            out.update(name=f"{name}-{h[:7]}")
+        elif typ == "aws:s3/bucket:Bucket":
+            bucket = f"{inputs.get('bucketPrefix', name)}{h[:8]}"
+            out.update(id=bucket, bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
+        elif typ == "aws:route53/record:Record":
+            out.update(fqdn=inputs.get("name"))
+        elif typ == "random:index/randomPassword:RandomPassword":
+            length = int(inputs.get("length", 16))
+            out.update(result=(h * 8)[:length])
+        elif typ == "tls:index/privateKey:PrivateKey":
+            kind = "RSA PRIVATE KEY" if inputs.get("algorithm") == "RSA" else "EC PRIVATE KEY"
+            out.update(privateKeyPem=fake_pem(kind, name), publicKeyPem=fake_pem("PUBLIC KEY", name))
+        elif typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+            out.update(certPem=fake_pem("CERTIFICATE", name))
+        elif typ == "tls:index/certRequest:CertRequest":
+            out.update(certRequestPem=fake_pem("CERTIFICATE REQUEST", name))
+        elif typ == "aws:lb/targetGroup:TargetGroup":
+            out.update(arn=f"arn:aws:elasticloadbalancing:{self.region}:{ACCOUNT_ID}:targetgroup/{name}/{h}")
+        elif typ == "kubernetes:helm.sh/v3:Release":
+            out.update(status={"status": "deployed", "name": inputs.get("name"), "namespace": inputs.get("namespace")})
+        return out
+
+    # -- invokes ------------------------------------------------------------------
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, Optional[list]]:
+        token, inputs = args.token, args.args
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            names = [f"{self.region}{letter}" for letter in "abc"]
+            return {"names": names, "zoneIds": [f"z-{name}" for name in names], "id": self.region}, []
+        if token == "aws:ec2/getAmi:getAmi":
+            return {"id": AMI_ID, "imageId": AMI_ID, "name": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261101"}, []
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/offline", "id": ACCOUNT_ID, "userId": "offline"}, []
+        if token == "aws:route53/getZone:getZone":
+            return {"zoneId": HOSTED_ZONE_ID, "id": HOSTED_ZONE_ID, "name": inputs.get("name")}, []
+        if token == "aws:ec2/getVpc:getVpc":
+            return {"id": inputs.get("id"), "cidrBlock": EXISTING_VPC_CIDR}, []
+        if token == "aws:index/getRegion:getRegion":
+            return {"name": self.region, "id": self.region}, []
+        raise NotImplementedError(f"offline mocks do not answer {token}")
+
+
+class RecordingMonitor(MockMonitor):
+    """A mock monitor that also records parents and dependencies of each registration."""
+
+    def __init__(self, mocks: StackMocks):
+        super().__init__(mocks)
+        self.stack_mocks = mocks
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            with self.stack_mocks.lock:
+                state = self.stack_mocks._pending.pop((request.type, request.name), {})
+                inputs = pulumi.runtime.rpc.deserialize_properties(request.object, keep_unknowns=True)
+                self.stack_mocks.registrations.append(
+                    Registration(
+                        type=request.type,
+                        name=request.name,
+                        inputs=inputs,
+                        urn=response.urn,
+                        parent=request.parent,
+                        dependencies=list(request.dependencies),
+                        provider=request.provider,
+                        custom=request.custom,
+                        outputs=state,
+                    )
+                )
+        return response
+
+
+def ip_in(cidr: str, address: str) -> bool:
+    return ipaddress.ip_address(address) in ipaddress.ip_network(cidr)
