@@ -93,10 +93,10 @@ class Settings(BaseModel):
         ),
     )
     hostname: str = Field(
-        **_doc("Rancher's fully qualified hostname.", "FQDN inside hostedZone", "required")
+        **_doc("Rancher's fully qualified hostname.", "FQDN inside hostedZone")
     )
     hosted_zone: str = Field(
-        **_doc("Route53 public hosted zone that holds the hostname.", "a DNS name that is a suffix of hostname", "required")
+        **_doc("Route53 public hosted zone that holds the hostname.", "a DNS name that is a suffix of hostname")
     )
     region: str = Field(
         **_doc("AWS region, read from `aws:region`.", "e.g. eu-west-1", "required (aws:region)")
@@ -138,7 +138,6 @@ class Settings(BaseModel):
         **_doc(
             "Networks allowed to reach the Kubernetes API (6443); must include where `pulumi up` runs.",
             "non-empty list of CIDRs; 0.0.0.0/0 only with allowApiFromAnywhere",
-            "required",
         )
     )
     allow_api_from_anywhere: bool = Field(
@@ -161,11 +160,11 @@ class Settings(BaseModel):
     )
     node_subnet_ids: list[str] = Field(
         default_factory=list,
-        **_doc("Existing subnets for the server nodes (with vpcId).", "subnet-<hex> list, 2 or more", "[]"),
+        **_doc("Existing subnets for the server nodes (with vpcId).", "subnet-<hex> list, 2 or more"),
     )
     lb_subnet_ids: list[str] = Field(
         default_factory=list,
-        **_doc("Existing public subnets for the load balancer (with vpcId).", "subnet-<hex> list, 2 or more", "[]"),
+        **_doc("Existing public subnets for the load balancer (with vpcId).", "subnet-<hex> list, 2 or more"),
     )
     vpc_cidr: str = Field(
         "10.0.0.0/16", **_doc("CIDR of the created VPC.", "IPv4 CIDR, /16 to /22")
@@ -294,7 +293,6 @@ class Settings(BaseModel):
         **_doc(
             "Extra NO_PROXY entries; cluster, VPC and hostname entries are added automatically.",
             "list of hosts, domains or CIDRs without spaces",
-            "[]",
         ),
     )
 

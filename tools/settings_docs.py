@@ -1,0 +1,119 @@
+"""Generate the settings documentation from the settings model.
+
+`python -m tools.settings_docs table` prints the README table and
+`python -m tools.settings_docs project` the `config:` block of Pulumi.yaml; the tests
+compare both with the committed files, so neither can drift from the model.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing
+from typing import Any
+
+from pydantic_core import PydanticUndefined
+
+from settings import Settings, stack_keys
+
+PROJECT = "rancher-ha"
+
+
+def _python_type(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    arguments = [argument for argument in typing.get_args(annotation) if argument is not type(None)]
+    if origin is typing.Union and len(arguments) == 1:
+        return _python_type(arguments[0])
+    if origin is list:
+        return "array"
+    if origin is typing.Literal:
+        return "string"
+    if annotation is bool:
+        return "boolean"
+    if annotation is int:
+        return "integer"
+    return "string"
+
+
+def _static_default(info: Any) -> Any:
+    if info.default is not PydanticUndefined and info.default is not None:
+        return info.default
+    if info.default_factory is not None:
+        return info.default_factory()
+    return PydanticUndefined
+
+
+def rows() -> list[dict[str, Any]]:
+    result = []
+    for key, info in stack_keys().items():
+        extra = info.json_schema_extra or {}
+        default = _static_default(info)
+        if "default_doc" in extra:
+            default_text = extra["default_doc"]
+        elif default is PydanticUndefined:
+            default_text = "required"
+        else:
+            default_text = f"`{default}`"
+        result.append(
+            {
+                "key": key,
+                "type": _python_type(info.annotation),
+                "default": default,
+                "default_text": default_text,
+                "derived": "default_doc" in extra,
+                "required": info.is_required() and "default_doc" not in extra,
+                "secret": key == "tlsPrivateKey",
+                "description": info.description,
+                "validation": extra["validation"],
+            }
+        )
+    return result
+
+
+def table() -> str:
+    lines = [
+        "| Setting | Type | Default | Validation | What it does |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows():
+        lines.append(
+            f"| `{row['key']}` | {row['type']} | {row['default_text']} | {row['validation']} | {row['description']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def project_config() -> dict[str, Any]:
+    """Declared keys: fixed defaults (typed, defaulted) and required keys (typed, no default)."""
+    config: dict[str, Any] = {}
+    for row in rows():
+        if row["derived"] or (row["default"] is PydanticUndefined and not row["required"]):
+            continue
+        entry: dict[str, Any] = {"type": row["type"], "description": row["description"]}
+        if row["type"] == "array":
+            entry["items"] = {"type": "string"}
+        if row["default"] is not PydanticUndefined:
+            entry["default"] = row["default"]
+        config[f"{PROJECT}:{row['key']}"] = entry
+    return config
+
+
+def undeclared_keys() -> list[str]:
+    declared = {key.split(":", 1)[1] for key in project_config()}
+    return [row["key"] for row in rows() if row["key"] not in declared]
+
+
+def main(argv: list[str]) -> int:
+    import yaml
+
+    if argv[1:] == ["table"]:
+        sys.stdout.write(table())
+    elif argv[1:] == ["project"]:
+        sys.stdout.write(yaml.safe_dump({"config": project_config()}, sort_keys=False, width=1000))
+        sys.stdout.write("# Not declared (optional, or derived from other settings): " + ", ".join(undeclared_keys()) + "\n")
+    else:
+        sys.stderr.write("usage: python -m tools.settings_docs table|project\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
