@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-import pulumi_random as random
 
 from components.cluster_access import ClusterAccess, ClusterAccessArgs
 from components.cluster_ca import ClusterCa, ClusterCaArgs
@@ -23,7 +22,6 @@ from components.nginx_lb import NginxAddress, NginxLoadBalancer, NginxLoadBalanc
 from components.nlb import NetworkLoadBalancer, NetworkLoadBalancerArgs, nlb_ports
 from components.proxy import no_proxy_entries, proxy_spec
 from components.rancher import Rancher, RancherArgs
-from components.secure_parameters import SecureParameters, SecureParametersArgs
 from components.snapshot_bucket import SnapshotBucket, SnapshotBucketArgs
 from components.tls_certificate import RancherCertificate, RancherCertificateArgs
 from rendering import rancher_values as values_lib
@@ -81,9 +79,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
         target_group_arns = list(nlb.target_group_arns.values())
 
     cluster_ca = ClusterCa("cluster-ca", ClusterCaArgs(distribution=settings.distribution))
-    token = random.RandomPassword("cluster-token", length=48, special=False)
-    node_secrets: dict[str, Any] = {"token": token.result}
-    node_secrets.update({f"tls/{path}": pem for path, pem in cluster_ca.files.items()})
+    node_secrets: dict[str, Any] = {f"tls/{path}": pem for path, pem in cluster_ca.files.items()}
 
     node_dependencies: list[pulumi.Resource] = []
     datastore = None
@@ -106,10 +102,6 @@ def deploy(settings: Settings) -> dict[str, Any]:
         node_secrets["datastore-endpoint"] = datastore.dsn
         node_dependencies.append(datastore)
 
-    node_parameter_path = f"{parameter_root()}/{NODE_PARAMETER_PATH_SUFFIX}"
-    node_dependencies.append(
-        SecureParameters("node-secrets", SecureParametersArgs(path=node_parameter_path, values=node_secrets))
-    )
 
     snapshots = bucket = None
     if not k3s:
@@ -128,7 +120,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
             server_count=settings.server_count,
             kubernetes_version=settings.kubernetes_version,
             region=settings.region,
-            parameter_path=node_parameter_path,
+            parameter_path=f"{parameter_root()}/{NODE_PARAMETER_PATH_SUFFIX}",
             instance_type=settings.server_instance_type,
             root_volume_gb=settings.server_root_volume_gb,
             subnet_ids=network.node_subnet_ids,
@@ -146,6 +138,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
             proxy=proxy_spec(settings),
             ssh_key_name=settings.ssh_key_name,
             target_group_arns=target_group_arns,
+            secrets=node_secrets,
             depends_on=node_dependencies,
         ),
     )

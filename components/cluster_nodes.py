@@ -9,16 +9,18 @@ no `pulumi up` ever replaces etcd members as a side effect.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 from rendering import cloud_init, node_config
 
 from .ec2_instance import InstanceSpec, hardened_instance, ubuntu_2404_ami
 from .instance_role import InstanceRole, InstanceRoleArgs
 from .naming import child
+from .secure_parameters import SecureParameters, SecureParametersArgs
 
 NODE_PARAMETER_PATH_SUFFIX = "node"
 
@@ -48,7 +50,10 @@ class ClusterNodesArgs:
     proxy: Optional[cloud_init.ProxySpec] = None
     ssh_key_name: Optional[str] = None
     target_group_arns: Sequence[pulumi.Input[str]] = ()
-    # Resources the nodes need before first boot (SSM parameters, the datastore).
+    # Secrets the nodes read at boot besides the generated token, by SSM name below
+    # parameter_path: the datastore DSN, the cluster CA files (tls/...).
+    secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # Resources the nodes need before first boot (the datastore).
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
 
 
@@ -138,6 +143,13 @@ class ClusterNodes(pulumi.ComponentResource):
             opts=child(self),
         )
         ami = ubuntu_2404_ami(self)
+        # The join token: letters and digits only, so it is safe in YAML and URLs.
+        token = random.RandomPassword(f"{name}-token", length=48, special=False, opts=child(self))
+        parameters = SecureParameters(
+            f"{name}-secrets",
+            SecureParametersArgs(path=args.parameter_path, values={"token": token.result, **args.secrets}),
+            opts=child(self),
+        )
 
         self.instances, self.user_data = [], []
         for index in range(args.server_count):
@@ -163,7 +175,7 @@ class ClusterNodes(pulumi.ComponentResource):
                     # New AMIs and changed boot settings apply to replacement nodes only;
                     # K3s/RKE2 upgrades happen in-cluster, one node at a time.
                     ignore_changes=["ami", "userData"],
-                    depends_on=args.depends_on,
+                    depends_on=[parameters, *args.depends_on],
                 ),
             )
             for group_index, group_arn in enumerate(args.target_group_arns):

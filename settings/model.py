@@ -28,7 +28,7 @@ RANCHER_MIN_MEMORY_GIB = 4
 ENVIRONMENTS = ("dev", "staging", "prod")
 HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 CRON_FIELD = re.compile(r"^[0-9*/,\-]+$")
-PROXY_URL = re.compile(r"^https?://[^\s/]+(:\d+)?/?$")
+PROXY_URL = re.compile(r"^https?://[^\s/@]+(:\d+)?/?$")
 SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 

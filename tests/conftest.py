@@ -1,0 +1,56 @@
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from offline.runner import MockRun, run_program, stack_config  # noqa: E402
+
+# A minimal valid stack; tests override single keys.
+BASE_CONFIG: dict[str, Any] = {
+    "aws:region": "eu-west-1",
+    "rancher-ha:hostname": "rancher.dev.example.com",
+    "rancher-ha:hostedZone": "example.com",
+    "rancher-ha:adminCidrs": ["203.0.113.0/24"],
+}
+
+RKE2 = {"rancher-ha:distribution": "rke2"}
+NGINX_L4 = {"rancher-ha:loadBalancerType": "nginx", "rancher-ha:loadBalancerLayer": "l4"}
+NGINX_L7 = {"rancher-ha:loadBalancerType": "nginx", "rancher-ha:loadBalancerLayer": "l7"}
+PROXY = {
+    "rancher-ha:proxyHttp": "http://proxy.corp.example:3128",
+    "rancher-ha:proxyHttps": "http://proxy.corp.example:3128",
+    "rancher-ha:proxyNoProxy": ["git.corp.example"],
+    "rancher-ha:natGateway": False,
+}
+
+
+def run(overrides: dict[str, Any] | None = None, stack: str = "dev", preview: bool = False) -> MockRun:
+    config = {**BASE_CONFIG, **(overrides or {})}
+    config = {key: value for key, value in config.items() if value is not None}
+    return run_program(config, stack=stack, preview=preview)
+
+
+_cache: dict[tuple, MockRun] = {}
+
+
+def cached_run(overrides: dict[str, Any] | None = None, stack: str = "dev", preview: bool = False) -> MockRun:
+    """Runs are pure functions of their config; share them between tests."""
+    key = (repr(sorted((overrides or {}).items())), stack, preview)
+    if key not in _cache:
+        _cache[key] = run(overrides, stack, preview)
+    return _cache[key]
+
+
+@pytest.fixture(scope="session")
+def dev_run() -> MockRun:
+    return run_program(stack_config("dev"), stack="dev")
+
+
+@pytest.fixture(scope="session")
+def dev_preview() -> MockRun:
+    return run_program(stack_config("dev"), stack="dev", preview=True)

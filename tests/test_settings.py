@@ -1,0 +1,185 @@
+"""The settings model: defaults, derived values, and the bad-input catalogue.
+
+Every invalid case runs the whole program under mocks and asserts (a) the error names
+the key, the value and a fix, and (b) not a single resource was registered.
+"""
+
+import pytest
+
+from settings import SettingsError, settings_from_values
+from conftest import BASE_CONFIG, run
+
+PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+PEM_KEY = "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n"
+
+# (id, overrides, the key the message must name, a fragment of the explanation)
+INVALID = [
+    ("rke1", {"distribution": "rke"}, "distribution", "RKE1 reached end of life on 2025-07-31"),
+    ("unknown-distribution", {"distribution": "eks"}, "distribution", "Input should be 'k3s' or 'rke2'"),
+    ("k3s-one-server", {"serverCount": 1}, "serverCount", "at least 2 servers"),
+    ("k3s-too-many", {"serverCount": 9}, "serverCount", "at least 2 servers"),
+    ("rke2-two", {"distribution": "rke2", "serverCount": 2}, "serverCount", "quorum"),
+    ("rke2-four", {"distribution": "rke2", "serverCount": 4}, "serverCount", "quorum"),
+    ("rke2-six", {"distribution": "rke2", "serverCount": 6}, "serverCount", "quorum"),
+    ("rke2-one", {"distribution": "rke2", "serverCount": 1}, "serverCount", "quorum"),
+    ("server-count-text", {"serverCount": "three"}, "serverCount", "valid integer"),
+    ("k8s-too-old", {"kubernetesVersion": "v1.31.4+k3s1"}, "kubernetesVersion", "outside Rancher 2.14.4's supported range 1.33-1.35"),
+    ("k8s-too-new", {"rancherVersion": "2.12.12", "kubernetesVersion": "v1.34.1+k3s1"}, "kubernetesVersion", "supported range 1.31-1.33"),
+    ("k8s-wrong-flavour", {"kubernetesVersion": "v1.34.1+rke2r1"}, "kubernetesVersion", "is a rke2 release but distribution is k3s"),
+    ("k8s-malformed", {"kubernetesVersion": "1.34"}, "kubernetesVersion", "not a K3s or RKE2 release"),
+    ("rancher-unsupported", {"rancherVersion": "2.9.3"}, "rancherVersion", "not a supported minor"),
+    ("rancher-with-v", {"rancherVersion": "v2.14.4"}, "rancherVersion", "without a 'v'"),
+    ("cert-manager-old", {"certManagerVersion": "v1.14.5"}, "certManagerVersion", "older than v1.15"),
+    ("hostname-outside-zone", {"hostname": "rancher.example.org"}, "hostname", "not inside the hosted zone 'example.com'"),
+    ("hostname-malformed", {"hostname": "rancher_ha.example.com"}, "hostname", "not a fully qualified DNS name"),
+    ("zone-malformed", {"hostedZone": "com"}, "hostedZone", "not a fully qualified DNS name"),
+    ("vpc-cidr-malformed", {"vpcCidr": "10.0.0.0/33"}, "vpcCidr", "not a CIDR block"),
+    ("vpc-cidr-host-bits", {"vpcCidr": "10.0.0.1/16"}, "vpcCidr", "has host bits set"),
+    ("vpc-cidr-too-small", {"vpcCidr": "10.0.0.0/26"}, "vpcCidr", "/16 to /22"),
+    ("admin-cidr-malformed", {"adminCidrs": ["203.0.113.0/24", "bogus"]}, "adminCidrs", "not a CIDR block"),
+    ("admin-cidr-empty", {"adminCidrs": []}, "adminCidrs", "is empty"),
+    ("admin-cidr-world", {"adminCidrs": ["0.0.0.0/0"]}, "adminCidrs", "allowApiFromAnywhere"),
+    ("admin-cidr-not-list", {"adminCidrs": "203.0.113.0/24"}, "adminCidrs", "must be a list"),
+    ("instance-type-malformed", {"serverInstanceType": "large"}, "serverInstanceType", "not an EC2 instance type"),
+    ("instance-type-too-small", {"serverInstanceType": "t3.small"}, "serverInstanceType", "Rancher needs at least 4 GiB"),
+    ("instance-type-c-medium", {"serverInstanceType": "c7g.medium"}, "serverInstanceType", "has 2 GiB"),
+    ("nginx-type-malformed", {"nginxInstanceType": "nginx"}, "nginxInstanceType", "not an EC2 instance type"),
+    ("l7-on-nlb", {"loadBalancerLayer": "l7"}, "loadBalancerLayer", "NLB is layer 4 only"),
+    ("lb-type-alb", {"loadBalancerType": "alb"}, "loadBalancerType", "Input should be 'nlb' or 'nginx'"),
+    ("l7-rancher-tls", {"loadBalancerType": "nginx", "loadBalancerLayer": "l7", "tlsSource": "rancher"}, "tlsSource", "cannot issue Rancher's certificate"),
+    ("provided-without-cert", {"tlsSource": "provided"}, "tlsSource", "needs tlsCertificate and tlsPrivateKey"),
+    ("l7-provided-without-key", {"loadBalancerType": "nginx", "loadBalancerLayer": "l7", "tlsSource": "provided", "tlsCertificate": PEM_CERT}, "tlsSource", "needs tlsCertificate and tlsPrivateKey"),
+    ("cert-not-pem", {"tlsSource": "provided", "tlsCertificate": "hello", "tlsPrivateKey": PEM_KEY}, "tlsCertificate", "not a PEM certificate"),
+    ("key-not-pem", {"tlsSource": "provided", "tlsCertificate": PEM_CERT, "tlsPrivateKey": "hello"}, "tlsPrivateKey", "not a PEM private key"),
+    ("cert-without-provided", {"tlsCertificate": PEM_CERT}, "tlsSource", "would be ignored"),
+    ("letsencrypt-no-email", {"tlsSource": "letsEncrypt"}, "letsEncryptEmail", "is required with tlsSource: letsEncrypt"),
+    ("letsencrypt-bad-email", {"tlsSource": "letsEncrypt", "letsEncryptEmail": "ops"}, "letsEncryptEmail", "not an e-mail address"),
+    ("unknown-key", {"serverCont": 3}, "serverCont", "Did you mean 'serverCount'?"),
+    ("unknown-key-hostname", {"hostName": "x.example.com"}, "hostName", "Did you mean 'hostname'?"),
+    ("unknown-key-no-match", {"flux": True}, "flux", "See the settings table"),
+    ("environment-unknown", {"environment": "qa"}, "environment", "Input should be 'dev', 'staging' or 'prod'"),
+    ("db-engine-80", {"dbEngineVersion": "8.0"}, "dbEngineVersion", "8.0 entered it on 2026-08-01"),
+    ("db-class-malformed", {"dbInstanceClass": "t4g.medium"}, "dbInstanceClass", "not an RDS instance class"),
+    ("db-storage-small", {"dbAllocatedStorageGb": 5}, "dbAllocatedStorageGb", "must be 20-65536"),
+    ("db-backups-off", {"dbBackupRetentionDays": 0}, "dbBackupRetentionDays", "turn automated backups off"),
+    ("root-volume-small", {"serverRootVolumeGb": 8}, "serverRootVolumeGb", "at least 30"),
+    ("hop-limit-zero", {"imdsHopLimit": 0}, "imdsHopLimit", "must be 1-64"),
+    ("vpc-id-malformed", {"vpcId": "my-vpc", "nodeSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"], "lbSubnetIds": ["subnet-0123456789abcdef2", "subnet-0123456789abcdef3"]}, "vpcId", "not a VPC id"),
+    ("subnets-without-vpc", {"nodeSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]}, "nodeSubnetIds", "without vpcId"),
+    ("existing-vpc-one-subnet", {"vpcId": "vpc-0123456789abcdef0", "nodeSubnetIds": ["subnet-0123456789abcdef0"], "lbSubnetIds": ["subnet-0123456789abcdef2", "subnet-0123456789abcdef3"]}, "nodeSubnetIds", "at least 2 subnets"),
+    ("subnet-id-malformed", {"vpcId": "vpc-0123456789abcdef0", "nodeSubnetIds": ["private-a", "private-b"], "lbSubnetIds": ["subnet-0123456789abcdef2", "subnet-0123456789abcdef3"]}, "nodeSubnetIds", "not a subnet id"),
+    ("pod-cidr-overlaps-vpc", {"clusterCidr": "10.0.128.0/17"}, "clusterCidr", "overlaps the VPC"),
+    ("service-overlaps-pods", {"serviceCidr": "10.42.0.0/16"}, "serviceCidr", "overlaps clusterCidr"),
+    ("no-proxy-without-proxy", {"proxyNoProxy": ["corp.example"]}, "proxyNoProxy", "no proxy URL"),
+    ("proxy-url-malformed", {"proxyHttps": "proxy:3128"}, "proxyHttps", "not a proxy URL"),
+    ("proxy-url-credentials", {"proxyHttps": "http://user:pw@proxy:3128"}, "proxyHttps", "credentials are not supported"),
+    ("no-proxy-with-comma", {"proxyHttps": "http://proxy:3128", "proxyNoProxy": ["a,b"]}, "proxyNoProxy", "one host, domain or CIDR per list item"),
+    ("private-no-egress", {"natGateway": False}, "natGateway", "cannot download K3s/RKE2"),
+    ("public-with-nat-flag", {"nodePlacement": "public", "natGateway": False}, "natGateway", "has no effect with public nodes"),
+    ("worker-connections-low", {"nginxWorkerConnections": 64}, "nginxWorkerConnections", "must be 512-65536"),
+    ("rlimit-too-low", {"nginxWorkerRlimitNofile": 10000}, "nginxWorkerRlimitNofile", "at least 2 x nginxWorkerConnections (16384)"),
+    ("worker-processes-bad", {"nginxWorkerProcesses": "many"}, "nginxWorkerProcesses", "'auto' or 1-64"),
+    ("proxy-timeout-short", {"nginxProxyTimeoutSeconds": 60}, "nginxProxyTimeoutSeconds", "900-86400"),
+    ("api-timeout-short", {"apiReadyTimeoutSeconds": 5}, "apiReadyTimeoutSeconds", "60-7200"),
+    ("cron-malformed", {"distribution": "rke2", "etcdSnapshotSchedule": "every 6 hours"}, "etcdSnapshotSchedule", "5-field cron"),
+    ("retention-zero", {"distribution": "rke2", "etcdSnapshotRetention": 0}, "etcdSnapshotRetention", "1-1000"),
+    ("node-placement-bad", {"nodePlacement": "dmz"}, "nodePlacement", "Input should be 'private' or 'public'"),
+    ("boolean-text", {"natGateway": "maybe"}, "natGateway", "valid boolean"),
+    ("region-missing", {"aws:region": None}, "aws:region", "is required but not set"),
+    ("region-malformed", {"aws:region": "europe"}, "aws:region", "not an AWS region"),
+]
+
+
+def _config(overrides):
+    config = {}
+    for key, value in overrides.items():
+        config[key if ":" in key else f"rancher-ha:{key}"] = value
+    return config
+
+
+@pytest.mark.parametrize("case_id, overrides, key, fragment", INVALID, ids=[case[0] for case in INVALID])
+def test_invalid_stack_fails_before_any_resource(case_id, overrides, key, fragment):
+    with pytest.raises(SettingsError) as caught:
+        run(_config(overrides))
+    message = str(caught.value)
+    full_key = key if ":" in key else f"rancher-ha:{key}"
+    matching = [line for line in message.splitlines() if full_key in line]
+    assert matching, message
+    assert any(fragment in line for line in matching), message
+    assert any("Fix:" in line for line in matching), message
+    assert caught.value.registrations == [], "a resource was registered before validation"
+
+
+def test_catalogue_is_large_and_distinct():
+    assert len(INVALID) >= 30
+    assert len({case[0] for case in INVALID}) == len(INVALID)
+    assert len({repr(sorted(case[1].items())) for case in INVALID}) == len(INVALID)
+
+
+def test_error_names_the_value():
+    with pytest.raises(SettingsError) as caught:
+        run({"rancher-ha:serverInstanceType": "t3.micro"})
+    assert "rancher-ha:serverInstanceType = 't3.micro'" in str(caught.value)
+
+
+def test_all_problems_are_reported_at_once():
+    with pytest.raises(SettingsError) as caught:
+        run({"rancher-ha:serverCount": 1, "rancher-ha:hostname": "rancher.example.org"})
+    assert len(caught.value.problems) == 2
+
+
+def test_secret_values_are_not_echoed_in_errors():
+    with pytest.raises(SettingsError) as caught:
+        run({"rancher-ha:tlsSource": "provided", "rancher-ha:tlsCertificate": PEM_CERT, "rancher-ha:tlsPrivateKey": "hunter2-secret"})
+    assert "hunter2-secret" not in str(caught.value)
+
+
+def _settings(stack="dev", **overrides):
+    values = {key.split(":", 1)[1]: value for key, value in BASE_CONFIG.items() if key.startswith("rancher-ha:")}
+    values.update(overrides)
+    return settings_from_values(values, stack=stack, region="eu-west-1")
+
+
+def test_defaults_follow_distribution_and_environment():
+    k3s = _settings()
+    assert (k3s.server_count, k3s.kubernetes_version, k3s.ingress_controller) == (2, "v1.34.1+k3s1", "traefik")
+    rke2 = _settings(distribution="rke2")
+    assert (rke2.server_count, rke2.kubernetes_version, rke2.ingress_controller) == (3, "v1.34.1+rke2r1", "ingress-nginx")
+    assert not k3s.db_deletion_protection and not k3s.protect_stateful_resources and not k3s.etcd_snapshot_s3
+    prod = _settings(stack="prod")
+    assert prod.db_deletion_protection and prod.db_final_snapshot and prod.db_multi_az and prod.protect_stateful_resources
+    assert prod.etcd_snapshot_s3
+    assert _settings(stack="feature-x", environment="staging").environment == "staging"
+
+
+def test_environment_required_for_other_stack_names():
+    with pytest.raises(SettingsError, match="rancher-ha:environment is required"):
+        _settings(stack="feature-x")
+
+
+def test_rke2_136_uses_traefik():
+    settings = _settings(distribution="rke2", rancherVersion="2.15.0", kubernetesVersion="v1.36.2+rke2r1")
+    assert settings.ingress_controller == "traefik"
+
+
+def test_tls_modes():
+    assert (_settings().tls_source, _settings().agent_tls_mode, _settings().private_ca) == ("rancher", "strict", False)
+    l7 = _settings(loadBalancerType="nginx", loadBalancerLayer="l7")
+    assert (l7.tls_source, l7.agent_tls_mode, l7.private_ca) == ("generated", "strict", True)
+    public = _settings(tlsSource="provided", tlsCertificate=PEM_CERT, tlsPrivateKey=PEM_KEY)
+    assert (public.agent_tls_mode, public.private_ca) == ("system-store", False)
+    private = _settings(tlsSource="provided", tlsCertificate=PEM_CERT, tlsPrivateKey=PEM_KEY, tlsCaCertificate=PEM_CERT)
+    assert (private.agent_tls_mode, private.private_ca) == ("strict", True)
+    le = _settings(tlsSource="letsEncrypt", letsEncryptEmail="ops@example.com")
+    assert (le.agent_tls_mode, le.uses_cert_manager) == ("system-store", True)
+
+
+def test_world_api_allowed_only_explicitly():
+    settings = _settings(adminCidrs=["0.0.0.0/0"], allowApiFromAnywhere=True)
+    assert settings.admin_cidrs == ["0.0.0.0/0"]
+
+
+def test_settings_are_immutable():
+    settings = _settings()
+    with pytest.raises(Exception):
+        settings.server_count = 5
