@@ -129,6 +129,6 @@ class NginxLoadBalancer(pulumi.ComponentResource):
                 depends_on=depends_on,
             ),
         )
-        aws.ec2.EipAssociation(f"{name}-address", allocation_id=args.allocation_id, instance_id=instance.id, opts=child(self))
+        aws.ec2.EipAssociation(f"{name}-eip-association", allocation_id=args.allocation_id, instance_id=instance.id, opts=child(self))
         self.private_ip = instance.private_ip
         self.register_outputs({"private_ip": self.private_ip, "nginx_conf": self.nginx_conf})

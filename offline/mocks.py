@@ -34,6 +34,24 @@ def fake_pem(kind: str, name: str) -> str:
     return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
 
 
+SECRET_SIGNATURE_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIGNATURE = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def unwrap_secrets(value: Any, path: str = "", found: Optional[list[str]] = None) -> tuple[Any, list[str]]:
+    """Replace secret envelopes by their values; return the paths that were secret."""
+    found = [] if found is None else found
+    if isinstance(value, dict):
+        if value.get(SECRET_SIGNATURE_KEY) == SECRET_SIGNATURE:
+            found.append(path or "<root>")
+            inner, _ = unwrap_secrets(value.get("value"), path, [])
+            return inner, found
+        return {key: unwrap_secrets(item, f"{path}.{key}" if path else key, found)[0] for key, item in value.items()}, found
+    if isinstance(value, list):
+        return [unwrap_secrets(item, f"{path}[{index}]", found)[0] for index, item in enumerate(value)], found
+    return value, found
+
+
 @dataclass
 class Registration:
     type: str
@@ -45,6 +63,8 @@ class Registration:
     provider: str
     custom: bool
     outputs: dict = field(default_factory=dict)
+    # Input property paths the program marked secret.
+    secret_inputs: list[str] = field(default_factory=list)
 
 
 class StackMocks(pulumi.runtime.Mocks):
@@ -148,7 +168,9 @@ class RecordingMonitor(MockMonitor):
         if request.type != "pulumi:pulumi:Stack":
             with self.stack_mocks.lock:
                 state = self.stack_mocks._pending.pop((request.type, request.name), {})
-                inputs = pulumi.runtime.rpc.deserialize_properties(request.object, keep_unknowns=True)
+                inputs, secret_paths = unwrap_secrets(
+                    pulumi.runtime.rpc.deserialize_properties(request.object, keep_unknowns=True)
+                )
                 self.stack_mocks.registrations.append(
                     Registration(
                         type=request.type,
@@ -160,6 +182,7 @@ class RecordingMonitor(MockMonitor):
                         provider=request.provider,
                         custom=request.custom,
                         outputs=state,
+                        secret_inputs=secret_paths,
                     )
                 )
         return response

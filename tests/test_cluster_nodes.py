@@ -1,0 +1,100 @@
+"""Server nodes: hardened instances, least-privilege role, per-node user data."""
+
+import json
+
+import pytest
+import yaml
+
+from conftest import RKE2, cached_run
+from helpers import cloud_config, server_instances, written_file
+from rendering.cloud_init import BASE_CONFIG_PATH, BOOTSTRAP_PATH, USER_DATA_LIMIT_BYTES
+
+
+def test_instances_are_hardened(dev_run):
+    for instance in server_instances(dev_run):
+        inputs = instance.inputs
+        assert inputs["metadataOptions"]["httpTokens"] == "required"
+        assert inputs["metadataOptions"]["httpPutResponseHopLimit"] == 1
+        assert inputs["rootBlockDevice"] == {"deleteOnTermination": True, "encrypted": True, "volumeSize": 60, "volumeType": "gp3"}
+        assert inputs["ami"] == "ami-0123456789abcdef0"
+        assert "keyName" not in inputs
+        assert inputs["associatePublicIpAddress"] is False
+        assert inputs["instanceType"] == "t3.large"
+        assert inputs["userDataReplaceOnChange"] is False
+
+
+def test_ami_is_canonical_ubuntu_2404():
+    from components.ec2_instance import CANONICAL_OWNER, UBUNTU_2404_NAME
+
+    assert CANONICAL_OWNER == "099720109477"
+    assert UBUNTU_2404_NAME == "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
+
+
+def test_instance_role_reads_only_this_stacks_node_parameters(dev_run):
+    (policy,) = dev_run.of_type("aws:iam/rolePolicy:RolePolicy")
+    document = json.loads(policy.inputs["policy"])
+    assert document["Statement"] == [
+        {
+            "Sid": "ReadOwnParameters",
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+            "Resource": "arn:aws:ssm:eu-west-1:123456789012:parameter/rancher-ha/dev/node/*",
+        }
+    ]
+
+
+def test_secrets_are_secure_strings_under_the_stack_path(dev_run):
+    parameters = dev_run.of_type("aws:ssm/parameter:Parameter")
+    assert {p.inputs["type"] for p in parameters} == {"SecureString"}
+    names = {p.inputs["name"] for p in parameters}
+    assert {"/rancher-ha/dev/node/token", "/rancher-ha/dev/node/datastore-endpoint", "/rancher-ha/dev/node/tls/server-ca.key"} <= names
+    assert all(name.startswith("/rancher-ha/dev/node/") for name in names)
+
+
+def test_k3s_user_data(dev_run):
+    for instance in server_instances(dev_run):
+        document = cloud_config(instance)
+        assert document["runcmd"] == [[BOOTSTRAP_PATH]]
+        base = yaml.safe_load(written_file(instance, BASE_CONFIG_PATH)["content"])
+        assert base["tls-san"] == ["rancher.dev.example.com", dev_run.outputs["loadBalancerAddress"].value]
+        assert base["write-kubeconfig-mode"] == "0600"
+        assert base["datastore-cafile"] == "/etc/rancher/k3s/rds-ca-bundle.pem"
+        assert "token" not in base and "datastore-endpoint" not in base and "server" not in base
+        script = written_file(instance, BOOTSTRAP_PATH)["content"]
+        assert "INSTALL_K3S_VERSION" in script and "v1.34.1+k3s1" in script
+        # Both k3s servers may start first against the shared datastore: both get the CA.
+        assert "tls/server-ca.key" in script
+        assert len(instance.inputs["userData"].encode()) < USER_DATA_LIMIT_BYTES
+
+
+def test_rke2_per_node_config():
+    run = cached_run(RKE2)
+    servers = server_instances(run)
+    assert len(servers) == 3
+    lb = run.outputs["loadBalancerAddress"].value
+    configs = [yaml.safe_load(written_file(s, BASE_CONFIG_PATH)["content"]) for s in servers]
+    first, *joiners = configs
+    assert "server" not in first
+    for config in joiners:
+        assert config["server"] == f"https://{lb}:9345"
+    for config in configs:
+        assert config["tls-san"] == ["rancher.dev.example.com", lb]
+        assert config["ingress-controller"] == "ingress-nginx"
+        assert config["etcd-snapshot-schedule-cron"] == "0 */6 * * *"
+        assert config["etcd-snapshot-retention"] == 28
+    scripts = [written_file(s, BOOTSTRAP_PATH)["content"] for s in servers]
+    assert "tls/server-ca.key" in scripts[0]
+    assert all("tls/server-ca.key" not in script for script in scripts[1:])
+    assert all(f"https://{lb}:9345/ping" in script for script in scripts[1:])
+
+
+def test_rke2_servers_in_three_zones():
+    run = cached_run(RKE2)
+    subnets = {s.outputs["id"]: s.inputs["availabilityZone"] for s in run.of_type("aws:ec2/subnet:Subnet")}
+    assert {subnets[s.inputs["subnetId"]] for s in server_instances(run)} == {"eu-west-1a", "eu-west-1b", "eu-west-1c"}
+
+
+@pytest.mark.parametrize("count", [5, 7])
+def test_rke2_larger_odd_clusters(count):
+    run = cached_run({**RKE2, "rancher-ha:serverCount": count})
+    assert len(server_instances(run)) == count

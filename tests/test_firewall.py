@@ -1,0 +1,73 @@
+"""Security groups: the whole port matrix, asserted as a set."""
+
+from conftest import RKE2, cached_run
+
+WORLD = "0.0.0.0/0"
+ADMIN = "203.0.113.0/24"
+
+
+def rule_set(run):
+    groups = {g.outputs["id"]: g.name.split("-", 1)[1] for g in run.of_type("aws:ec2/securityGroup:SecurityGroup")}
+    rules = set()
+    for rule in run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"):
+        inputs = rule.inputs
+        source = groups.get(inputs.get("referencedSecurityGroupId")) or inputs.get("cidrIpv4")
+        rules.add((groups[inputs["securityGroupId"]], inputs["ipProtocol"], inputs["fromPort"], inputs["toPort"], source))
+    return rules
+
+
+NODE_TO_NODE_K3S = {
+    ("nodes", "tcp", 6443, 6443, "nodes"),
+    ("nodes", "tcp", 10250, 10250, "nodes"),
+    ("nodes", "udp", 8472, 8472, "nodes"),
+}
+NODE_TO_NODE_RKE2 = NODE_TO_NODE_K3S | {
+    ("nodes", "tcp", 9345, 9345, "nodes"),
+    ("nodes", "tcp", 2379, 2381, "nodes"),
+    ("nodes", "tcp", 9099, 9099, "nodes"),
+}
+FROM_LB = {
+    ("nodes", "tcp", 80, 80, "lb"),
+    ("nodes", "tcp", 443, 443, "lb"),
+    ("nodes", "tcp", 6443, 6443, "lb"),
+}
+LB_INBOUND = {
+    ("lb", "tcp", 80, 80, WORLD),
+    ("lb", "tcp", 443, 443, WORLD),
+    ("lb", "tcp", 6443, 6443, ADMIN),
+    ("lb", "tcp", 6443, 6443, "nodes"),
+}
+
+
+def test_k3s_rules_are_exactly_the_expected_set(dev_run):
+    expected = NODE_TO_NODE_K3S | FROM_LB | LB_INBOUND | {
+        ("nodes", "tcp", 6443, 6443, ADMIN),
+        ("db", "tcp", 3306, 3306, "nodes"),
+    }
+    assert rule_set(dev_run) == expected
+
+
+def test_rke2_rules_are_exactly_the_expected_set():
+    expected = NODE_TO_NODE_RKE2 | FROM_LB | LB_INBOUND | {
+        ("nodes", "tcp", 6443, 6443, ADMIN),
+        ("nodes", "tcp", 9345, 9345, "lb"),
+        ("lb", "tcp", 9345, 9345, "nodes"),
+    }
+    assert rule_set(cached_run(RKE2)) == expected
+
+
+def test_only_lb_http_and_https_face_the_internet(dev_run):
+    world = {rule for rule in rule_set(dev_run) if rule[4] == WORLD}
+    assert world == {("lb", "tcp", 80, 80, WORLD), ("lb", "tcp", 443, 443, WORLD)}
+
+
+def test_no_ssh_by_default_and_only_from_admins_when_asked(dev_run):
+    assert not any(rule[2] <= 22 <= rule[3] for rule in rule_set(dev_run))
+    with_key = rule_set(cached_run({"rancher-ha:sshKeyName": "break-glass"}))
+    assert {rule for rule in with_key if rule[2] == 22} == {("nodes", "tcp", 22, 22, ADMIN)}
+    assert all(i.inputs.get("keyName") is None for i in dev_run.of_type("aws:ec2/instance:Instance"))
+
+
+def test_datastore_reachable_from_nodes_only(dev_run):
+    assert {rule for rule in rule_set(dev_run) if rule[0] == "db"} == {("db", "tcp", 3306, 3306, "nodes")}
+    assert not any(e.name.endswith("db-out") for e in dev_run.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"))
