@@ -21,7 +21,11 @@ class ApiGateProvider(ResourceProvider):
         probe = ApiProbe(
             url=props["url"], ca_pem=props["caPem"], client_cert_pem=props["clientCertPem"], client_key_pem=props["clientKeyPem"]
         )
-        attempts = wait_for_api(probe, timeout_seconds=float(props["timeoutSeconds"]))
+        attempts = wait_for_api(
+            probe,
+            timeout_seconds=float(props["timeoutSeconds"]),
+            interval_seconds=float(props.get("intervalSeconds") or 10),
+        )
         return CreateResult(id_=props["url"], outs={**props, "attempts": attempts})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
