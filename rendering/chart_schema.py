@@ -54,6 +54,14 @@ def unknown_keys(values: dict, defaults: dict, commented_top_level: set[str], pa
     return problems
 
 
+def _kind(value: Any) -> str:
+    # Pulumi carries every number as a double: 2.0 is the integer 2 on the wire, and
+    # JSON Schema (like Helm's validator) treats it as one.
+    if isinstance(value, float) and value.is_integer():
+        return "int"
+    return type(value).__name__
+
+
 def type_mismatches(values: dict, defaults: dict, path: str = "") -> list[str]:
     """Keys whose value type differs from the chart default's (e.g. replicas as "3")."""
     problems = []
@@ -64,8 +72,8 @@ def type_mismatches(values: dict, defaults: dict, path: str = "") -> list[str]:
             continue
         if isinstance(default, dict) and isinstance(value, dict):
             problems.extend(type_mismatches(value, default, here + "."))
-        elif type(default) is not type(value) and not (isinstance(default, dict) and not default):
-            problems.append(f"{here}: chart default is {type(default).__name__}, got {type(value).__name__}")
+        elif _kind(default) != _kind(value) and not (isinstance(default, dict) and not default):
+            problems.append(f"{here}: chart default is {_kind(default)}, got {_kind(value)}")
     return problems
 
 
