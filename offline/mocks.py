@@ -65,6 +65,8 @@ class Registration:
     outputs: dict = field(default_factory=dict)
     # Input property paths the program marked secret.
     secret_inputs: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list)
+    protect: bool = False
 
 
 class StackMocks(pulumi.runtime.Mocks):
@@ -183,6 +185,8 @@ class RecordingMonitor(MockMonitor):
                         custom=request.custom,
                         outputs=state,
                         secret_inputs=secret_paths,
+                        ignore_changes=list(request.ignoreChanges),
+                        protect=bool(request.protect),
                     )
                 )
         return response

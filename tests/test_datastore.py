@@ -12,6 +12,7 @@ def test_rds_properties(dev_run):
     assert inputs["backupRetentionPeriod"] == 7
     assert inputs["deletionProtection"] is False and inputs["skipFinalSnapshot"] is True
     assert inputs["instanceClass"] == "db.t4g.small"
+    assert database.protect is False
     (group,) = dev_run.of_type("aws:rds/parameterGroup:ParameterGroup")
     assert group.inputs["family"] == "mysql8.4"
     assert [(p["name"], p["value"]) for p in group.inputs["parameters"]] == [("require_secure_transport", "1")]
@@ -24,6 +25,7 @@ def test_prod_protects_the_datastore():
     assert database.inputs["skipFinalSnapshot"] is False
     assert database.inputs["finalSnapshotIdentifier"] == "rancher-ha-prod-k3s-final"
     assert database.inputs["multiAz"] is True
+    assert database.protect is True
 
 
 def test_dsn_shape(dev_run):
