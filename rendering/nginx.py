@@ -48,6 +48,9 @@ class NginxSpec:
     error_log_path: str = "/var/log/nginx/error.log"
     access_log_path: str = "/var/log/nginx/access.log"
     modules_include: str = "include /etc/nginx/modules-enabled/*.conf;"
+    # Ubuntu's package defaults, spelled out so tests can relocate them.
+    user: str = "www-data"
+    temp_dir: str = "/var/lib/nginx"
 
 
 def tcp_listeners(spec: NginxSpec) -> list[TcpListener]:
@@ -82,4 +85,6 @@ def render_nginx_conf(spec: NginxSpec) -> str:
         error_log_path=spec.error_log_path,
         access_log_path=spec.access_log_path,
         modules_include=spec.modules_include,
+        user=spec.user,
+        temp_dir=spec.temp_dir,
     )
