@@ -39,7 +39,7 @@ SECRET_SIGNATURE = "1b47061264138c4ac30d75fd1eb44270"
 
 
 def unwrap_secrets(value: Any, path: str = "", found: Optional[list[str]] = None) -> tuple[Any, list[str]]:
-    """Replace secret envelopes by their values; return the paths that were secret."""
+    """Replace secret envelopes by their values (and whole doubles by ints); return the secret paths."""
     found = [] if found is None else found
     if isinstance(value, dict):
         if value.get(SECRET_SIGNATURE_KEY) == SECRET_SIGNATURE:
@@ -49,6 +49,9 @@ def unwrap_secrets(value: Any, path: str = "", found: Optional[list[str]] = None
         return {key: unwrap_secrets(item, f"{path}.{key}" if path else key, found)[0] for key, item in value.items()}, found
     if isinstance(value, list):
         return [unwrap_secrets(item, f"{path}[{index}]", found)[0] for index, item in enumerate(value)], found
+    if isinstance(value, float) and value.is_integer():
+        # The wire carries every number as a double; show 443, not 443.0.
+        return int(value), found
     return value, found
 
 
