@@ -16,6 +16,7 @@ from components.cluster_nodes import NODE_PARAMETER_PATH_SUFFIX, ClusterNodes, C
 from components.datastore import Datastore, DatastoreArgs
 from components.dns import RancherDns, RancherDnsArgs
 from components.firewall import Firewall, FirewallArgs, firewall_rules
+from components.hostname_lock import HostnameGuard
 from components.naming import parameter_root, stack_name
 from components.network import Network, NetworkArgs
 from components.nginx_lb import NginxAddress, NginxLoadBalancer, NginxLoadBalancerArgs
@@ -32,6 +33,8 @@ from settings import Settings
 def deploy(settings: Settings) -> dict[str, Any]:
     k3s = settings.distribution == "k3s"
     nginx = settings.load_balancer_type == "nginx"
+    # Everything waits for the hostname guard, so a refused rename changes nothing.
+    guarded = pulumi.ResourceOptions(depends_on=[HostnameGuard("rancher-hostname", settings.hostname)])
 
     network = Network(
         "network",
@@ -43,6 +46,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
             existing_node_subnet_ids=settings.node_subnet_ids,
             existing_lb_subnet_ids=settings.lb_subnet_ids,
         ),
+        opts=guarded,
     )
     firewall = Firewall(
         "firewall",
@@ -58,11 +62,12 @@ def deploy(settings: Settings) -> dict[str, Any]:
             lb_egress_anywhere=nginx,
             with_datastore=k3s,
         ),
+        opts=guarded,
     )
 
     # The load balancer's address exists before the nodes: it goes into their tls-san.
     if nginx:
-        nginx_address = NginxAddress("nginx-lb-address")
+        nginx_address = NginxAddress("nginx-lb-address", opts=guarded)
         lb_address = nginx_address.address
         target_group_arns: list = []
     else:
@@ -74,11 +79,12 @@ def deploy(settings: Settings) -> dict[str, Any]:
                 security_group_id=firewall.lb_sg_id,
                 ports=nlb_ports(settings.distribution),
             ),
+            opts=guarded,
         )
         lb_address = nlb.address
         target_group_arns = list(nlb.target_group_arns.values())
 
-    cluster_ca = ClusterCa("cluster-ca", ClusterCaArgs(distribution=settings.distribution))
+    cluster_ca = ClusterCa("cluster-ca", ClusterCaArgs(distribution=settings.distribution), opts=guarded)
     node_secrets: dict[str, Any] = {f"tls/{path}": pem for path, pem in cluster_ca.files.items()}
 
     node_dependencies: list[pulumi.Resource] = []
@@ -98,6 +104,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
                 final_snapshot=settings.db_final_snapshot,
                 protect=settings.protect_stateful_resources,
             ),
+            opts=guarded,
         )
         node_secrets["datastore-endpoint"] = datastore.dsn
         node_dependencies.append(datastore)
@@ -111,7 +118,9 @@ def deploy(settings: Settings) -> dict[str, Any]:
             s3_folder=f"rancher-ha/{stack_name()}",
         )
         if settings.etcd_snapshot_s3:
-            bucket = SnapshotBucket("etcd-snapshots", SnapshotBucketArgs(protect=settings.protect_stateful_resources))
+            bucket = SnapshotBucket(
+                "etcd-snapshots", SnapshotBucketArgs(protect=settings.protect_stateful_resources), opts=guarded
+            )
 
     nodes = ClusterNodes(
         "rancher",
@@ -141,6 +150,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
             secrets=node_secrets,
             depends_on=node_dependencies,
         ),
+        opts=guarded,
     )
 
     certificate = None
@@ -156,6 +166,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
                 ),
                 provided_ca_certificate=settings.tls_ca_certificate,
             ),
+            opts=guarded,
         )
 
     l7 = settings.load_balancer_layer == "l7"
@@ -183,6 +194,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
                 certificate_pem=certificate.certificate_pem if (l7 and certificate) else None,
                 private_key_pem=certificate.private_key_pem if (l7 and certificate) else None,
             ),
+            opts=guarded,
         )
         gate_waits_for.append(balancer)
         dns_args = RancherDnsArgs(hostname=settings.hostname, hosted_zone=settings.hosted_zone, address=nginx_address.address)
@@ -197,7 +209,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
         dns_args = RancherDnsArgs(
             hostname=settings.hostname, hosted_zone=settings.hosted_zone, alias_dns_name=nlb.dns_name, alias_zone_id=nlb.zone_id
         )
-    dns = RancherDns("rancher-dns", dns_args)
+    dns = RancherDns("rancher-dns", dns_args, opts=guarded)
 
     access = ClusterAccess(
         "cluster-access",
@@ -209,6 +221,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
             ready_timeout_seconds=settings.api_ready_timeout_seconds,
             wait_for=gate_waits_for,
         ),
+        opts=guarded,
     )
 
     no_proxy = no_proxy_entries(settings)
@@ -240,6 +253,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
             forwarded_headers=forwarded_headers,
             depends_on=[dns],
         ),
+        opts=guarded,
     )
 
     outputs: dict[str, Any] = {

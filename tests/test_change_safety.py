@@ -40,3 +40,28 @@ def test_servers_ignore_later_ami_and_user_data_changes(dev_run):
     servers = [r for r in dev_run.of_type(INSTANCE) if "-server-" in r.name]
     assert servers and all(sorted(r.ignore_changes) == ["ami", "userData"] for r in servers)
     assert all(r.inputs["userDataReplaceOnChange"] is False for r in servers)
+
+
+def test_hostname_change_is_refused_with_an_explanation():
+    from components.hostname_lock import HostnameLockProvider
+
+    provider = HostnameLockProvider()
+    result = provider.check({"hostname": "rancher.example.com"}, {"hostname": "rancher2.example.com"})
+    (failure,) = result.failures
+    assert failure.property == "hostname"
+    assert "Rancher cannot be renamed" in failure.reason and "Set hostname back to 'rancher.example.com'" in failure.reason
+    assert provider.check({}, {"hostname": "rancher.example.com"}).failures == []
+    assert provider.check({"hostname": "rancher.example.com"}, {"hostname": "rancher.example.com"}).failures == []
+    assert provider.diff("x", {"hostname": "a"}, {"hostname": "a"}).changes is False
+
+
+def test_every_component_waits_for_the_hostname_guard(dev_run):
+    (lock,) = dev_run.of_type("pulumi-python:dynamic/rancher-ha:HostnameLock")
+    assert lock.inputs["hostname"] == "rancher.dev.example.com"
+    top_level = [r for r in dev_run.registrations if r.parent.endswith("pulumi:pulumi:Stack::rancher-ha-dev")]
+    assert all(not r.custom for r in top_level)
+    top_level = [r for r in top_level if r.type != "rancher-ha:guard:HostnameGuard"]
+    assert len(top_level) >= 9
+    for component in top_level:
+        assert lock.urn in component.dependencies, component.name
+    assert lock.urn.endswith("rancher-hostname-lock")
