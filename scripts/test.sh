@@ -6,6 +6,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 
 install_system_tools
+install_node_tools
 create_venv requirements-dev.txt
 cd "$REPO_ROOT"
 exec "$VENV/bin/python" -m pytest "$@"
