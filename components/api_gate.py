@@ -13,7 +13,9 @@ from typing import Any, Optional
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
 
+from . import api_wait
 from .api_wait import ApiProbe, wait_for_api
+from .by_value import ship_by_value
 
 
 class ApiGateProvider(ResourceProvider):
@@ -32,6 +34,9 @@ class ApiGateProvider(ResourceProvider):
         # A new address or CA means a new cluster to wait for; a timeout change does not.
         changed = [key for key in ("url", "caPem") if olds.get(key) != news.get(key)]
         return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
+
+
+ship_by_value(ApiGateProvider, *api_wait.PROVIDER_CODE)
 
 
 @dataclass

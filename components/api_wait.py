@@ -84,3 +84,7 @@ def wait_for_api(
                 "Raise apiReadyTimeoutSeconds if boots are just slow."
             )
         sleep(min(interval_seconds, remaining))
+
+
+# What the gate's dynamic provider runs, shipped by value (see by_value.py).
+PROVIDER_CODE = (ApiProbe, ApiNotReady, _ssl_context, probe_once, wait_for_api)

@@ -34,6 +34,21 @@ ADMIN_COMMON_NAME = "system:admin"
 ADMIN_ORGANIZATION = "system:masters"
 
 
+def self_signed_ca(parent: pulumi.Resource, name: str, common_name: str) -> tuple[tls.PrivateKey, tls.SelfSignedCert]:
+    """An ECDSA P-256 CA valid for ten years, as a child of `parent`."""
+    key = tls.PrivateKey(name, algorithm="ECDSA", ecdsa_curve="P256", opts=child(parent))
+    certificate = tls.SelfSignedCert(
+        name,
+        private_key_pem=key.private_key_pem,
+        is_ca_certificate=True,
+        validity_period_hours=CA_VALIDITY_HOURS,
+        allowed_uses=CA_USES,
+        subject=tls.SelfSignedCertSubjectArgs(common_name=common_name),
+        opts=child(parent),
+    )
+    return key, certificate
+
+
 @dataclass
 class ClusterCaArgs:
     distribution: str  # k3s | rke2, used in the CA names
@@ -51,17 +66,7 @@ class ClusterCa(pulumi.ComponentResource):
         certificates: dict[str, tls.SelfSignedCert] = {}
         keys: dict[str, tls.PrivateKey] = {}
         for stem, common_name in CERTIFICATE_AUTHORITIES.items():
-            resource_name = f"{name}-{stem.replace('/', '-')}"
-            key = tls.PrivateKey(resource_name, algorithm="ECDSA", ecdsa_curve="P256", opts=child(self))
-            certificate = tls.SelfSignedCert(
-                resource_name,
-                private_key_pem=key.private_key_pem,
-                is_ca_certificate=True,
-                validity_period_hours=CA_VALIDITY_HOURS,
-                allowed_uses=CA_USES,
-                subject=tls.SelfSignedCertSubjectArgs(common_name=f"{args.distribution}-{common_name}"),
-                opts=child(self),
-            )
+            key, certificate = self_signed_ca(self, f"{name}-{stem.replace('/', '-')}", f"{args.distribution}-{common_name}")
             keys[stem], certificates[stem] = key, certificate
             self.files[f"{stem}.crt"] = certificate.cert_pem
             self.files[f"{stem}.key"] = pulumi.Output.secret(key.private_key_pem)

@@ -8,6 +8,7 @@ no `pulumi up` ever replaces etcd members as a side effect.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence
 
@@ -64,13 +65,7 @@ def node_boot_spec(args: ClusterNodesArgs, index: int, lb_address: str, bucket: 
     registration_url = None if (first or args.distribution == "k3s") else f"https://{lb_address}:9345"
     snapshots = args.etcd_snapshots
     if snapshots is not None and bucket is not None:
-        snapshots = node_config.EtcdSnapshots(
-            schedule=snapshots.schedule,
-            retention=snapshots.retention,
-            s3_bucket=bucket,
-            s3_region=args.region,
-            s3_folder=snapshots.s3_folder,
-        )
+        snapshots = dataclasses.replace(snapshots, s3_bucket=bucket, s3_region=args.region)
     config = node_config.server_config(
         node_config.ServerConfigSpec(
             distribution=args.distribution,

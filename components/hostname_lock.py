@@ -14,6 +14,8 @@ from typing import Any, Optional
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, Resource, ResourceProvider
 
+from .by_value import ship_by_value
+
 RENAME_REFUSED = (
     "Rancher cannot be renamed: this stack was deployed as '{old}', and downstream clusters' agents "
     "and certificates are bound to that name. Set hostname back to '{old}'. To move to '{new}', "
@@ -33,6 +35,9 @@ class HostnameLockProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         return DiffResult(changes=False)
+
+
+ship_by_value(HostnameLockProvider)
 
 
 class HostnameLock(Resource, module="rancher-ha", name="HostnameLock"):

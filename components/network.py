@@ -84,22 +84,7 @@ class Network(pulumi.ComponentResource):
             opts=child(self),
         )
         public_cidrs, private_cidrs = subnet_cidrs(args.vpc_cidr)
-        public_subnets = []
-        for index, cidr in enumerate(public_cidrs):
-            subnet = aws.ec2.Subnet(
-                f"{name}-public-{index}",
-                vpc_id=vpc.id,
-                cidr_block=cidr,
-                availability_zone=zones[index],
-                # Instances opt in to public addresses explicitly; nothing gets one by accident.
-                map_public_ip_on_launch=False,
-                tags=tags(f"public-{index}", **{"kubernetes.io/role/elb": "1"}),
-                opts=child(self),
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-public-{index}", subnet_id=subnet.id, route_table_id=public_table.id, opts=child(self)
-            )
-            public_subnets.append(subnet)
+        public_subnets = self._subnets(name, "public", public_cidrs, zones, vpc, public_table, {"kubernetes.io/role/elb": "1"})
 
         self.vpc_id = vpc.id
         self.vpc_cidr = vpc.cidr_block
@@ -122,19 +107,25 @@ class Network(pulumi.ComponentResource):
         private_table = aws.ec2.RouteTable(
             f"{name}-private", vpc_id=vpc.id, routes=routes, tags=tags("private"), opts=child(self)
         )
-        private_subnets = []
-        for index, cidr in enumerate(private_cidrs):
+        private_subnets = self._subnets(name, "private", private_cidrs, zones, vpc, private_table, {})
+        self.node_subnet_ids = [subnet.id for subnet in private_subnets]
+
+    def _subnets(self, name, kind, cidrs, zones, vpc, table, extra_tags) -> list[aws.ec2.Subnet]:
+        """One subnet per zone, associated with the kind's route table."""
+        subnets = []
+        for index, cidr in enumerate(cidrs):
             subnet = aws.ec2.Subnet(
-                f"{name}-private-{index}",
+                f"{name}-{kind}-{index}",
                 vpc_id=vpc.id,
                 cidr_block=cidr,
                 availability_zone=zones[index],
+                # Instances opt in to public addresses explicitly; nothing gets one by accident.
                 map_public_ip_on_launch=False,
-                tags=tags(f"private-{index}"),
+                tags=tags(f"{kind}-{index}", **extra_tags),
                 opts=child(self),
             )
             aws.ec2.RouteTableAssociation(
-                f"{name}-private-{index}", subnet_id=subnet.id, route_table_id=private_table.id, opts=child(self)
+                f"{name}-{kind}-{index}", subnet_id=subnet.id, route_table_id=table.id, opts=child(self)
             )
-            private_subnets.append(subnet)
-        self.node_subnet_ids = [subnet.id for subnet in private_subnets]
+            subnets.append(subnet)
+        return subnets

@@ -83,24 +83,33 @@ class Rancher(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(name=values_lib.RANCHER_NAMESPACE),
             opts=in_cluster(),
         )
+        def rancher_secret(resource_name: str, secret_name: str, secret_type: str, data: dict) -> k8s.core.v1.Secret:
+            return k8s.core.v1.Secret(
+                resource_name,
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=secret_name, namespace=namespace.metadata.name),
+                type=secret_type,
+                string_data=data,
+                opts=in_cluster(),
+            )
+
         if args.ingress_certificate_pem is not None:
+            # ingress.tls.source=secret: Rancher's ingress serves this pair.
             rancher_dependencies.append(
-                k8s.core.v1.Secret(
+                rancher_secret(
                     f"{name}-ingress-tls",
-                    metadata=k8s.meta.v1.ObjectMetaArgs(name=values_lib.INGRESS_SECRET_NAME, namespace=namespace.metadata.name),
-                    type="kubernetes.io/tls",
-                    string_data={"tls.crt": args.ingress_certificate_pem, "tls.key": pulumi.Output.secret(args.ingress_private_key_pem)},
-                    opts=in_cluster(),
+                    values_lib.INGRESS_SECRET_NAME,
+                    "kubernetes.io/tls",
+                    {"tls.crt": args.ingress_certificate_pem, "tls.key": pulumi.Output.secret(args.ingress_private_key_pem)},
                 )
             )
         if args.private_ca_pem is not None:
+            # privateCA=true: agents are told this CA (agentTLSMode strict).
             rancher_dependencies.append(
-                k8s.core.v1.Secret(
+                rancher_secret(
                     f"{name}-private-ca",
-                    metadata=k8s.meta.v1.ObjectMetaArgs(name=values_lib.PRIVATE_CA_SECRET_NAME, namespace=namespace.metadata.name),
-                    type="Opaque",
-                    string_data={values_lib.PRIVATE_CA_SECRET_KEY: args.private_ca_pem},
-                    opts=in_cluster(),
+                    values_lib.PRIVATE_CA_SECRET_NAME,
+                    "Opaque",
+                    {values_lib.PRIVATE_CA_SECRET_KEY: args.private_ca_pem},
                 )
             )
 

@@ -9,7 +9,7 @@ from typing import Optional
 import pulumi
 import pulumi_tls as tls
 
-from .cluster_ca import CA_USES, CA_VALIDITY_HOURS
+from .cluster_ca import self_signed_ca
 from .naming import child
 
 SERVER_VALIDITY_HOURS = 397 * 24  # the browser limit for a TLS server certificate
@@ -37,16 +37,7 @@ class RancherCertificate(pulumi.ComponentResource):
             self.private_key_pem = pulumi.Output.secret(args.provided_private_key)
             self.ca_pem = pulumi.Output.from_input(args.provided_ca_certificate) if args.provided_ca_certificate else None
         else:
-            ca_key = tls.PrivateKey(f"{name}-ca", algorithm="ECDSA", ecdsa_curve="P256", opts=child(self))
-            ca = tls.SelfSignedCert(
-                f"{name}-ca",
-                private_key_pem=ca_key.private_key_pem,
-                is_ca_certificate=True,
-                validity_period_hours=CA_VALIDITY_HOURS,
-                allowed_uses=CA_USES,
-                subject=tls.SelfSignedCertSubjectArgs(common_name=f"rancher-ha CA for {args.hostname}"),
-                opts=child(self),
-            )
+            ca_key, ca = self_signed_ca(self, f"{name}-ca", f"rancher-ha CA for {args.hostname}")
             key = tls.PrivateKey(f"{name}-server", algorithm="ECDSA", ecdsa_curve="P256", opts=child(self))
             request = tls.CertRequest(
                 f"{name}-server",

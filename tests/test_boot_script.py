@@ -117,27 +117,29 @@ def _scripts():
             yield f"{label}/{instance.name}", document["write_files"][0]["content"], instance.inputs["userData"]
 
 
+def _check_each(tmp_path, command, suffix, pick, accepted):
+    """Run `command <file>` on every generated script or user data; return how many passed."""
+    checked = 0
+    for label, script, user_data in _scripts():
+        path = tmp_path / (label.replace("/", "_") + suffix)
+        path.write_text(pick(script, user_data))
+        completed = subprocess.run([*command, str(path)], capture_output=True, text=True)
+        assert accepted(completed), f"{label}:\n{completed.stdout}{completed.stderr}"
+        checked += 1
+    return checked
+
+
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed (apt-get install shellcheck)")
 def test_shellcheck_passes_on_every_generated_script(tmp_path):
-    checked = 0
-    for label, script, _ in _scripts():
-        path = tmp_path / (label.replace("/", "_") + ".sh")
-        path.write_text(script)
-        completed = subprocess.run(["shellcheck", "--severity=style", str(path)], capture_output=True, text=True)
-        assert completed.returncode == 0, f"{label}:\n{completed.stdout}"
-        checked += 1
+    checked = _check_each(tmp_path, ["shellcheck", "--severity=style"], ".sh", lambda script, _: script,
+                          lambda completed: completed.returncode == 0)
     assert checked >= 9
 
 
 @pytest.mark.skipif(shutil.which("cloud-init") is None, reason="cloud-init is not installed (apt-get install cloud-init)")
 def test_cloud_init_schema_accepts_every_user_data(tmp_path):
-    checked = 0
-    for label, _, user_data in _scripts():
-        path = tmp_path / (label.replace("/", "_") + ".yaml")
-        path.write_text(user_data)
-        completed = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
-        assert completed.returncode == 0 and "Valid cloud-config" in completed.stdout, f"{label}: {completed.stdout}{completed.stderr}"
-        checked += 1
+    checked = _check_each(tmp_path, ["cloud-init", "schema", "--config-file"], ".yaml", lambda _, user_data: user_data,
+                          lambda completed: completed.returncode == 0 and "Valid cloud-config" in completed.stdout)
     assert checked >= 9
 
 

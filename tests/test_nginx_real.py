@@ -155,6 +155,15 @@ def test_l7_negotiates_http2(l7):
     assert headers["x-forwarded-proto"] == "https" and headers["host"] == HOSTNAME
 
 
+def test_l7_still_passes_the_api_port_through_as_raw_tcp(l7):
+    spec, _, _, _ = l7
+    # 6443 (and 9345 on rke2) carry kubectl and node traffic with client certificates:
+    # NGINX must pass them through as TCP even when it terminates TLS on 443.
+    with Backends(spec.backend_ports["api"]):
+        status, _, body = http_get("127.0.0.1", spec.ports["api"], "/version")
+    assert status == 200 and json.loads(body)["path"] == "/version"
+
+
 def test_l7_redirects_http_to_https_with_the_same_path(l7):
     spec, _, _, _ = l7
     status, headers, _ = http_get("127.0.0.1", spec.ports["http"], "/dashboard/home?x=1")

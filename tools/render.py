@@ -91,8 +91,8 @@ def render(run: MockRun, out: Path) -> None:
             inputs["userData"] = f"see user-data/{registration.name}.yaml"
         if registration.type == "kubernetes:helm.sh/v3:Release":
             inputs["values"] = f"see helm/{registration.inputs.get('name')}.values.yaml"
-        if registration.type == "pulumi-python:dynamic/rancher-ha:ApiGate":
-            inputs.pop("__provider", None)
+        if registration.type.startswith("pulumi-python:dynamic/"):
+            inputs.pop("__provider", None)  # the pickled provider code, not configuration
         tree.append(
             {
                 "type": registration.type,
