@@ -19,8 +19,8 @@ from components.firewall import Firewall, FirewallArgs, firewall_rules
 from components.hostname_lock import HostnameGuard
 from components.naming import parameter_root, stack_name
 from components.network import Network, NetworkArgs
-from components.nginx_lb import NginxAddress, NginxLoadBalancer, NginxLoadBalancerArgs
-from components.nlb import NetworkLoadBalancer, NetworkLoadBalancerArgs, nlb_ports
+from components.nginx_lb import NginxAddress, NginxAddressArgs, NginxLoadBalancer, NginxLoadBalancerArgs
+from components.nlb import INTERNAL_PORTS, PUBLIC_PORTS, NetworkLoadBalancer, NetworkLoadBalancerArgs
 from components.proxy import no_proxy_entries, proxy_spec
 from components.rancher import Rancher, RancherArgs
 from components.snapshot_bucket import SnapshotBucket, SnapshotBucketArgs
@@ -65,10 +65,17 @@ def deploy(settings: Settings) -> dict[str, Any]:
         opts=guarded,
     )
 
-    # The load balancer's address exists before the nodes: it goes into their tls-san.
+    # The load balancer's addresses exist before the nodes: they go into tls-san, and
+    # joining RKE2 servers register through the private one.
+    registration_address = None
     if nginx:
-        nginx_address = NginxAddress("nginx-lb-address", opts=guarded)
+        nginx_address = NginxAddress(
+            "nginx-lb-address",
+            NginxAddressArgs(subnet_id=network.lb_subnet_ids[0], security_group_id=firewall.lb_sg_id),
+            opts=guarded,
+        )
         lb_address = nginx_address.address
+        registration_address = nginx_address.private_address
         target_group_arns: list = []
     else:
         nlb = NetworkLoadBalancer(
@@ -77,12 +84,26 @@ def deploy(settings: Settings) -> dict[str, Any]:
                 vpc_id=network.vpc_id,
                 subnet_ids=network.lb_subnet_ids,
                 security_group_id=firewall.lb_sg_id,
-                ports=nlb_ports(settings.distribution),
+                ports=PUBLIC_PORTS,
             ),
             opts=guarded,
         )
         lb_address = nlb.address
         target_group_arns = list(nlb.target_group_arns.values())
+        if not k3s:
+            registration = NetworkLoadBalancer(
+                "registration-lb",
+                NetworkLoadBalancerArgs(
+                    vpc_id=network.vpc_id,
+                    subnet_ids=network.node_subnet_ids,
+                    security_group_id=firewall.lb_sg_id,
+                    ports=INTERNAL_PORTS,
+                    internal=True,
+                ),
+                opts=guarded,
+            )
+            registration_address = registration.address
+            target_group_arns += list(registration.target_group_arns.values())
 
     cluster_ca = ClusterCa("cluster-ca", ClusterCaArgs(distribution=settings.distribution), opts=guarded)
     node_secrets: dict[str, Any] = {f"tls/{path}": pem for path, pem in cluster_ca.files.items()}
@@ -138,6 +159,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
             imds_hop_limit=settings.imds_hop_limit,
             hostname=settings.hostname,
             lb_address=lb_address,
+            registration_address=registration_address,
             cluster_cidr=settings.cluster_cidr,
             service_cidr=settings.service_cidr,
             ingress_controller=settings.ingress_controller,
@@ -181,9 +203,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
                 distribution=settings.distribution,
                 region=settings.region,
                 node_private_ips=nodes.private_ips,
-                subnet_id=network.lb_subnet_ids[0],
-                security_group_id=firewall.lb_sg_id,
-                allocation_id=nginx_address.allocation_id,
+                network_interface_id=nginx_address.network_interface_id,
                 instance_type=settings.nginx_instance_type,
                 imds_hop_limit=settings.imds_hop_limit,
                 worker_processes=settings.nginx_worker_processes,
@@ -201,7 +221,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
         if l7:
             forwarded_headers = (
                 values_lib.forwarded_headers_chart_name(settings.distribution, settings.ingress_controller),
-                balancer.private_ip.apply(
+                nginx_address.private_address.apply(
                     lambda ip: values_lib.forwarded_headers_values(settings.ingress_controller, [f"{ip}/32"])
                 ),
             )

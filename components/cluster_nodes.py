@@ -44,6 +44,9 @@ class ClusterNodesArgs:
     cluster_cidr: str
     service_cidr: str
     ingress_controller: str
+    # Where joining RKE2 servers reach the supervisor: a private address of the load
+    # balancer (internal NLB, or the NGINX interface), also added to tls-san.
+    registration_address: Optional[pulumi.Input[str]] = None
     etcd_snapshots: Optional[node_config.EtcdSnapshots] = None
     # An Output bucket name replaces etcd_snapshots.s3_bucket (created by the stack).
     etcd_snapshot_bucket: Optional[pulumi.Input[str]] = None
@@ -58,18 +61,22 @@ class ClusterNodesArgs:
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
 
 
-def node_boot_spec(args: ClusterNodesArgs, index: int, lb_address: str, bucket: Optional[str]) -> cloud_init.NodeBootSpec:
+def node_boot_spec(
+    args: ClusterNodesArgs, index: int, lb_address: str, registration_address: Optional[str], bucket: Optional[str]
+) -> cloud_init.NodeBootSpec:
     first = index == 0
     # RKE2 servers after the first join through the load balancer's supervisor port;
     # K3s servers share the external datastore and need no join address.
-    registration_url = None if (first or args.distribution == "k3s") else f"https://{lb_address}:9345"
+    joining = not first and args.distribution == "rke2"
+    registration_url = f"https://{registration_address or lb_address}:9345" if joining else None
+    tls_sans = [args.hostname, lb_address] + ([registration_address] if registration_address else [])
     snapshots = args.etcd_snapshots
     if snapshots is not None and bucket is not None:
         snapshots = dataclasses.replace(snapshots, s3_bucket=bucket, s3_region=args.region)
     config = node_config.server_config(
         node_config.ServerConfigSpec(
             distribution=args.distribution,
-            tls_sans=[args.hostname, lb_address],
+            tls_sans=tls_sans,
             cluster_cidr=args.cluster_cidr,
             service_cidr=args.service_cidr,
             registration_url=registration_url,
@@ -148,8 +155,8 @@ class ClusterNodes(pulumi.ComponentResource):
 
         self.instances, self.user_data = [], []
         for index in range(args.server_count):
-            user_data = pulumi.Output.all(args.lb_address, args.etcd_snapshot_bucket).apply(
-                lambda values, index=index: cloud_init.node_user_data(node_boot_spec(args, index, values[0], values[1]))
+            user_data = pulumi.Output.all(args.lb_address, args.registration_address, args.etcd_snapshot_bucket).apply(
+                lambda values, index=index: cloud_init.node_user_data(node_boot_spec(args, index, *values))
             )
             instance = hardened_instance(
                 self,

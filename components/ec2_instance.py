@@ -36,32 +36,47 @@ class InstanceSpec:
     name: str
     ami: pulumi.Input[str]
     instance_type: str
-    subnet_id: pulumi.Input[str]
-    security_group_ids: Sequence[pulumi.Input[str]]
     instance_profile: pulumi.Input[str]
     user_data: pulumi.Input[str]
     root_volume_gb: int
-    public_ip: bool
+    # Either a subnet, security groups and whether to get a public address...
+    subnet_id: Optional[pulumi.Input[str]] = None
+    security_group_ids: Sequence[pulumi.Input[str]] = ()
+    public_ip: bool = False
+    # ...or a pre-created network interface that carries all three.
+    network_interface_id: Optional[pulumi.Input[str]] = None
     imds_hop_limit: int = 1
     ssh_key_name: Optional[str] = None
     # Server nodes must not be replaced or restarted by a user-data change (etcd
     # quorum); the stateless NGINX instance may.
     replace_on_user_data_change: bool = False
     ignore_changes: list[str] = field(default_factory=list)
+    # A replacement must free a pre-created network interface before taking it over.
+    delete_before_replace: bool = False
     depends_on: Sequence[pulumi.Resource] = ()
 
 
 def hardened_instance(parent: pulumi.Resource, spec: InstanceSpec) -> aws.ec2.Instance:
+    if spec.network_interface_id is not None:
+        placement = dict(
+            network_interfaces=[
+                aws.ec2.InstanceNetworkInterfaceArgs(network_interface_id=spec.network_interface_id, device_index=0)
+            ]
+        )
+    else:
+        placement = dict(
+            subnet_id=spec.subnet_id,
+            vpc_security_group_ids=list(spec.security_group_ids),
+            associate_public_ip_address=spec.public_ip,
+        )
     return aws.ec2.Instance(
         spec.name,
         ami=spec.ami,
         instance_type=spec.instance_type,
-        subnet_id=spec.subnet_id,
-        vpc_security_group_ids=list(spec.security_group_ids),
+        **placement,
         iam_instance_profile=spec.instance_profile,
         user_data=spec.user_data,
         user_data_replace_on_change=spec.replace_on_user_data_change,
-        associate_public_ip_address=spec.public_ip,
         key_name=spec.ssh_key_name,
         metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
             http_endpoint="enabled",
@@ -77,5 +92,10 @@ def hardened_instance(parent: pulumi.Resource, spec: InstanceSpec) -> aws.ec2.In
         ),
         tags=tags(spec.name),
         volume_tags=tags(spec.name),
-        opts=child(parent, ignore_changes=spec.ignore_changes, depends_on=list(spec.depends_on)),
+        opts=child(
+            parent,
+            ignore_changes=spec.ignore_changes,
+            depends_on=list(spec.depends_on),
+            delete_before_replace=spec.delete_before_replace,
+        ),
     )

@@ -67,8 +67,9 @@ def firewall_rules(
             PortRule("lb", "tcp", 80, 80, WORLD, "Rancher over HTTP (redirect or pass-through)"),
             PortRule("lb", "tcp", 443, 443, WORLD, "Rancher over HTTPS"),
         ]
-    # Nodes reach the API and supervisor through the load balancer too (agents, joins).
-    rules.append(PortRule("lb", "tcp", 6443, 6443, "nodes", "Kubernetes API from nodes (hairpin)"))
+    # Nodes reach the API and supervisor through the load balancer's private address
+    # (joins, in-cluster clients); traffic via a public address would come from NAT.
+    rules.append(PortRule("lb", "tcp", 6443, 6443, "nodes", "Kubernetes API from nodes"))
     if distribution == "rke2":
         rules.append(PortRule("lb", "tcp", 9345, 9345, "nodes", "RKE2 registration from nodes"))
     if datastore:

@@ -1,9 +1,12 @@
 """A dedicated NGINX instance as the load balancer (L4 pass-through or L7 TLS).
 
 Built in two parts because of a dependency cycle between names, not resources: nodes
-need the load balancer's address in their certificates before they exist, and NGINX
-needs the nodes' addresses for its upstreams. The Elastic IP is allocated first
-(`NginxAddress`), the instance is created after the nodes (`NginxLoadBalancer`).
+need the load balancer's addresses before they exist (certificates, and the RKE2
+registration address), and NGINX needs the nodes' addresses for its upstreams. The
+network interface and its Elastic IP come first (`NginxAddress`); the instance that
+attaches them is created after the nodes (`NginxLoadBalancer`). Nodes register through
+the interface's private address: from a private subnet, the Elastic IP is reached
+through NAT, where no security-group rule can recognise them.
 """
 
 from __future__ import annotations
@@ -25,16 +28,28 @@ from .secure_parameters import SecureParameters, SecureParametersArgs
 NGINX_PARAMETER_PATH_SUFFIX = "nginx"
 
 
-class NginxAddress(pulumi.ComponentResource):
-    address: pulumi.Output[str]
-    allocation_id: pulumi.Output[str]
+@dataclass
+class NginxAddressArgs:
+    subnet_id: pulumi.Input[str]
+    security_group_id: pulumi.Input[str]
 
-    def __init__(self, name: str, opts: Optional[pulumi.ResourceOptions] = None):
+
+class NginxAddress(pulumi.ComponentResource):
+    address: pulumi.Output[str]  # public (Elastic IP): DNS, admins
+    private_address: pulumi.Output[str]  # nodes
+    network_interface_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: NginxAddressArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:loadbalancer:NginxAddress", name, None, opts)
+        interface = aws.ec2.NetworkInterface(
+            name, subnet_id=args.subnet_id, security_groups=[args.security_group_id], tags=tags(name), opts=child(self)
+        )
         eip = aws.ec2.Eip(name, domain="vpc", tags=tags(name), opts=child(self))
+        aws.ec2.EipAssociation(name, allocation_id=eip.allocation_id, network_interface_id=interface.id, opts=child(self))
         self.address = eip.public_ip
-        self.allocation_id = eip.allocation_id
-        self.register_outputs({"address": self.address})
+        self.private_address = interface.private_ip
+        self.network_interface_id = interface.id
+        self.register_outputs({"address": self.address, "private_address": self.private_address})
 
 
 @dataclass
@@ -44,9 +59,7 @@ class NginxLoadBalancerArgs:
     distribution: str
     region: str
     node_private_ips: Sequence[pulumi.Input[str]]
-    subnet_id: pulumi.Input[str]
-    security_group_id: pulumi.Input[str]
-    allocation_id: pulumi.Input[str]
+    network_interface_id: pulumi.Input[str]
     instance_type: str
     imds_hop_limit: int
     worker_processes: str
@@ -114,21 +127,19 @@ class NginxLoadBalancer(pulumi.ComponentResource):
                 name=f"{name}-instance",
                 ami=ubuntu_2404_ami(self),
                 instance_type=args.instance_type,
-                subnet_id=args.subnet_id,
-                security_group_ids=[args.security_group_id],
+                network_interface_id=args.network_interface_id,
                 instance_profile=role.profile_name,
                 user_data=self.user_data,
                 root_volume_gb=20,
-                public_ip=True,
                 imds_hop_limit=args.imds_hop_limit,
                 ssh_key_name=args.ssh_key_name,
                 # Stateless: a new node list or config is applied by a fresh instance,
-                # and the Elastic IP (and DNS) moves to it.
+                # which takes over the network interface, its addresses and DNS.
                 replace_on_user_data_change=True,
+                delete_before_replace=True,
                 ignore_changes=["ami"],
                 depends_on=depends_on,
             ),
         )
-        aws.ec2.EipAssociation(f"{name}-eip-association", allocation_id=args.allocation_id, instance_id=instance.id, opts=child(self))
         self.private_ip = instance.private_ip
         self.register_outputs({"private_ip": self.private_ip, "nginx_conf": self.nginx_conf})

@@ -11,9 +11,11 @@ import pulumi_aws as aws
 from .naming import child, tags
 
 
-def nlb_ports(distribution: str) -> list[int]:
-    """80/443 for Rancher, 6443 for the API, 9345 for RKE2 registration."""
-    return [80, 443, 6443] + ([9345] if distribution == "rke2" else [])
+PUBLIC_PORTS = [80, 443, 6443]  # Rancher, and the API for admins and the readiness gate
+# Joining RKE2 servers reach the supervisor (and API) privately: from a private subnet,
+# an internet-facing NLB's public address is reached through NAT, and security-group
+# rules that reference the node group never match such traffic.
+INTERNAL_PORTS = [6443, 9345]
 
 
 @dataclass
@@ -22,6 +24,7 @@ class NetworkLoadBalancerArgs:
     subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
     ports: list[int]
+    internal: bool = False
 
 
 class NetworkLoadBalancer(pulumi.ComponentResource):
@@ -35,7 +38,7 @@ class NetworkLoadBalancer(pulumi.ComponentResource):
         balancer = aws.lb.LoadBalancer(
             name,
             load_balancer_type="network",
-            internal=False,
+            internal=args.internal,
             subnets=list(args.subnet_ids),
             security_groups=[args.security_group_id],
             # Off by default on NLBs: with it off, a zone whose node is down black-holes

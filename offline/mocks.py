@@ -82,6 +82,7 @@ class StackMocks(pulumi.runtime.Mocks):
         self.registrations: list[Registration] = []
         self.secret_values: set[str] = set()
         self._pending: dict[tuple[str, str], dict] = {}
+        self._interface_ips: dict[str, str] = {}
 
     # -- resources ----------------------------------------------------------------
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
@@ -101,9 +102,19 @@ class StackMocks(pulumi.runtime.Mocks):
         h = digest(typ, name)
         arn = f"arn:aws:{typ.split(':')[1].split('/')[0]}:{self.region}:{ACCOUNT_ID}:{name}"
         out: dict[str, Any] = {"arn": arn}
-        if typ == "aws:ec2/instance:Instance":
+        if typ in ("aws:ec2/instance:Instance", "aws:ec2/networkInterface:NetworkInterface"):
             index = int(h[:4], 16)
-            out.update(id=f"i-{h[:17]}", privateIp=f"10.0.{index % 200 + 1}.{index // 200 % 250 + 4}", publicIp="")
+            private_ip = f"10.0.{index % 200 + 1}.{index // 200 % 250 + 4}"
+            # An instance on a pre-created interface has that interface's address, as on AWS.
+            for interface in inputs.get("networkInterfaces") or []:
+                with self.lock:
+                    private_ip = self._interface_ips.get(interface.get("networkInterfaceId"), private_ip)
+            if typ == "aws:ec2/networkInterface:NetworkInterface":
+                out.update(id=f"eni-{h[:17]}", privateIp=private_ip)
+                with self.lock:
+                    self._interface_ips[out["id"]] = private_ip
+            else:
+                out.update(id=f"i-{h[:17]}", privateIp=private_ip, publicIp="")
         elif typ == "aws:ec2/eip:Eip":
             out.update(id=f"eipalloc-{h}", allocationId=f"eipalloc-{h}", publicIp=f"203.0.113.{int(h[:2], 16) % 250 + 1}")
         elif typ == "aws:lb/loadBalancer:LoadBalancer":

@@ -78,7 +78,7 @@ def test_rke2_joining_server_waits_for_registration_then_starts(tmp_path):
     result = run_boot(joiner.inputs["userData"], tmp_path, ssm_values(run), env={"STUB_PING_OK_AFTER": "3"})
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load((result.root / "etc/rancher/rke2/config.yaml").read_text())
-    lb = run.outputs["loadBalancerAddress"].value
+    lb = next(b for b in run.of_type("aws:lb/loadBalancer:LoadBalancer") if b.name == "registration-lb").outputs["dnsName"]
     assert config["server"] == f"https://{lb}:9345"
     assert config["token"] == ssm_values(run)["/rancher-ha/dev/node/token"]
     assert not (result.root / "var/lib/rancher/rke2/server/tls").exists()

@@ -72,20 +72,21 @@ def test_rke2_per_node_config():
     servers = server_instances(run)
     assert len(servers) == 3
     lb = run.outputs["loadBalancerAddress"].value
+    registration = next(b for b in run.of_type("aws:lb/loadBalancer:LoadBalancer") if b.name == "registration-lb").outputs["dnsName"]
     configs = [yaml.safe_load(written_file(s, BASE_CONFIG_PATH)["content"]) for s in servers]
     first, *joiners = configs
     assert "server" not in first
     for config in joiners:
-        assert config["server"] == f"https://{lb}:9345"
+        assert config["server"] == f"https://{registration}:9345"
     for config in configs:
-        assert config["tls-san"] == ["rancher.dev.example.com", lb]
+        assert config["tls-san"] == ["rancher.dev.example.com", lb, registration]
         assert config["ingress-controller"] == "ingress-nginx"
         assert config["etcd-snapshot-schedule-cron"] == "0 */6 * * *"
         assert config["etcd-snapshot-retention"] == 28
     scripts = [written_file(s, BOOTSTRAP_PATH)["content"] for s in servers]
     assert "tls/server-ca.key" in scripts[0]
     assert all("tls/server-ca.key" not in script for script in scripts[1:])
-    assert all(f"https://{lb}:9345/ping" in script for script in scripts[1:])
+    assert all(f"https://{registration}:9345/ping" in script for script in scripts[1:])
 
 
 def test_rke2_servers_in_three_zones():

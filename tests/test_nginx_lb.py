@@ -23,14 +23,32 @@ def test_dedicated_hardened_instance_with_elastic_ip(overrides):
     assert nginx.inputs["metadataOptions"]["httpTokens"] == "required"
     assert nginx.inputs["rootBlockDevice"]["encrypted"] is True
     assert nginx.inputs["userDataReplaceOnChange"] is True
+    (interface,) = run.of_type("aws:ec2/networkInterface:NetworkInterface")
+    assert nginx.inputs["networkInterfaces"] == [{"deviceIndex": 0, "networkInterfaceId": interface.outputs["id"]}]
+    assert "subnetId" not in nginx.inputs and "associatePublicIpAddress" not in nginx.inputs
     (association,) = run.of_type("aws:ec2/eipAssociation:EipAssociation")
     eip = next(e for e in run.of_type("aws:ec2/eip:Eip") if e.name == "nginx-lb-address")
-    assert association.inputs == {"allocationId": eip.outputs["allocationId"], "instanceId": nginx.outputs["id"]}
+    assert association.inputs == {"allocationId": eip.outputs["allocationId"], "networkInterfaceId": interface.outputs["id"]}
+    lb_group = next(g for g in run.of_type("aws:ec2/securityGroup:SecurityGroup") if g.name == "firewall-lb")
+    assert interface.inputs["securityGroups"] == [lb_group.outputs["id"]]
     assert run.of_type("aws:lb/loadBalancer:LoadBalancer") == []
     assert run.outputs["loadBalancerAddress"].value == eip.outputs["publicIp"]
     config = yaml.safe_load(nginx.inputs["userData"])["write_files"][1]["content"]
     for server in servers:
         assert f"server {server.outputs['privateIp']}:6443 max_fails=3 fail_timeout=5s;" in config
+
+
+def test_rke2_servers_register_through_the_private_interface():
+    from helpers import server_instances, written_file
+    from rendering.cloud_init import BASE_CONFIG_PATH
+
+    run = cached_run({**RKE2, **NGINX_L7})
+    (interface,) = run.of_type("aws:ec2/networkInterface:NetworkInterface")
+    private = interface.outputs["privateIp"]
+    joiner = yaml.safe_load(written_file(server_instances(run)[1], BASE_CONFIG_PATH)["content"])
+    assert joiner["server"] == f"https://{private}:9345"
+    assert private in joiner["tls-san"] and run.outputs["loadBalancerAddress"].value in joiner["tls-san"]
+    assert _nginx(run).outputs["privateIp"] == private
 
 
 def test_security_group_exposure():
