@@ -278,7 +278,7 @@ class Settings(BaseModel):
         28, **_doc("Snapshots kept.", "1-1000")
     )
     etcd_snapshot_s3: bool = Field(
-        **_doc("Also upload etcd snapshots to an S3 bucket created by the stack.", "boolean", "false in dev, else true")
+        **_doc("Also upload etcd snapshots to an S3 bucket created by the stack (rke2).", "boolean; rke2 only", "true for rke2 in staging and prod, else false")
     )
 
     # --- proxy ----------------------------------------------------------------------
@@ -314,7 +314,7 @@ class Settings(BaseModel):
         data.setdefault("tlsSource", "generated" if layer == "l7" else "rancher")
         for key in ("dbMultiAz", "dbDeletionProtection", "dbFinalSnapshot", "protectStatefulResources"):
             data.setdefault(key, prod)
-        data.setdefault("etcdSnapshotS3", env in ("staging", "prod"))
+        data.setdefault("etcdSnapshotS3", dist == "rke2" and env in ("staging", "prod"))
         return data
 
     @field_validator("distribution", mode="before")
@@ -434,6 +434,13 @@ class Settings(BaseModel):
                 )
         if len(set(value)) != len(value):
             raise ValueError("lists a subnet twice. Fix: list each subnet once")
+        return value
+
+    @field_validator("ssh_key_name")
+    @classmethod
+    def _key_name(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.match(r"^[\x20-\x7e]{1,255}$", value):
+            raise ValueError("is not an EC2 key pair name. Fix: 1-255 printable ASCII characters, or remove it")
         return value
 
     @field_validator("imds_hop_limit")
@@ -721,6 +728,14 @@ class Settings(BaseModel):
                 "natGateway",
                 False,
                 "has no effect with public nodes. Fix: remove it, or use nodePlacement: private",
+            )
+
+        if self.etcd_snapshot_s3 and self.distribution == "k3s":
+            problem(
+                "etcdSnapshotS3",
+                True,
+                "k3s here keeps its state in RDS, which has its own automated backups; there is "
+                "no etcd to snapshot. Fix: remove etcdSnapshotS3, or use distribution: rke2",
             )
 
         if self.nginx_worker_rlimit_nofile < 2 * self.nginx_worker_connections or self.nginx_worker_rlimit_nofile > 1048576:

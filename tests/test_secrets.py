@@ -5,6 +5,7 @@ import json
 import pytest
 
 from conftest import NGINX_L7, PROXY, RKE2, cached_run
+from offline.runner import STACKS_DIR, run_stack
 
 PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIBprovided\n-----END CERTIFICATE-----\n"
 CONFIG_SECRET_KEY = "-----BEGIN EC PRIVATE KEY-----\nCONFIGSECRETvalue0123456789\n-----END EC PRIVATE KEY-----\n"
@@ -45,9 +46,12 @@ def _fragments(run, extra=()):
     return {piece for piece in pieces if len(piece) >= 12}
 
 
-@pytest.mark.parametrize("shape", sorted(SHAPES))
+STACK_FILES = sorted(p.name.split(".")[1] for p in STACKS_DIR.glob("Pulumi.*.yaml"))
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES) + [f"stack:{name}" for name in STACK_FILES])
 def test_secrets_sweep(shape):
-    run = cached_run(SHAPES[shape])
+    run = run_stack(shape.split(":", 1)[1]) if shape.startswith("stack:") else cached_run(SHAPES[shape])
     fragments = _fragments(run, extra=[CONFIG_SECRET_KEY] if "provided" in shape else [])
     assert fragments, "the sweep found no generated secrets to look for"
 

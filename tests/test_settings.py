@@ -86,6 +86,16 @@ INVALID = [
     ("node-placement-bad", {"nodePlacement": "dmz"}, "nodePlacement", "Input should be 'private' or 'public'"),
     ("boolean-text", {"natGateway": "maybe"}, "natGateway", "valid boolean"),
     ("region-missing", {"aws:region": None}, "aws:region", "is required but not set"),
+    ("allow-world-not-boolean", {"allowApiFromAnywhere": "sometimes"}, "allowApiFromAnywhere", "valid boolean"),
+    ("ssh-key-empty", {"sshKeyName": ""}, "sshKeyName", "not an EC2 key pair name"),
+    ("lb-subnet-malformed", {"vpcId": "vpc-0123456789abcdef0", "nodeSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"], "lbSubnetIds": ["public-a", "public-b"]}, "lbSubnetIds", "not a subnet id"),
+    ("multi-az-not-boolean", {"dbMultiAz": "twice"}, "dbMultiAz", "valid boolean"),
+    ("deletion-protection-not-boolean", {"dbDeletionProtection": "maybe"}, "dbDeletionProtection", "valid boolean"),
+    ("final-snapshot-not-boolean", {"dbFinalSnapshot": "later"}, "dbFinalSnapshot", "valid boolean"),
+    ("protect-not-boolean", {"protectStatefulResources": "please"}, "protectStatefulResources", "valid boolean"),
+    ("ca-not-pem", {"tlsSource": "provided", "tlsCertificate": PEM_CERT, "tlsPrivateKey": PEM_KEY, "tlsCaCertificate": "ca"}, "tlsCaCertificate", "not a PEM certificate"),
+    ("snapshots-s3-on-k3s", {"etcdSnapshotS3": True}, "etcdSnapshotS3", "no etcd to snapshot"),
+    ("proxy-http-scheme", {"proxyHttp": "ftp://proxy:21"}, "proxyHttp", "not a proxy URL"),
     ("region-malformed", {"aws:region": "europe"}, "aws:region", "not an AWS region"),
 ]
 
@@ -108,6 +118,13 @@ def test_invalid_stack_fails_before_any_resource(case_id, overrides, key, fragme
     assert any(fragment in line for line in matching), message
     assert any("Fix:" in line for line in matching), message
     assert caught.value.registrations == [], "a resource was registered before validation"
+
+
+def test_every_setting_has_an_invalid_case():
+    from settings import stack_keys
+
+    covered = {case[2] for case in INVALID}
+    assert set(stack_keys()) - covered == set()
 
 
 def test_catalogue_is_large_and_distinct():
@@ -148,7 +165,9 @@ def test_defaults_follow_distribution_and_environment():
     assert not k3s.db_deletion_protection and not k3s.protect_stateful_resources and not k3s.etcd_snapshot_s3
     prod = _settings(stack="prod")
     assert prod.db_deletion_protection and prod.db_final_snapshot and prod.db_multi_az and prod.protect_stateful_resources
-    assert prod.etcd_snapshot_s3
+    assert not prod.etcd_snapshot_s3  # k3s: RDS backups, no etcd
+    assert _settings(stack="prod", distribution="rke2").etcd_snapshot_s3
+    assert not _settings(stack="dev", distribution="rke2").etcd_snapshot_s3
     assert _settings(stack="feature-x", environment="staging").environment == "staging"
 
 
