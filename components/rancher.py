@@ -49,19 +49,15 @@ class Rancher(pulumi.ComponentResource):
 
         rancher_dependencies: list[pulumi.Resource] = []
         if args.install_cert_manager:
-            cert_manager = k8s.helm.v3.Release(
+            cert_manager = pinned_release(
                 "cert-manager",
-                name="cert-manager",
-                chart="cert-manager",
-                version=args.cert_manager_version,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=values_lib.CERT_MANAGER_REPOSITORY),
-                namespace=values_lib.CERT_MANAGER_NAMESPACE,
-                create_namespace=True,
-                values=args.cert_manager_values,
-                atomic=True,
-                wait_for_jobs=True,
+                args.cert_manager_version,
+                values_lib.CERT_MANAGER_REPOSITORY,
+                values_lib.CERT_MANAGER_NAMESPACE,
+                args.cert_manager_values,
                 timeout=900,
                 opts=in_cluster(),
+                create_namespace=True,
             )
             rancher_dependencies.append(cert_manager)
 
@@ -116,21 +112,44 @@ class Rancher(pulumi.ComponentResource):
         self.values = pulumi.Output.secret(
             self.bootstrap_password.apply(lambda secret: values_lib.rancher_values(args.values_spec, secret))
         )
-        release = k8s.helm.v3.Release(
+        release = pinned_release(
             "rancher",
-            name="rancher",
-            chart="rancher",
-            version=args.rancher_version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=values_lib.RANCHER_REPOSITORY),
-            namespace=namespace.metadata.name,
-            values=self.values,
-            atomic=True,
-            wait_for_jobs=True,
+            args.rancher_version,
+            values_lib.RANCHER_REPOSITORY,
+            namespace.metadata.name,
+            self.values,
             timeout=1200,
             opts=in_cluster(namespace, *rancher_dependencies),
         )
         self.release_status = release.status
         self.register_outputs({"release": release.name})
+
+
+def pinned_release(
+    chart: str,
+    version: str,
+    repository: str,
+    namespace: pulumi.Input[str],
+    values: pulumi.Input[dict],
+    timeout: int,
+    opts: pulumi.ResourceOptions,
+    create_namespace: bool = False,
+) -> k8s.helm.v3.Release:
+    """A Helm release named after its chart, at a pinned version; rolled back if it fails."""
+    return k8s.helm.v3.Release(
+        chart,
+        name=chart,  # fixed release names: Rancher requires "rancher"
+        chart=chart,
+        version=version,
+        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=repository),
+        namespace=namespace,
+        create_namespace=create_namespace,
+        values=values,
+        atomic=True,
+        wait_for_jobs=True,
+        timeout=timeout,
+        opts=opts,
+    )
 
 
 def _yaml(values: dict) -> str:
