@@ -308,8 +308,9 @@ class Settings(BaseModel):
         prod = env == "prod"
         dist = data.get("distribution", "k3s")
         data.setdefault("serverCount", 3 if dist == "rke2" else 2)
-        if dist in versions.EXAMPLE_KUBERNETES_VERSION:
-            data.setdefault("kubernetesVersion", versions.EXAMPLE_KUBERNETES_VERSION[dist])
+        # An invalid distribution is reported on its own; do not add a spurious
+        # "kubernetesVersion is required" to it.
+        data.setdefault("kubernetesVersion", versions.EXAMPLE_KUBERNETES_VERSION.get(dist, versions.EXAMPLE_KUBERNETES_VERSION["k3s"]))
         layer = data.get("loadBalancerLayer", "l4")
         data.setdefault("tlsSource", "generated" if layer == "l7" else "rancher")
         for key in ("dbMultiAz", "dbDeletionProtection", "dbFinalSnapshot", "protectStatefulResources"):

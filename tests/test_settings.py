@@ -139,6 +139,12 @@ def test_error_names_the_value():
     assert "rancher-ha:serverInstanceType = 't3.micro'" in str(caught.value)
 
 
+def test_an_invalid_distribution_is_the_only_problem_reported():
+    with pytest.raises(SettingsError) as caught:
+        run({"rancher-ha:distribution": "rke"})
+    assert len(caught.value.problems) == 1
+
+
 def test_all_problems_are_reported_at_once():
     with pytest.raises(SettingsError) as caught:
         run({"rancher-ha:serverCount": 1, "rancher-ha:hostname": "rancher.example.org"})
