@@ -70,6 +70,14 @@ class Registration:
     secret_inputs: list[str] = field(default_factory=list)
     ignore_changes: list[str] = field(default_factory=list)
     protect: bool = False
+    # What the engine needs to plan an update or a destroy (see offline/plan.py).
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    delete_before_replace: bool = False
+    replace_on_changes: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)  # old URNs this resource was known by
+    deleted_with: str = ""
+    replace_with: list[str] = field(default_factory=list)
+    replacement_trigger: Any = None
 
 
 class StackMocks(pulumi.runtime.Mocks):
@@ -201,9 +209,42 @@ class RecordingMonitor(MockMonitor):
                         secret_inputs=secret_paths,
                         ignore_changes=list(request.ignoreChanges),
                         protect=bool(request.protect),
+                        property_dependencies={
+                            key: list(value.urns) for key, value in request.propertyDependencies.items()
+                        },
+                        delete_before_replace=bool(request.deleteBeforeReplace),
+                        replace_on_changes=list(request.replaceOnChanges),
+                        aliases=_alias_urns(request),
+                        deleted_with=request.deletedWith,
+                        replace_with=list(request.replace_with),
+                        replacement_trigger=_trigger(request),
                     )
                 )
         return response
+
+
+def _alias_urns(request) -> list[str]:
+    urns = list(request.aliasURNs)
+    for spec in request.aliases:
+        if spec.urn:
+            urns.append(spec.urn)
+    return urns
+
+
+def _trigger(request) -> Any:
+    if not request.HasField("replacement_trigger"):
+        return None
+    value = pulumi.runtime.rpc.deserialize_property(
+        json_format_value(request.replacement_trigger), keep_unknowns=True
+    )
+    return unwrap_secrets(value)[0]
+
+
+def json_format_value(value):
+    """A protobuf Value as the Python structure deserialize_property expects."""
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(value)
 
 
 def ip_in(cidr: str, address: str) -> bool:
