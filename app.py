@@ -2,6 +2,13 @@
 
 `__main__.py` calls `deploy(load_settings())` and exports what it returns; tests and
 the offline render call the same function under mocks.
+
+The shape of the graph is deliberate (see README "Architecture"):
+- servers depend on nothing slow: not on the load balancer (their TLS names are the
+  stack's own DNS names), not on the datastore (the boot script waits for its endpoint),
+  not on the NAT gateway (the boot script waits for egress);
+- the readiness gate depends on the whole API path, and every in-cluster resource on
+  the gate, so deletes always run while the API is reachable.
 """
 
 from __future__ import annotations
@@ -14,27 +21,48 @@ from components.cluster_access import ClusterAccess, ClusterAccessArgs
 from components.cluster_ca import ClusterCa, ClusterCaArgs
 from components.cluster_nodes import NODE_PARAMETER_PATH_SUFFIX, ClusterNodes, ClusterNodesArgs
 from components.datastore import Datastore, DatastoreArgs
-from components.dns import RancherDns, RancherDnsArgs
-from components.firewall import Firewall, FirewallArgs, firewall_rules
+from components.dns import RancherDns, RancherDnsArgs, registration_hostname
+from components.firewall import Firewall, FirewallArgs, firewall_rules, first_release_names
 from components.hostname_lock import HostnameGuard
 from components.naming import parameter_root, stack_name
 from components.network import Network, NetworkArgs
 from components.nginx_lb import NginxAddress, NginxAddressArgs, NginxLoadBalancer, NginxLoadBalancerArgs
-from components.nlb import INTERNAL_PORTS, PUBLIC_PORTS, NetworkLoadBalancer, NetworkLoadBalancerArgs
+from components.nlb import PUBLIC_PORTS, NetworkLoadBalancer, NetworkLoadBalancerArgs, rancher_health_checks
 from components.proxy import no_proxy_entries, proxy_spec
 from components.rancher import Rancher, RancherArgs
+from components.secure_parameters import SecureParameters, SecureParametersArgs
 from components.snapshot_bucket import SnapshotBucket, SnapshotBucketArgs
 from components.tls_certificate import RancherCertificate, RancherCertificateArgs
 from rendering import rancher_values as values_lib
 from rendering.node_config import EtcdSnapshots
 from settings import Settings
 
+# Written once the cluster has been ready: a replaced first RKE2 server then joins it.
+CLUSTER_INITIALIZED = "cluster-initialized"
+
+
+def locked_settings(settings: Settings) -> dict[str, Any]:
+    """Settings that cannot change on a deployed stack (components/hostname_lock.py)."""
+    locked: dict[str, Any] = {
+        "hostname": settings.hostname,
+        "apiHostname": settings.api_hostname,
+        "distribution": settings.distribution,
+        "nodePlacement": settings.node_placement,
+    }
+    if settings.vpc_id:
+        locked.update(vpcId=settings.vpc_id, nodeSubnetIds=list(settings.node_subnet_ids))
+    else:
+        locked["vpcCidr"] = settings.vpc_cidr
+    return locked
+
 
 def deploy(settings: Settings) -> dict[str, Any]:
     k3s = settings.distribution == "k3s"
     nginx = settings.load_balancer_type == "nginx"
-    # Everything waits for the hostname guard, so a refused rename changes nothing.
-    guarded = pulumi.ResourceOptions(depends_on=[HostnameGuard("rancher-hostname", settings.hostname)])
+    l7 = settings.load_balancer_layer == "l7"
+    node_path = f"{parameter_root()}/{NODE_PARAMETER_PATH_SUFFIX}"
+    # Everything waits for the guard, so a refused change changes nothing.
+    guarded = pulumi.ResourceOptions(depends_on=[HostnameGuard("rancher-hostname", locked_settings(settings))])
 
     network = Network(
         "network",
@@ -42,74 +70,63 @@ def deploy(settings: Settings) -> dict[str, Any]:
             vpc_cidr=settings.vpc_cidr,
             node_placement=settings.node_placement,
             nat_gateway=settings.nat_gateway,
+            nat_gateway_per_zone=settings.nat_gateway_per_zone,
             existing_vpc_id=settings.vpc_id,
             existing_node_subnet_ids=settings.node_subnet_ids,
             existing_lb_subnet_ids=settings.lb_subnet_ids,
         ),
         opts=guarded,
     )
+    rule_settings = dict(
+        distribution=settings.distribution,
+        admin_cidrs=settings.admin_cidrs,
+        ssh=settings.ssh_key_name is not None,
+        datastore=k3s,
+    )
     firewall = Firewall(
         "firewall",
         FirewallArgs(
             vpc_id=network.vpc_id,
             vpc_cidr=network.vpc_cidr,
-            rules=firewall_rules(
-                distribution=settings.distribution,
-                admin_cidrs=settings.admin_cidrs,
-                ssh=settings.ssh_key_name is not None,
-                datastore=k3s,
-            ),
+            rules=firewall_rules(**rule_settings),
+            previous_names=first_release_names("firewall", **rule_settings),
             lb_egress_anywhere=nginx,
             with_datastore=k3s,
         ),
         opts=guarded,
     )
 
-    # The load balancer's addresses exist before the nodes: they go into tls-san, and
-    # joining RKE2 servers register through the private one.
-    registration_address = None
+    # The load balancer. Its outputs flow only into DNS, the gate and target
+    # registrations, never into a server's user data.
+    internet_facing_ready = [] if settings.internal else network.internet_ready
+    lb_subnets = network.node_subnet_ids if (settings.internal and not settings.vpc_id) else network.lb_subnet_ids
+    nlb = nginx_address = None
+    target_groups: dict[int, Any] = {}
     if nginx:
-        nginx_address = NginxAddress(
-            "nginx-lb-address",
-            NginxAddressArgs(subnet_id=network.lb_subnet_ids[0], security_group_id=firewall.lb_sg_id),
-            opts=guarded,
-        )
+        nginx_address = NginxAddress("nginx-lb-address", NginxAddressArgs(depends_on=network.internet_ready), opts=guarded)
         lb_address = nginx_address.address
-        registration_address = nginx_address.private_address
-        target_group_arns: list = []
     else:
         nlb = NetworkLoadBalancer(
             "rancher-lb",
             NetworkLoadBalancerArgs(
                 vpc_id=network.vpc_id,
-                subnet_ids=network.lb_subnet_ids,
+                subnet_ids=lb_subnets,
                 security_group_id=firewall.lb_sg_id,
                 ports=PUBLIC_PORTS,
+                internal=settings.internal,
+                health_checks=rancher_health_checks(settings.distribution, settings.ingress_controller),
+                depends_on=internet_facing_ready,
             ),
             opts=guarded,
         )
         lb_address = nlb.address
-        target_group_arns = list(nlb.target_group_arns.values())
-        if not k3s:
-            registration = NetworkLoadBalancer(
-                "registration-lb",
-                NetworkLoadBalancerArgs(
-                    vpc_id=network.vpc_id,
-                    subnet_ids=network.node_subnet_ids,
-                    security_group_id=firewall.lb_sg_id,
-                    ports=INTERNAL_PORTS,
-                    internal=True,
-                ),
-                opts=guarded,
-            )
-            registration_address = registration.address
-            target_group_arns += list(registration.target_group_arns.values())
+        target_groups = dict(nlb.target_group_arns)
 
     cluster_ca = ClusterCa("cluster-ca", ClusterCaArgs(distribution=settings.distribution), opts=guarded)
     node_secrets: dict[str, Any] = {f"tls/{path}": pem for path, pem in cluster_ca.files.items()}
 
-    node_dependencies: list[pulumi.Resource] = []
     datastore = None
+    late_secrets: dict[str, Any] = {}
     if k3s:
         datastore = Datastore(
             "datastore",
@@ -127,9 +144,8 @@ def deploy(settings: Settings) -> dict[str, Any]:
             ),
             opts=guarded,
         )
-        node_secrets["datastore-endpoint"] = datastore.dsn
-        node_dependencies.append(datastore)
-
+        # The servers boot while RDS is created; they wait for this parameter.
+        late_secrets["datastore-endpoint"] = datastore.dsn
 
     snapshots = bucket = None
     if not k3s:
@@ -143,6 +159,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
                 "etcd-snapshots", SnapshotBucketArgs(protect=settings.protect_stateful_resources), opts=guarded
             )
 
+    registration = None if k3s else registration_hostname()
     nodes = ClusterNodes(
         "rancher",
         ClusterNodesArgs(
@@ -150,16 +167,15 @@ def deploy(settings: Settings) -> dict[str, Any]:
             server_count=settings.server_count,
             kubernetes_version=settings.kubernetes_version,
             region=settings.region,
-            parameter_path=f"{parameter_root()}/{NODE_PARAMETER_PATH_SUFFIX}",
+            parameter_path=node_path,
             instance_type=settings.server_instance_type,
             root_volume_gb=settings.server_root_volume_gb,
             subnet_ids=network.node_subnet_ids,
             public_ip=network.nodes_public,
             security_group_id=firewall.node_sg_id,
             imds_hop_limit=settings.imds_hop_limit,
-            hostname=settings.hostname,
-            lb_address=lb_address,
-            registration_address=registration_address,
+            tls_sans=[settings.hostname, settings.api_hostname] + ([registration] if registration else []),
+            registration_hostname=registration,
             cluster_cidr=settings.cluster_cidr,
             service_cidr=settings.service_cidr,
             ingress_controller=settings.ingress_controller,
@@ -168,9 +184,9 @@ def deploy(settings: Settings) -> dict[str, Any]:
             etcd_snapshot_bucket_arn=bucket.bucket_arn if bucket else None,
             proxy=proxy_spec(settings),
             ssh_key_name=settings.ssh_key_name,
-            target_group_arns=target_group_arns,
+            target_groups=target_groups,
             secrets=node_secrets,
-            depends_on=node_dependencies,
+            late_secrets=late_secrets,
         ),
         opts=guarded,
     )
@@ -191,8 +207,8 @@ def deploy(settings: Settings) -> dict[str, Any]:
             opts=guarded,
         )
 
-    l7 = settings.load_balancer_layer == "l7"
-    gate_waits_for: list[pulumi.Resource] = [nodes]
+    api_path: list[pulumi.Resource] = [network, firewall, nodes] + ([datastore] if datastore else [])
+    gate_triggers: list[Any] = []
     forwarded_headers = None
     if nginx:
         balancer = NginxLoadBalancer(
@@ -203,7 +219,9 @@ def deploy(settings: Settings) -> dict[str, Any]:
                 distribution=settings.distribution,
                 region=settings.region,
                 node_private_ips=nodes.private_ips,
-                network_interface_id=nginx_address.network_interface_id,
+                subnet_ids=network.lb_subnet_ids,
+                security_group_id=firewall.lb_sg_id,
+                address=nginx_address,
                 instance_type=settings.nginx_instance_type,
                 imds_hop_limit=settings.imds_hop_limit,
                 worker_processes=settings.nginx_worker_processes,
@@ -216,33 +234,53 @@ def deploy(settings: Settings) -> dict[str, Any]:
             ),
             opts=guarded,
         )
-        gate_waits_for.append(balancer)
-        dns_args = RancherDnsArgs(hostname=settings.hostname, hosted_zone=settings.hosted_zone, address=nginx_address.address)
+        api_path += [nginx_address, balancer]
+        gate_triggers.append(balancer.group.launch_template.apply(lambda template: f"{template.id}:{template.version}"))
+        dns_target = dict(address=nginx_address.address)
         if l7:
             forwarded_headers = (
                 values_lib.forwarded_headers_chart_name(settings.distribution, settings.ingress_controller),
-                nginx_address.private_address.apply(
-                    lambda ip: values_lib.forwarded_headers_values(settings.ingress_controller, [f"{ip}/32"])
-                ),
+                values_lib.forwarded_headers_values(settings.ingress_controller, trusted_forwarders(settings, network)),
             )
     else:
-        dns_args = RancherDnsArgs(
-            hostname=settings.hostname, hosted_zone=settings.hosted_zone, alias_dns_name=nlb.dns_name, alias_zone_id=nlb.zone_id
-        )
-    dns = RancherDns("rancher-dns", dns_args, opts=guarded)
+        api_path.append(nlb)
+        dns_target = dict(alias_dns_name=nlb.dns_name, alias_zone_id=nlb.zone_id)
+    dns = RancherDns(
+        "rancher-dns",
+        RancherDnsArgs(
+            hostname=settings.hostname,
+            api_hostname=settings.api_hostname,
+            hosted_zone=settings.hosted_zone,
+            hosted_zone_private=settings.hosted_zone_private,
+            vpc_id=network.vpc_id,
+            registration_addresses=nodes.private_ips if registration else (),
+            **dns_target,
+        ),
+        opts=guarded,
+    )
+    api_path.append(dns)
 
     access = ClusterAccess(
         "cluster-access",
         ClusterAccessArgs(
-            api_address=lb_address,
+            api_hostname=settings.api_hostname,
+            load_balancer_address=lb_address,
             server_ca_pem=cluster_ca.server_ca_pem,
             admin_cert_pem=cluster_ca.admin_cert_pem,
             admin_key_pem=cluster_ca.admin_key_pem,
             ready_timeout_seconds=settings.api_ready_timeout_seconds,
-            wait_for=gate_waits_for,
+            server_addresses=nodes.private_ips,
+            triggers=gate_triggers,
+            wait_for=api_path,
         ),
         opts=guarded,
     )
+    if not k3s:
+        SecureParameters(
+            "cluster-state",
+            SecureParametersArgs(path=node_path, values={CLUSTER_INITIALIZED: "true"}),
+            opts=pulumi.ResourceOptions.merge(guarded, pulumi.ResourceOptions(depends_on=[access.gate])),
+        )
 
     no_proxy = no_proxy_entries(settings)
     ingress_tls = certificate is not None and not l7
@@ -252,10 +290,11 @@ def deploy(settings: Settings) -> dict[str, Any]:
             provider=access.provider,
             gate=access.gate,
             rancher_version=settings.rancher_version,
+            rancher_repository=settings.rancher_chart_repository_url,
             cert_manager_version=settings.cert_manager_version,
             values_spec=values_lib.RancherValuesSpec(
                 hostname=settings.hostname,
-                replicas=settings.server_count,
+                replicas=settings.rancher_replicas,
                 layer=settings.load_balancer_layer,
                 tls_source=settings.tls_source,
                 private_ca=settings.private_ca,
@@ -266,7 +305,9 @@ def deploy(settings: Settings) -> dict[str, Any]:
                 no_proxy=no_proxy,
             ),
             install_cert_manager=settings.uses_cert_manager,
-            cert_manager_values=values_lib.cert_manager_values(settings.proxy_http, settings.proxy_https, no_proxy),
+            cert_manager_values=values_lib.cert_manager_values(
+                settings.proxy_http, settings.proxy_https, no_proxy, settings.server_count
+            ),
             ingress_certificate_pem=certificate.certificate_pem if ingress_tls else None,
             ingress_private_key_pem=certificate.private_key_pem if ingress_tls else None,
             private_ca_pem=certificate.ca_pem if (certificate is not None and settings.private_ca) else None,
@@ -293,3 +334,15 @@ def deploy(settings: Settings) -> dict[str, Any]:
         outputs["etcdSnapshotBucket"] = bucket.bucket_name
     return outputs
 
+
+def trusted_forwarders(settings: Settings, network: Network) -> list:
+    """Peers the cluster ingress may take X-Forwarded-* from, behind the L7 NGINX.
+
+    NGINX runs in the load-balancer subnets (any of them: it is replaced by its Auto
+    Scaling group). On K3s, ServiceLB (klipper-lb) DNATs to Traefik's service and
+    MASQUERADEs, so Traefik sees the svclb pod's address, from the pod network, never
+    NGINX's (k3s #1710, klipper-lb #31): the pod network is trusted too. That trusts no
+    one new: any pod can already reach Rancher's service directly, and only the load
+    balancer's security group may reach the nodes' 80/443.
+    """
+    return [settings.cluster_cidr, *network.lb_cidrs]

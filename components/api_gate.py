@@ -1,51 +1,40 @@
-"""A readiness gate: a resource whose creation waits for the Kubernetes API.
+"""A readiness gate: a resource whose creation waits until the cluster is really ready.
 
-Every Kubernetes resource depends on it, so Helm never races a cluster that is still
-booting. It is a dynamic provider because the wait has to happen during `up`, between
-the EC2 resources and the Kubernetes ones; in preview nothing waits.
+It passes when the Kubernetes API answers /readyz through the load balancer AND every
+server is a Ready node, so Helm never races a cluster whose joiners are still joining
+etcd. Every in-cluster resource depends on it. It is created again (and waits again)
+when the load balancer address, the CA, a server or the NGINX launch template changes:
+a replaced server is waited for. In preview nothing waits.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
+from pulumi.dynamic import Resource
 
-from . import api_wait
-from .api_wait import ApiProbe, wait_for_api
-from .by_value import ship_by_value
-
-
-class ApiGateProvider(ResourceProvider):
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        probe = ApiProbe(
-            url=props["url"], ca_pem=props["caPem"], client_cert_pem=props["clientCertPem"], client_key_pem=props["clientKeyPem"]
-        )
-        attempts = wait_for_api(
-            probe,
-            timeout_seconds=float(props["timeoutSeconds"]),
-            interval_seconds=float(props.get("intervalSeconds") or 10),
-        )
-        return CreateResult(id_=props["url"], outs={**props, "attempts": attempts})
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        # A new address or CA means a new cluster to wait for; a timeout change does not.
-        changed = [key for key in ("url", "caPem") if olds.get(key) != news.get(key)]
-        return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
+from .providers import api_gate_provider as implementation
+from .providers.shipping import loader_expression, source_of
 
 
-ship_by_value(ApiGateProvider, *api_wait.PROVIDER_CODE)
+class ShippedApiGateProvider(implementation.ApiGateProvider):
+    def __reduce__(self):
+        return (eval, (loader_expression(source_of(implementation.__file__), "ApiGateProvider"),))
 
 
 @dataclass
 class ApiGateArgs:
-    url: pulumi.Input[str]
+    url: pulumi.Input[str]  # https://<load balancer address>:6443
+    server_name: str  # the API's stable name, checked against the server certificate
     ca_pem: pulumi.Input[str]
     client_cert_pem: pulumi.Input[str]
     client_key_pem: pulumi.Input[str]
     timeout_seconds: int
+    expected_nodes: Sequence[pulumi.Input[str]] = ()
+    # Identities whose change means "wait again" (e.g. a launch template version).
+    triggers: Sequence[pulumi.Input[str]] = field(default_factory=list)
 
 
 class ApiGate(Resource, module="rancher-ha", name="ApiGate"):
@@ -53,14 +42,17 @@ class ApiGate(Resource, module="rancher-ha", name="ApiGate"):
 
     def __init__(self, name: str, args: ApiGateArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(
-            ApiGateProvider(),
+            ShippedApiGateProvider(),
             name,
             {
                 "url": args.url,
+                "serverName": args.server_name,
                 "caPem": args.ca_pem,
                 "clientCertPem": args.client_cert_pem,
                 "clientKeyPem": pulumi.Output.secret(args.client_key_pem),
                 "timeoutSeconds": args.timeout_seconds,
+                "expectedNodes": list(args.expected_nodes),
+                "triggers": list(args.triggers),
                 "attempts": None,
             },
             pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["clientKeyPem"])),

@@ -19,44 +19,53 @@ API_PORT = 6443
 
 @dataclass
 class ClusterAccessArgs:
-    api_address: pulumi.Input[str]
+    api_hostname: str  # the stable name in the kubeconfig and every server's tls-san
+    load_balancer_address: pulumi.Input[str]  # where the gate connects (no DNS wait)
     server_ca_pem: pulumi.Input[str]
     admin_cert_pem: pulumi.Input[str]
     admin_key_pem: pulumi.Input[str]
     ready_timeout_seconds: int
-    # The gate waits for these too (instances, target registrations, the NGINX box).
+    # Every server's private address: the gate waits until each is a Ready node.
+    server_addresses: Sequence[pulumi.Input[str]] = ()
+    # Replacing any of these makes the gate wait again (NGINX launch template version).
+    triggers: Sequence[pulumi.Input[str]] = ()
+    # The API path: the gate depends on all of it, and every in-cluster resource depends
+    # on the gate, so no destroy or delete can take the path away before them.
     wait_for: Sequence[pulumi.Resource] = field(default_factory=list)
 
 
 class ClusterAccess(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]  # secret
-    server_url: pulumi.Output[str]
+    server_url: str
     gate: ApiGate
     provider: k8s.Provider
 
     def __init__(self, name: str, args: ClusterAccessArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:access:ClusterAccess", name, None, opts)
         cluster_name = f"rancher-ha-{stack_name()}"
-        self.server_url = pulumi.Output.concat("https://", args.api_address, f":{API_PORT}")
+        self.server_url = f"https://{args.api_hostname}:{API_PORT}"
         self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(self.server_url, args.server_ca_pem, args.admin_cert_pem, args.admin_key_pem).apply(
+            pulumi.Output.all(args.server_ca_pem, args.admin_cert_pem, args.admin_key_pem).apply(
                 lambda values: build_kubeconfig(
                     cluster_name=cluster_name,
-                    server_url=values[0],
-                    ca_pem=values[1],
-                    client_cert_pem=values[2],
-                    client_key_pem=values[3],
+                    server_url=self.server_url,
+                    ca_pem=values[0],
+                    client_cert_pem=values[1],
+                    client_key_pem=values[2],
                 )
             )
         )
         self.gate = ApiGate(
             f"{name}-api-ready",
             ApiGateArgs(
-                url=pulumi.Output.concat(self.server_url, "/readyz"),
+                url=pulumi.Output.concat("https://", args.load_balancer_address, f":{API_PORT}"),
+                server_name=args.api_hostname,
                 ca_pem=args.server_ca_pem,
                 client_cert_pem=args.admin_cert_pem,
                 client_key_pem=args.admin_key_pem,
                 timeout_seconds=args.ready_timeout_seconds,
+                expected_nodes=list(args.server_addresses),
+                triggers=list(args.triggers),
             ),
             opts=child(self, depends_on=list(args.wait_for)),
         )
@@ -68,4 +77,4 @@ class ClusterAccess(pulumi.ComponentResource):
             cluster_identifier=cluster_name,
             opts=child(self, depends_on=[self.gate]),
         )
-        self.register_outputs({"server_url": self.server_url, "kubeconfig": self.kubeconfig})
+        self.register_outputs({"kubeconfig": self.kubeconfig})

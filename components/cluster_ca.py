@@ -15,11 +15,10 @@ import pulumi
 import pulumi_tls as tls
 
 from .naming import child
+from .renewal import renewal_window
 
 CA_VALIDITY_HOURS = 10 * 365 * 24  # what K3s/RKE2 give their own CAs
 ADMIN_VALIDITY_HOURS = 365 * 24
-# `pulumi up` re-issues the admin certificate in its last 30 days.
-ADMIN_EARLY_RENEWAL_HOURS = 30 * 24
 CA_USES = ["cert_signing", "crl_signing", "digital_signature", "key_encipherment"]
 
 # file stem under server/tls/ -> CA common name
@@ -88,9 +87,9 @@ class ClusterCa(pulumi.ComponentResource):
             ca_private_key_pem=keys["client-ca"].private_key_pem,
             ca_cert_pem=certificates["client-ca"].cert_pem,
             validity_period_hours=ADMIN_VALIDITY_HOURS,
-            early_renewal_hours=ADMIN_EARLY_RENEWAL_HOURS,
             allowed_uses=["client_auth", "digital_signature", "key_encipherment"],
-            opts=child(self),
+            # Re-issued by the first `pulumi up` of every half year (components/renewal.py).
+            opts=child(self, replacement_trigger=renewal_window(ADMIN_VALIDITY_HOURS)),
         )
 
         self.server_ca_pem = certificates["server-ca"].cert_pem

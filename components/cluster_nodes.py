@@ -39,49 +39,49 @@ class ClusterNodesArgs:
     public_ip: bool
     security_group_id: pulumi.Input[str]
     imds_hop_limit: int
-    hostname: str
-    lb_address: pulumi.Input[str]
+    # Names, not addresses: known before any load balancer exists (components/dns.py).
+    tls_sans: Sequence[str]
     cluster_cidr: str
     service_cidr: str
     ingress_controller: str
-    # Where joining RKE2 servers reach the supervisor: a private address of the load
-    # balancer (internal NLB, or the NGINX interface), also added to tls-san.
-    registration_address: Optional[pulumi.Input[str]] = None
+    # RKE2: the round-robin registration name joiners (and a replaced first server) use.
+    registration_hostname: Optional[str] = None
     etcd_snapshots: Optional[node_config.EtcdSnapshots] = None
     # An Output bucket name replaces etcd_snapshots.s3_bucket (created by the stack).
     etcd_snapshot_bucket: Optional[pulumi.Input[str]] = None
     etcd_snapshot_bucket_arn: Optional[pulumi.Input[str]] = None
     proxy: Optional[cloud_init.ProxySpec] = None
     ssh_key_name: Optional[str] = None
-    target_group_arns: Sequence[pulumi.Input[str]] = ()
+    # Load balancer port -> target group ARN; every server registers in each.
+    target_groups: Mapping[int, pulumi.Input[str]] = field(default_factory=dict)
     # Secrets the nodes read at boot besides the generated token, by SSM name below
-    # parameter_path: the datastore DSN, the cluster CA files (tls/...).
+    # parameter_path: the cluster CA files (tls/...). The servers are created after these.
     secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
-    # Resources the nodes need before first boot (the datastore).
-    depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
+    # Secrets that appear while the servers boot (the datastore DSN, once RDS exists):
+    # the servers do not wait for them; the boot script does, bounded.
+    late_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
-def node_boot_spec(
-    args: ClusterNodesArgs, index: int, lb_address: str, registration_address: Optional[str], bucket: Optional[str]
-) -> cloud_init.NodeBootSpec:
+def node_boot_spec(args: ClusterNodesArgs, index: int, bucket: Optional[str]) -> cloud_init.NodeBootSpec:
     first = index == 0
-    # RKE2 servers after the first join through the load balancer's supervisor port;
-    # K3s servers share the external datastore and need no join address.
-    joining = not first and args.distribution == "rke2"
-    registration_url = f"https://{registration_address or lb_address}:9345" if joining else None
-    tls_sans = [args.hostname, lb_address] + ([registration_address] if registration_address else [])
+    rke2 = args.distribution == "rke2"
+    # RKE2 servers after the first join through the registration name; K3s servers
+    # share the external datastore and need no join address.
+    registration_url = f"https://{args.registration_hostname}:9345" if rke2 and args.registration_hostname else None
     snapshots = args.etcd_snapshots
     if snapshots is not None and bucket is not None:
         snapshots = dataclasses.replace(snapshots, s3_bucket=bucket, s3_region=args.region)
     config = node_config.server_config(
         node_config.ServerConfigSpec(
             distribution=args.distribution,
-            tls_sans=tls_sans,
+            tls_sans=list(args.tls_sans),
             cluster_cidr=args.cluster_cidr,
             service_cidr=args.service_cidr,
-            registration_url=registration_url,
-            ingress_controller=args.ingress_controller if args.distribution == "rke2" else None,
-            etcd_snapshots=snapshots if args.distribution == "rke2" else None,
+            # The first server's user data never names a server: it decides at boot
+            # (join if the cluster was initialized before, see the boot script).
+            registration_url=None if first else registration_url,
+            ingress_controller=args.ingress_controller if rke2 else None,
+            etcd_snapshots=snapshots if rke2 else None,
         )
     )
     return cloud_init.NodeBootSpec(
@@ -91,25 +91,25 @@ def node_boot_spec(
         parameter_prefix=args.parameter_path,
         kubernetes_version=args.kubernetes_version,
         config=config,
-        # RKE2 joiners get the CA from the first server over the supervisor. K3s
+        # RKE2 joiners get the CA from a running server over the supervisor. K3s
         # servers may start in any order against the shared datastore, so all get it.
-        deliver_cluster_ca=first or args.distribution == "k3s",
+        deliver_cluster_ca=first or not rke2,
         registration_url=registration_url,
         proxy=args.proxy,
     )
 
 
 def snapshot_statements(bucket_arn: str, folder: str) -> list[dict]:
-    """Write access to the snapshot folder only (RKE2 lists, reads, writes and prunes)."""
+    """What the K3s/RKE2 S3 client needs, and no more.
+
+    Before any upload the client calls HeadBucket (minio BucketExists), which AWS
+    authorises as s3:ListBucket on the bucket with no s3:prefix in the request
+    context: a ListBucket grant with a prefix condition denies it, and snapshots then
+    silently stay local. ListBucket is therefore granted on the stack's own bucket
+    without a condition; object access stays limited to the snapshot folder.
+    """
     return [
-        {
-            "Sid": "ListSnapshotFolder",
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket"],
-            "Resource": bucket_arn,
-            "Condition": {"StringLike": {"s3:prefix": [f"{folder}/*", folder]}},
-        },
-        {"Sid": "LocateBucket", "Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": bucket_arn},
+        {"Sid": "FindAndListSnapshotBucket", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": bucket_arn},
         {
             "Sid": "ReadWriteSnapshots",
             "Effect": "Allow",
@@ -124,6 +124,8 @@ class ClusterNodes(pulumi.ComponentResource):
     private_ips: list[pulumi.Output[str]]
     instance_ids: list[pulumi.Output[str]]
     user_data: list[pulumi.Output[str]]
+    # Everything the API path needs from this component (instances, target registrations).
+    api_path: list[pulumi.Resource]
 
     def __init__(self, name: str, args: ClusterNodesArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:cluster:ClusterNodes", name, None, opts)
@@ -152,16 +154,24 @@ class ClusterNodes(pulumi.ComponentResource):
             SecureParametersArgs(path=args.parameter_path, values={"token": token.result, **args.secrets}),
             opts=child(self),
         )
+        if args.late_secrets:
+            # Not a dependency of the servers: they boot while these are still coming.
+            SecureParameters(
+                f"{name}-late-secrets",
+                SecureParametersArgs(path=args.parameter_path, values=dict(args.late_secrets)),
+                opts=child(self),
+            )
 
-        self.instances, self.user_data = [], []
+        self.instances, self.user_data, self.api_path = [], [], []
         for index in range(args.server_count):
-            user_data = pulumi.Output.all(args.lb_address, args.registration_address, args.etcd_snapshot_bucket).apply(
-                lambda values, index=index: cloud_init.node_user_data(node_boot_spec(args, index, *values))
+            server = f"{name}-server-{index}"
+            user_data = pulumi.Output.from_input(args.etcd_snapshot_bucket).apply(
+                lambda bucket, index=index: cloud_init.node_user_data(node_boot_spec(args, index, bucket))
             )
             instance = hardened_instance(
                 self,
                 InstanceSpec(
-                    name=f"{name}-server-{index}",
+                    name=server,
                     ami=ami,
                     instance_type=args.instance_type,
                     # Round-robin over the subnets spreads servers across zones.
@@ -174,18 +184,22 @@ class ClusterNodes(pulumi.ComponentResource):
                     imds_hop_limit=args.imds_hop_limit,
                     ssh_key_name=args.ssh_key_name,
                     replace_on_user_data_change=False,
-                    # New AMIs and changed boot settings apply to replacement nodes only;
-                    # K3s/RKE2 upgrades happen in-cluster, one node at a time.
-                    ignore_changes=["ami", "userData"],
-                    depends_on=[parameters, *args.depends_on],
+                    # A running etcd member is never replaced or restarted by a config
+                    # edit: new AMIs, boot settings, a key pair or an instance type apply
+                    # to replacement servers only (see "Day 2" in README.md), one at a time.
+                    ignore_changes=["ami", "userData", "keyName", "instanceType"],
+                    depends_on=[parameters],
                 ),
             )
-            for group_index, group_arn in enumerate(args.target_group_arns):
-                aws.lb.TargetGroupAttachment(
-                    f"{name}-server-{index}-tg-{group_index}",
-                    target_group_arn=group_arn,
-                    target_id=instance.id,
-                    opts=child(self),
+            self.api_path.append(instance)
+            for port, group_arn in sorted(args.target_groups.items()):
+                self.api_path.append(
+                    aws.lb.TargetGroupAttachment(
+                        f"{server}-{port}",
+                        target_group_arn=group_arn,
+                        target_id=instance.id,
+                        opts=child(self, aliases=[pulumi.Alias(name=f"{server}-tg-{sorted(args.target_groups).index(port)}")]),
+                    )
                 )
             self.instances.append(instance)
             self.user_data.append(user_data)

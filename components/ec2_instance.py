@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+import base64
+
 import pulumi
 import pulumi_aws as aws
 
@@ -31,6 +33,11 @@ def ubuntu_2404_ami(parent: pulumi.Resource) -> pulumi.Output[str]:
     ).id
 
 
+def metadata_options(hop_limit: int) -> dict:
+    """IMDSv2 only; hop limit 1 keeps pods (one hop further) away from the credentials."""
+    return dict(http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=hop_limit, instance_metadata_tags="disabled")
+
+
 @dataclass
 class InstanceSpec:
     name: str
@@ -39,51 +46,30 @@ class InstanceSpec:
     instance_profile: pulumi.Input[str]
     user_data: pulumi.Input[str]
     root_volume_gb: int
-    # Either a subnet, security groups and whether to get a public address...
-    subnet_id: Optional[pulumi.Input[str]] = None
+    subnet_id: pulumi.Input[str]
     security_group_ids: Sequence[pulumi.Input[str]] = ()
     public_ip: bool = False
-    # ...or a pre-created network interface that carries all three.
-    network_interface_id: Optional[pulumi.Input[str]] = None
     imds_hop_limit: int = 1
     ssh_key_name: Optional[str] = None
-    # Server nodes must not be replaced or restarted by a user-data change (etcd
-    # quorum); the stateless NGINX instance may.
+    # Server nodes must not be replaced or restarted by a user-data change (etcd quorum).
     replace_on_user_data_change: bool = False
     ignore_changes: list[str] = field(default_factory=list)
-    # A replacement must free a pre-created network interface before taking it over.
-    delete_before_replace: bool = False
     depends_on: Sequence[pulumi.Resource] = ()
 
 
 def hardened_instance(parent: pulumi.Resource, spec: InstanceSpec) -> aws.ec2.Instance:
-    if spec.network_interface_id is not None:
-        placement = dict(
-            network_interfaces=[
-                aws.ec2.InstanceNetworkInterfaceArgs(network_interface_id=spec.network_interface_id, device_index=0)
-            ]
-        )
-    else:
-        placement = dict(
-            subnet_id=spec.subnet_id,
-            vpc_security_group_ids=list(spec.security_group_ids),
-            associate_public_ip_address=spec.public_ip,
-        )
     return aws.ec2.Instance(
         spec.name,
         ami=spec.ami,
         instance_type=spec.instance_type,
-        **placement,
+        subnet_id=spec.subnet_id,
+        vpc_security_group_ids=list(spec.security_group_ids),
+        associate_public_ip_address=spec.public_ip,
         iam_instance_profile=spec.instance_profile,
         user_data=spec.user_data,
         user_data_replace_on_change=spec.replace_on_user_data_change,
         key_name=spec.ssh_key_name,
-        metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
-            http_endpoint="enabled",
-            http_tokens="required",
-            http_put_response_hop_limit=spec.imds_hop_limit,
-            instance_metadata_tags="disabled",
-        ),
+        metadata_options=aws.ec2.InstanceMetadataOptionsArgs(**metadata_options(spec.imds_hop_limit)),
         root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
             volume_type="gp3",
             volume_size=spec.root_volume_gb,
@@ -92,10 +78,58 @@ def hardened_instance(parent: pulumi.Resource, spec: InstanceSpec) -> aws.ec2.In
         ),
         tags=tags(spec.name),
         volume_tags=tags(spec.name),
-        opts=child(
-            parent,
-            ignore_changes=spec.ignore_changes,
-            depends_on=list(spec.depends_on),
-            delete_before_replace=spec.delete_before_replace,
-        ),
+        opts=child(parent, ignore_changes=spec.ignore_changes, depends_on=list(spec.depends_on)),
+    )
+
+
+@dataclass
+class LaunchTemplateSpec:
+    name: str
+    ami: pulumi.Input[str]
+    instance_type: str
+    instance_profile: pulumi.Input[str]
+    user_data: pulumi.Input[str]
+    root_volume_gb: int
+    security_group_ids: Sequence[pulumi.Input[str]]
+    public_ip: bool
+    imds_hop_limit: int = 1
+    ssh_key_name: Optional[str] = None
+
+
+# Ubuntu's EC2 images boot from /dev/sda1.
+UBUNTU_ROOT_DEVICE = "/dev/sda1"
+
+
+def hardened_launch_template(parent: pulumi.Resource, spec: LaunchTemplateSpec) -> aws.ec2.LaunchTemplate:
+    """The same hardening as hardened_instance, for machines an Auto Scaling group launches."""
+    return aws.ec2.LaunchTemplate(
+        spec.name,
+        image_id=spec.ami,
+        instance_type=spec.instance_type,
+        iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(name=spec.instance_profile),
+        user_data=pulumi.Output.from_input(spec.user_data).apply(lambda text: base64.b64encode(text.encode()).decode()),
+        key_name=spec.ssh_key_name,
+        metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(**metadata_options(spec.imds_hop_limit)),
+        block_device_mappings=[
+            aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                device_name=UBUNTU_ROOT_DEVICE,
+                ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    volume_type="gp3", volume_size=spec.root_volume_gb, encrypted="true", delete_on_termination="true"
+                ),
+            )
+        ],
+        network_interfaces=[
+            aws.ec2.LaunchTemplateNetworkInterfaceArgs(
+                device_index=0,
+                associate_public_ip_address="true" if spec.public_ip else "false",
+                security_groups=list(spec.security_group_ids),
+                delete_on_termination="true",
+            )
+        ],
+        tag_specifications=[
+            aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tags(spec.name)) for kind in ("instance", "volume")
+        ],
+        update_default_version=True,
+        tags=tags(spec.name),
+        opts=child(parent),
     )

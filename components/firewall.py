@@ -55,8 +55,6 @@ def firewall_rules(
         PortRule("nodes", "tcp", 443, 443, "lb", "HTTPS from the load balancer"),
         PortRule("nodes", "tcp", 6443, 6443, "lb", "Kubernetes API from the load balancer"),
     ]
-    if distribution == "rke2":
-        rules.append(PortRule("nodes", "tcp", 9345, 9345, "lb", "RKE2 registration from the load balancer"))
     for cidr in admin_cidrs:
         rules.append(PortRule("nodes", "tcp", 6443, 6443, cidr, "Kubernetes API from admins"))
         rules.append(PortRule("lb", "tcp", 6443, 6443, cidr, "Kubernetes API from admins"))
@@ -67,14 +65,52 @@ def firewall_rules(
             PortRule("lb", "tcp", 80, 80, WORLD, "Rancher over HTTP (redirect or pass-through)"),
             PortRule("lb", "tcp", 443, 443, WORLD, "Rancher over HTTPS"),
         ]
-    # Nodes reach the API and supervisor through the load balancer's private address
-    # (joins, in-cluster clients); traffic via a public address would come from NAT.
-    rules.append(PortRule("lb", "tcp", 6443, 6443, "nodes", "Kubernetes API from nodes"))
-    if distribution == "rke2":
-        rules.append(PortRule("lb", "tcp", 9345, 9345, "nodes", "RKE2 registration from nodes"))
+    # RKE2 joiners register with the servers directly (round-robin DNS of their private
+    # addresses, see components/dns.py): node-to-node 9345 above covers it.
     if datastore:
         rules.append(PortRule("db", "tcp", 3306, 3306, "nodes", "K3s datastore from the servers"))
     return rules
+
+
+def rule_name(firewall: str, rule: PortRule) -> str:
+    """A rule's resource name says what it allows, so adding or removing one rule never
+    renames another (rules named by list position were updated into each other's shape
+    and collided with InvalidPermission.Duplicate)."""
+    ports = str(rule.from_port) if rule.from_port == rule.to_port else f"{rule.from_port}-{rule.to_port}"
+    source = rule.source.replace("/", "-").replace(".", "-").replace(":", "-")
+    protocol = "all" if rule.protocol == "-1" else rule.protocol
+    return f"{firewall}-{rule.target}-in-{protocol}-{ports}-from-{source}"
+
+
+def first_release_names(firewall: str, distribution: str, admin_cidrs: list[str], ssh: bool, datastore: bool) -> dict[tuple, str]:
+    """Rule content -> the index name the first release gave it, for the same settings.
+
+    Used only as aliases, so a stack created by the first release keeps its rules
+    instead of re-creating them (which would collide with the rules still present).
+    """
+    rules = rke2_or_k3s_node_rules(distribution) + [
+        PortRule("nodes", "tcp", 80, 80, "lb", ""),
+        PortRule("nodes", "tcp", 443, 443, "lb", ""),
+        PortRule("nodes", "tcp", 6443, 6443, "lb", ""),
+    ]
+    if distribution == "rke2":
+        rules.append(PortRule("nodes", "tcp", 9345, 9345, "lb", ""))
+    for cidr in admin_cidrs:
+        rules.append(PortRule("nodes", "tcp", 6443, 6443, cidr, ""))
+        rules.append(PortRule("lb", "tcp", 6443, 6443, cidr, ""))
+        if ssh:
+            rules.append(PortRule("nodes", "tcp", 22, 22, cidr, ""))
+    rules += [PortRule("lb", "tcp", 80, 80, WORLD, ""), PortRule("lb", "tcp", 443, 443, WORLD, "")]
+    rules.append(PortRule("lb", "tcp", 6443, 6443, "nodes", ""))
+    if distribution == "rke2":
+        rules.append(PortRule("lb", "tcp", 9345, 9345, "nodes", ""))
+    if datastore:
+        rules.append(PortRule("db", "tcp", 3306, 3306, "nodes", ""))
+    return {_content(rule): f"{firewall}-{rule.target}-in-{index}" for index, rule in enumerate(rules)}
+
+
+def _content(rule: PortRule) -> tuple:
+    return (rule.target, rule.protocol, rule.from_port, rule.to_port, rule.source)
 
 
 @dataclass
@@ -82,6 +118,8 @@ class FirewallArgs:
     vpc_id: pulumi.Input[str]
     vpc_cidr: pulumi.Input[str]
     rules: list[PortRule]
+    # Rule content -> first-release resource name (see first_release_names).
+    previous_names: dict = field(default_factory=dict)
     # The NGINX instance needs the internet (packages, SSM); an NLB only the VPC.
     lb_egress_anywhere: bool = False
     with_datastore: bool = False
@@ -107,10 +145,12 @@ class Firewall(pulumi.ComponentResource):
                 f"{name}-db", vpc_id=args.vpc_id, description="rancher-ha K3s datastore", tags=tags("db"), opts=child(self)
             )
 
-        for index, rule in enumerate(args.rules):
+        self.rules = {}
+        for rule in args.rules:
             source_group = groups.get(rule.source)
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-{rule.target}-in-{index}",
+            previous = args.previous_names.get(_content(rule))
+            self.rules[_content(rule)] = aws.vpc.SecurityGroupIngressRule(
+                rule_name(name, rule),
                 security_group_id=groups[rule.target].id,
                 ip_protocol=rule.protocol,
                 from_port=rule.from_port,
@@ -118,7 +158,7 @@ class Firewall(pulumi.ComponentResource):
                 referenced_security_group_id=source_group.id if source_group else None,
                 cidr_ipv4=None if source_group else rule.source,
                 description=rule.description,
-                opts=child(self),
+                opts=child(self, aliases=[pulumi.Alias(name=previous)] if previous else None),
             )
 
         # Nodes download K3s/RKE2, images and the AWS CLI; they need outbound access

@@ -1,56 +1,87 @@
-"""Refuse to rename Rancher on an existing stack.
+"""Refuse, in preview already, a change that cannot be made to a deployed stack.
 
-Rancher cannot be renamed: its hostname is baked into every downstream cluster's
-agent registration and into its own CA-signed certificates. A changed hostname in a
-stack file would otherwise replace the DNS record and reinstall Rancher under a new
-name, orphaning every managed cluster. The provider's `check` runs in preview too, and
-every other component depends on this resource, so nothing changes before it fails.
+Some settings are the stack's identity. Rancher's hostname is baked into every
+downstream cluster's agent registration; the API name is in every server's
+certificate (tls-san) and user data that servers ignore after creation; the
+distribution, the VPC and the node placement decide where every server lives, and
+changing them would replace all servers at once (create-before-delete builds a second
+cluster beside the first, then deletes the first and its data). A dynamic provider's
+`check` compares each with the last deployed value and fails with the way out, and
+every component depends on the lock, so nothing changes before it fails.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, Resource, ResourceProvider
+from pulumi.dynamic import Resource
 
-from .by_value import ship_by_value
+from .providers import identity_lock_provider as implementation
+from .providers.shipping import loader_expression, source_of
 
+NEW_STACK = "deploy a new stack and migrate with Rancher Backups (rancher-backup, restore into the new stack)"
 RENAME_REFUSED = (
-    "Rancher cannot be renamed: this stack was deployed as '{old}', and downstream clusters' agents "
-    "and certificates are bound to that name. Set hostname back to '{old}'. To move to '{new}', "
-    "deploy a new stack and migrate with Rancher Backups (rancher-backup restore to the new name)."
+    "Rancher cannot be renamed: this stack was deployed as {old}, and downstream clusters' agents "
+    "and certificates are bound to that name. Set hostname back to {old}. To move to {new}, "
+    + NEW_STACK + "."
 )
+REFUSALS = {
+    "hostname": RENAME_REFUSED,
+    "apiHostname": (
+        "apiHostname is in every server's certificate (tls-san) and in the kubeconfig, and servers "
+        "ignore user-data changes after creation: the new name would fail TLS. Set it back to {old}; "
+        "to use {new}, " + NEW_STACK + "."
+    ),
+    "distribution": "The cluster is {old}; {new} would be a different cluster. Set distribution back to {old}; to switch, " + NEW_STACK + ".",
+    "vpcId": (
+        "changing the VPC moves every server at once: they would all be replaced together and the cluster "
+        "lost. Set {key} back to {old}; to move, " + NEW_STACK + "."
+    ),
+    "vpcCidr": (
+        "changing the VPC CIDR replaces the VPC, its subnets and every server at once. Set {key} back to "
+        "{old}; to renumber, " + NEW_STACK + "."
+    ),
+    "nodePlacement": (
+        "moving servers between public and private subnets replaces every server at once. Set {key} back to "
+        "{old}; to move, " + NEW_STACK + "."
+    ),
+    "nodeSubnetIds": (
+        "the servers live in these subnets; new subnets would replace every server at once. Set {key} back "
+        "to {old}; to move servers, " + NEW_STACK + "."
+    ),
+}
 
 
-class HostnameLockProvider(ResourceProvider):
-    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        old, new = (olds or {}).get("hostname"), news.get("hostname")
-        if old and new and old != new:
-            return CheckResult(inputs=news, failures=[CheckFailure("hostname", RENAME_REFUSED.format(old=old, new=new))])
-        return CheckResult(inputs=news, failures=[])
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(id_=props["hostname"], outs=props)
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return DiffResult(changes=False)
+class ShippedIdentityLockProvider(implementation.IdentityLockProvider):
+    def __reduce__(self):
+        return (eval, (loader_expression(source_of(implementation.__file__), "IdentityLockProvider"),))
 
 
-ship_by_value(HostnameLockProvider)
+class IdentityLock(Resource, module="rancher-ha", name="IdentityLock"):
+    locked: pulumi.Output[dict]
 
-
-class HostnameLock(Resource, module="rancher-ha", name="HostnameLock"):
-    hostname: pulumi.Output[str]
-
-    def __init__(self, name: str, hostname: str, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(HostnameLockProvider(), name, {"hostname": hostname}, opts)
+    def __init__(self, name: str, locked: Mapping[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(
+            ShippedIdentityLockProvider(),
+            name,
+            {"locked": dict(locked), "refusals": {key: REFUSALS[key] for key in locked}},
+            opts,
+        )
 
 
 class HostnameGuard(pulumi.ComponentResource):
     """Holds the lock, so the stack's top level has components only."""
 
-    def __init__(self, name: str, hostname: str, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, locked: Mapping[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:guard:HostnameGuard", name, None, opts)
-        self.lock = HostnameLock(f"{name}-lock", hostname, opts=pulumi.ResourceOptions(parent=self))
-        self.register_outputs({"hostname": self.lock.hostname})
+        self.lock = IdentityLock(
+            f"{name}-lock",
+            locked,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # The first release's lock, under its old type.
+                aliases=[pulumi.Alias(type_="pulumi-python:dynamic/rancher-ha:HostnameLock")],
+            ),
+        )
+        self.register_outputs({"locked": self.lock.locked})

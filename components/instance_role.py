@@ -32,11 +32,15 @@ class InstanceRoleArgs:
 class InstanceRole(pulumi.ComponentResource):
     profile_name: pulumi.Output[str]
     role_arn: pulumi.Output[str]
+    partition: pulumi.Output[str]
 
     def __init__(self, name: str, args: InstanceRoleArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:iam:InstanceRole", name, None, opts)
 
-        account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
+        invoke = pulumi.InvokeOptions(parent=self)
+        account_id = aws.get_caller_identity_output(opts=invoke).account_id
+        # aws, aws-us-gov or aws-cn: settings accept GovCloud and China regions.
+        partition = aws.get_partition_output(opts=invoke).partition
         role = aws.iam.Role(
             f"{name}-role",
             assume_role_policy=EC2_TRUST_POLICY,
@@ -45,7 +49,7 @@ class InstanceRole(pulumi.ComponentResource):
             opts=child(self),
         )
         parameter_arn = pulumi.Output.concat(
-            "arn:aws:ssm:", args.region, ":", account_id, ":parameter", args.parameter_path, "/*"
+            "arn:", partition, ":ssm:", args.region, ":", account_id, ":parameter", args.parameter_path, "/*"
         )
         # SecureStrings use the AWS-managed aws/ssm key, whose key policy already lets
         # SSM decrypt for principals of this account: no kms:Decrypt grant needed.
@@ -69,6 +73,7 @@ class InstanceRole(pulumi.ComponentResource):
         aws.iam.RolePolicy(f"{name}-policy", role=role.id, policy=policy, opts=child(self))
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags=tags(f"{name}-profile"), opts=child(self))
 
+        self.partition = partition
         self.profile_name = profile.name
         self.role_arn = role.arn
         self.register_outputs({"profile_name": self.profile_name, "role_arn": self.role_arn})

@@ -1,7 +1,12 @@
-"""The VPC the cluster lives in: an existing one, or a new one across three zones.
+"""The VPC the cluster lives in: an existing one, or a new one across up to three zones.
 
 A created VPC has public subnets (load balancer, NAT) and, for private nodes, private
-subnets whose only way out is a NAT gateway or the configured proxy.
+subnets whose only way out is a NAT gateway: one for the stack, or one per zone so that
+losing a zone does not cut the other zones off from SSM, images and the installers.
+
+Routes are separate `aws.ec2.Route` resources, never inline `routes=[...]` on the
+table: an inline list is authoritative, and the next refresh + up would delete every
+route someone added by hand (a peering or VPN route, say).
 """
 
 from __future__ import annotations
@@ -15,7 +20,13 @@ import pulumi_aws as aws
 
 from .naming import child, tags
 
-ZONE_COUNT = 3
+MAX_ZONES = 3
+# Local Zones and Wavelength Zones are "available" too, but are opt-in, lack NAT
+# gateways and NLB support in many places, and must not receive a control-plane node.
+ZONE_FILTERS = [
+    aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"]),
+    aws.GetAvailabilityZonesFilterArgs(name="zone-type", values=["availability-zone"]),
+]
 
 
 @dataclass
@@ -23,16 +34,34 @@ class NetworkArgs:
     vpc_cidr: str
     node_placement: str  # private | public
     nat_gateway: bool
+    nat_gateway_per_zone: bool = False
     existing_vpc_id: Optional[str] = None
     existing_node_subnet_ids: list[str] = field(default_factory=list)
     existing_lb_subnet_ids: list[str] = field(default_factory=list)
 
 
-def subnet_cidrs(vpc_cidr: str) -> tuple[list[str], list[str]]:
+def subnet_cidrs(vpc_cidr: str, zones: int = MAX_ZONES) -> tuple[list[str], list[str]]:
     """Public and private subnet CIDRs: 16 equal blocks, public from the bottom, private from the middle."""
     network = ipaddress.ip_network(vpc_cidr)
     blocks = [str(block) for block in network.subnets(new_prefix=network.prefixlen + 4)]
-    return blocks[:ZONE_COUNT], blocks[8 : 8 + ZONE_COUNT]
+    return blocks[:zones], blocks[8 : 8 + zones]
+
+
+def usable_zones() -> list[str]:
+    """Standard availability zones of the region, at most three, known at program time.
+
+    A plain (not Output) invoke: the number of subnets must be known when resources
+    are registered, and invokes run in previews too.
+    """
+    names = aws.get_availability_zones(state="available", filters=ZONE_FILTERS).names
+    if len(names) < 2:
+        raise ValueError(f"the region offers {len(names)} standard availability zone(s); rancher-ha needs at least 2")
+    if len(names) < MAX_ZONES:
+        pulumi.log.warn(
+            f"only {len(names)} availability zones: an RKE2 cluster of 3 puts two servers in one zone, "
+            "and losing that zone loses etcd quorum (see the failure table in README.md)"
+        )
+    return sorted(names)[:MAX_ZONES]
 
 
 class Network(pulumi.ComponentResource):
@@ -40,11 +69,23 @@ class Network(pulumi.ComponentResource):
     vpc_cidr: pulumi.Output[str]
     node_subnet_ids: list[pulumi.Output[str]]
     lb_subnet_ids: list[pulumi.Output[str]]
+    # Zone of each node / LB subnet, aligned with the lists above (known at program time).
+    node_zones: list[str]
+    lb_zones: list[str]
+    # CIDRs of the load balancer subnets: where the NGINX instance's address comes from.
+    lb_cidrs: list[pulumi.Input[str]]
     nodes_public: bool
+    # What internet-facing load balancers and Elastic IP associations must wait for:
+    # they fail at random while the internet gateway is not yet attached.
+    internet_ready: list[pulumi.Resource]
+    # The NAT gateways by zone (created VPC, private nodes), for the failure model.
+    nat_zones: list[str]
 
     def __init__(self, name: str, args: NetworkArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:network:Network", name, None, opts)
         self.nodes_public = args.node_placement == "public"
+        self.internet_ready = []
+        self.nat_zones = []
         if args.existing_vpc_id:
             self._use_existing(args)
         else:
@@ -59,14 +100,20 @@ class Network(pulumi.ComponentResource):
         )
 
     def _use_existing(self, args: NetworkArgs) -> None:
-        vpc = aws.ec2.get_vpc_output(id=args.existing_vpc_id, opts=pulumi.InvokeOptions(parent=self))
+        invoke = pulumi.InvokeOptions(parent=self)
+        vpc = aws.ec2.get_vpc_output(id=args.existing_vpc_id, opts=invoke)
         self.vpc_id = pulumi.Output.from_input(args.existing_vpc_id)
         self.vpc_cidr = vpc.cidr_block
         self.node_subnet_ids = [pulumi.Output.from_input(subnet) for subnet in args.existing_node_subnet_ids]
         self.lb_subnet_ids = [pulumi.Output.from_input(subnet) for subnet in args.existing_lb_subnet_ids]
+        # Plain invokes: the zones place servers and feed the failure model.
+        self.node_zones = [aws.ec2.get_subnet(id=subnet, opts=invoke).availability_zone for subnet in args.existing_node_subnet_ids]
+        lb_subnets = [aws.ec2.get_subnet(id=subnet, opts=invoke) for subnet in args.existing_lb_subnet_ids]
+        self.lb_zones = [subnet.availability_zone for subnet in lb_subnets]
+        self.lb_cidrs = [subnet.cidr_block for subnet in lb_subnets]
 
     def _create(self, name: str, args: NetworkArgs) -> None:
-        zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOptions(parent=self)).names
+        zones = usable_zones()
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
             cidr_block=args.vpc_cidr,
@@ -75,57 +122,85 @@ class Network(pulumi.ComponentResource):
             tags=tags("vpc"),
             opts=child(self),
         )
+        # vpc_id here attaches the gateway as part of its creation: depending on this
+        # resource means depending on the attachment.
         gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tags("igw"), opts=child(self))
         public_table = aws.ec2.RouteTable(
-            f"{name}-public",
-            vpc_id=vpc.id,
-            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=gateway.id)],
-            tags=tags("public"),
+            f"{name}-public-internet", vpc_id=vpc.id, tags=tags("public"), opts=child(self)
+        )
+        internet_route = aws.ec2.Route(
+            f"{name}-public-internet-default",
+            route_table_id=public_table.id,
+            destination_cidr_block="0.0.0.0/0",
+            gateway_id=gateway.id,
             opts=child(self),
         )
-        public_cidrs, private_cidrs = subnet_cidrs(args.vpc_cidr)
-        public_subnets = self._subnets(name, "public", public_cidrs, zones, vpc, public_table, {"kubernetes.io/role/elb": "1"})
+        self.internet_ready = [gateway, internet_route]
+        public_cidrs, private_cidrs = subnet_cidrs(args.vpc_cidr, len(zones))
+        public_subnets = self._subnets(
+            name, "public", dict(zip(zones, public_cidrs)), vpc, lambda _zone: public_table, {"kubernetes.io/role/elb": "1"}
+        )
 
         self.vpc_id = vpc.id
         self.vpc_cidr = vpc.cidr_block
-        self.lb_subnet_ids = [subnet.id for subnet in public_subnets]
+        self.lb_subnet_ids = [public_subnets[zone].id for zone in zones]
+        self.lb_zones = list(zones)
+        self.lb_cidrs = list(public_cidrs)
         if self.nodes_public:
             self.node_subnet_ids = list(self.lb_subnet_ids)
+            self.node_zones = list(zones)
             return
 
-        routes = []
-        if args.nat_gateway:
-            nat_address = aws.ec2.Eip(f"{name}-nat", domain="vpc", tags=tags("nat"), opts=child(self))
-            nat = aws.ec2.NatGateway(
-                f"{name}-nat",
-                allocation_id=nat_address.id,
-                subnet_id=public_subnets[0].id,
-                tags=tags("nat"),
+        # One route table per zone, routing to that zone's NAT gateway, or all to the one.
+        nat_zones = zones if args.nat_gateway_per_zone else zones[:1]
+        nats = {}
+        for zone in nat_zones:
+            nat_name = f"{name}-nat-{zone}" if args.nat_gateway_per_zone else f"{name}-nat"
+            address = aws.ec2.Eip(nat_name, domain="vpc", tags=tags(nat_name), opts=child(self))
+            nats[zone] = aws.ec2.NatGateway(
+                nat_name,
+                allocation_id=address.id,
+                subnet_id=public_subnets[zone].id,
+                tags=tags(nat_name),
                 opts=child(self, depends_on=[gateway]),
             )
-            routes.append(aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat.id))
-        private_table = aws.ec2.RouteTable(
-            f"{name}-private", vpc_id=vpc.id, routes=routes, tags=tags("private"), opts=child(self)
-        )
-        private_subnets = self._subnets(name, "private", private_cidrs, zones, vpc, private_table, {})
-        self.node_subnet_ids = [subnet.id for subnet in private_subnets]
-
-    def _subnets(self, name, kind, cidrs, zones, vpc, table, extra_tags) -> list[aws.ec2.Subnet]:
-        """One subnet per zone, associated with the kind's route table."""
-        subnets = []
-        for index, cidr in enumerate(cidrs):
-            subnet = aws.ec2.Subnet(
-                f"{name}-{kind}-{index}",
-                vpc_id=vpc.id,
-                cidr_block=cidr,
-                availability_zone=zones[index],
-                # Instances opt in to public addresses explicitly; nothing gets one by accident.
-                map_public_ip_on_launch=False,
-                tags=tags(f"{kind}-{index}", **extra_tags),
+        self.nat_zones = list(nat_zones)
+        tables = {}
+        for zone in zones:
+            table = aws.ec2.RouteTable(f"{name}-private-{zone}", vpc_id=vpc.id, tags=tags(f"private-{zone}"), opts=child(self))
+            aws.ec2.Route(
+                f"{name}-private-{zone}-default",
+                route_table_id=table.id,
+                destination_cidr_block="0.0.0.0/0",
+                nat_gateway_id=nats.get(zone, nats[nat_zones[0]]).id,
                 opts=child(self),
             )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-{kind}-{index}", subnet_id=subnet.id, route_table_id=table.id, opts=child(self)
+            tables[zone] = table
+        private_subnets = self._subnets(name, "private", dict(zip(zones, private_cidrs)), vpc, tables.__getitem__, {})
+        self.node_subnet_ids = [private_subnets[zone].id for zone in zones]
+        self.node_zones = list(zones)
+
+    def _subnets(self, name, kind, cidrs, vpc, table_for, extra_tags) -> dict[str, aws.ec2.Subnet]:
+        """One subnet per zone, named by its zone, associated with the zone's route table."""
+        subnets = {}
+        for index, (zone, cidr) in enumerate(cidrs.items()):
+            subnet_name = f"{name}-{kind}-{zone}"
+            # The first release named these by list position; keep those URNs.
+            previous = [pulumi.Alias(name=f"{name}-{kind}-{index}")]
+            subnet = aws.ec2.Subnet(
+                subnet_name,
+                vpc_id=vpc.id,
+                cidr_block=cidr,
+                availability_zone=zone,
+                # Instances opt in to public addresses explicitly; nothing gets one by accident.
+                map_public_ip_on_launch=False,
+                tags=tags(f"{kind}-{zone}", **extra_tags),
+                opts=child(self, aliases=previous),
             )
-            subnets.append(subnet)
+            # The association moves in place (ReplaceRouteTableAssociation) when the
+            # table changes, so a new table takes over a subnet without a gap.
+            aws.ec2.RouteTableAssociation(
+                subnet_name, subnet_id=subnet.id, route_table_id=table_for(zone).id, opts=child(self, aliases=previous)
+            )
+            subnets[zone] = subnet
         return subnets

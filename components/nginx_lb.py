@@ -1,12 +1,15 @@
-"""A dedicated NGINX instance as the load balancer (L4 pass-through or L7 TLS).
+"""A dedicated NGINX instance as the load balancer (L4 pass-through or L7 TLS), that heals
+itself.
 
-Built in two parts because of a dependency cycle between names, not resources: nodes
-need the load balancer's addresses before they exist (certificates, and the RKE2
-registration address), and NGINX needs the nodes' addresses for its upstreams. The
-network interface and its Elastic IP come first (`NginxAddress`); the instance that
-attaches them is created after the nodes (`NginxLoadBalancer`). Nodes register through
-the interface's private address: from a private subnet, the Elastic IP is reached
-through NAT, where no security-group rule can recognise them.
+An Auto Scaling group of one, across the load-balancer subnets of every zone, runs it.
+When the instance or its zone fails, the group launches a replacement in a healthy
+zone without anyone running `pulumi up`; at boot that instance takes over the stack's
+Elastic IP (the stable address Rancher's DNS records point at) and installs the
+configuration and certificate from SSM. A timer re-reads both every few minutes, so a
+renewed certificate or a replaced server reaches NGINX without replacing it.
+
+The Elastic IP exists before the nodes (`NginxAddress`); the configuration, which names
+the nodes' addresses, is written to SSM after them (`NginxLoadBalancer`).
 """
 
 from __future__ import annotations
@@ -20,36 +23,57 @@ import pulumi_aws as aws
 from rendering import cloud_init
 from rendering.nginx import CERTIFICATE_KEY_PATH, CERTIFICATE_PATH, NginxSpec, render_nginx_conf
 
-from .ec2_instance import InstanceSpec, hardened_instance, ubuntu_2404_ami
+from .ec2_instance import LaunchTemplateSpec, hardened_launch_template, ubuntu_2404_ami
 from .instance_role import InstanceRole, InstanceRoleArgs
-from .naming import child, parameter_root, tags
+from .naming import PROJECT, child, parameter_root, stack_name, tags
 from .secure_parameters import SecureParameters, SecureParametersArgs
 
 NGINX_PARAMETER_PATH_SUFFIX = "nginx"
+NGINX_ROOT_VOLUME_GB = 20
+# An instance whose EC2 status checks fail is replaced; new instances get this long to boot.
+HEALTH_CHECK_GRACE_SECONDS = 300
 
 
 @dataclass
 class NginxAddressArgs:
-    subnet_id: pulumi.Input[str]
-    security_group_id: pulumi.Input[str]
+    # Elastic IP associations fail at random before the internet gateway is attached.
+    depends_on: Sequence[pulumi.Resource] = ()
 
 
 class NginxAddress(pulumi.ComponentResource):
     address: pulumi.Output[str]  # public (Elastic IP): DNS, admins
-    private_address: pulumi.Output[str]  # nodes
-    network_interface_id: pulumi.Output[str]
+    allocation_id: pulumi.Output[str]
+    arn_suffix: pulumi.Output[str]
 
     def __init__(self, name: str, args: NginxAddressArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:loadbalancer:NginxAddress", name, None, opts)
-        interface = aws.ec2.NetworkInterface(
-            name, subnet_id=args.subnet_id, security_groups=[args.security_group_id], tags=tags(name), opts=child(self)
-        )
-        eip = aws.ec2.Eip(name, domain="vpc", tags=tags(name), opts=child(self))
-        aws.ec2.EipAssociation(name, allocation_id=eip.allocation_id, network_interface_id=interface.id, opts=child(self))
+        eip = aws.ec2.Eip(name, domain="vpc", tags=tags(name), opts=child(self, depends_on=list(args.depends_on)))
+        self.eip = eip
         self.address = eip.public_ip
-        self.private_address = interface.private_ip
-        self.network_interface_id = interface.id
-        self.register_outputs({"address": self.address, "private_address": self.private_address})
+        self.allocation_id = eip.allocation_id
+        self.register_outputs({"address": self.address, "allocation_id": self.allocation_id})
+
+
+def association_statements(partition: str, region: str, account: str, allocation_id: str) -> list[dict]:
+    """May move this stack's Elastic IP, onto this stack's instances only."""
+    return [
+        {
+            "Sid": "TakeOverStackAddress",
+            "Effect": "Allow",
+            "Action": ["ec2:AssociateAddress"],
+            "Resource": f"arn:{partition}:ec2:{region}:{account}:elastic-ip/{allocation_id}",
+        },
+        {
+            "Sid": "OntoStackInstances",
+            "Effect": "Allow",
+            "Action": ["ec2:AssociateAddress"],
+            "Resource": [
+                f"arn:{partition}:ec2:{region}:{account}:instance/*",
+                f"arn:{partition}:ec2:{region}:{account}:network-interface/*",
+            ],
+            "Condition": {"StringEquals": {f"aws:ResourceTag/{PROJECT}:stack": stack_name()}},
+        },
+    ]
 
 
 @dataclass
@@ -59,7 +83,9 @@ class NginxLoadBalancerArgs:
     distribution: str
     region: str
     node_private_ips: Sequence[pulumi.Input[str]]
-    network_interface_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    security_group_id: pulumi.Input[str]
+    address: NginxAddress
     instance_type: str
     imds_hop_limit: int
     worker_processes: str
@@ -73,30 +99,14 @@ class NginxLoadBalancerArgs:
 
 
 class NginxLoadBalancer(pulumi.ComponentResource):
-    private_ip: pulumi.Output[str]
     nginx_conf: pulumi.Output[str]
     user_data: pulumi.Output[str]
+    group: aws.autoscaling.Group
+    api_path: list[pulumi.Resource]
 
     def __init__(self, name: str, args: NginxLoadBalancerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:loadbalancer:NginxLoadBalancer", name, None, opts)
         parameter_path = f"{parameter_root()}/{NGINX_PARAMETER_PATH_SUFFIX}"
-        depends_on: list[pulumi.Resource] = []
-        if args.layer == "l7":
-            certificate = SecureParameters(
-                f"{name}-tls",
-                SecureParametersArgs(
-                    path=parameter_path,
-                    values={"tls.crt": args.certificate_pem, "tls.key": args.private_key_pem},
-                ),
-                opts=child(self),
-            )
-            depends_on.append(certificate)
-        role = InstanceRole(
-            f"{name}-instance",
-            InstanceRoleArgs(region=args.region, parameter_path=parameter_path, description="rancher-ha NGINX load balancer"),
-            opts=child(self),
-        )
-
         self.nginx_conf = pulumi.Output.all(*args.node_private_ips).apply(
             lambda ips: render_nginx_conf(
                 NginxSpec(
@@ -111,35 +121,77 @@ class NginxLoadBalancer(pulumi.ComponentResource):
                 )
             )
         )
-        self.user_data = self.nginx_conf.apply(
-            lambda conf: cloud_init.nginx_user_data(
-                nginx_conf=conf,
+        served = {"nginx.conf": self.nginx_conf}
+        if args.layer == "l7":
+            served.update({"tls.crt": args.certificate_pem, "tls.key": args.private_key_pem})
+        # The first release kept the TLS pair in a component named "<name>-tls".
+        configuration = SecureParameters(
+            f"{name}-config", SecureParametersArgs(path=parameter_path, values=served), opts=child(self)
+        )
+
+        invoke = pulumi.InvokeOptions(parent=self)
+        account = aws.get_caller_identity_output(opts=invoke).account_id
+        partition = aws.get_partition_output(opts=invoke).partition
+        role = InstanceRole(
+            f"{name}-instance",
+            InstanceRoleArgs(
+                region=args.region,
+                parameter_path=parameter_path,
+                extra_statements=pulumi.Output.all(partition, account, args.address.allocation_id).apply(
+                    lambda values: association_statements(values[0], args.region, values[1], values[2])
+                ),
+                description="rancher-ha NGINX load balancer",
+            ),
+            opts=child(self),
+        )
+        self.user_data = args.address.allocation_id.apply(
+            lambda allocation: cloud_init.nginx_user_data(
                 layer=args.layer,
                 region=args.region,
                 parameter_prefix=parameter_path,
+                eip_allocation_id=allocation,
                 certificate_path=CERTIFICATE_PATH,
                 certificate_key_path=CERTIFICATE_KEY_PATH,
             )
         )
-        instance = hardened_instance(
+        template = hardened_launch_template(
             self,
-            InstanceSpec(
+            LaunchTemplateSpec(
                 name=f"{name}-instance",
                 ami=ubuntu_2404_ami(self),
                 instance_type=args.instance_type,
-                network_interface_id=args.network_interface_id,
                 instance_profile=role.profile_name,
                 user_data=self.user_data,
-                root_volume_gb=20,
+                root_volume_gb=NGINX_ROOT_VOLUME_GB,
+                security_group_ids=[args.security_group_id],
+                # A public address to reach the package mirrors and SSM until the
+                # Elastic IP is taken over.
+                public_ip=True,
                 imds_hop_limit=args.imds_hop_limit,
                 ssh_key_name=args.ssh_key_name,
-                # Stateless: a new node list or config is applied by a fresh instance,
-                # which takes over the network interface, its addresses and DNS.
-                replace_on_user_data_change=True,
-                delete_before_replace=True,
-                ignore_changes=["ami"],
-                depends_on=depends_on,
             ),
         )
-        self.private_ip = instance.private_ip
-        self.register_outputs({"private_ip": self.private_ip, "nginx_conf": self.nginx_conf})
+        self.group = aws.autoscaling.Group(
+            f"{name}-group",
+            min_size=1,
+            max_size=1,
+            desired_capacity=1,
+            vpc_zone_identifiers=list(args.subnet_ids),
+            launch_template=aws.autoscaling.GroupLaunchTemplateArgs(id=template.id, version=template.latest_version.apply(str)),
+            health_check_type="EC2",
+            health_check_grace_period=HEALTH_CHECK_GRACE_SECONDS,
+            # A new launch template version (instance type, AMI, boot script) rolls the
+            # one instance: it is stateless, everything it serves comes from SSM.
+            instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
+                strategy="Rolling",
+                preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(min_healthy_percentage=0),
+            ),
+            tags=[
+                aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
+                for key, value in tags(f"{name}-instance").items()
+            ],
+            # The configuration is in SSM before the first instance boots.
+            opts=child(self, depends_on=[configuration]),
+        )
+        self.api_path = [self.group, configuration]
+        self.register_outputs({"nginx_conf": self.nginx_conf, "group": self.group.name})

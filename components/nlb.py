@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import pulumi
@@ -12,10 +12,16 @@ from .naming import child, tags
 
 
 PUBLIC_PORTS = [80, 443, 6443]  # Rancher, and the API for admins and the readiness gate
-# Joining RKE2 servers reach the supervisor (and API) privately: from a private subnet,
-# an internet-facing NLB's public address is reached through NAT, and security-group
-# rules that reference the node group never match such traffic.
-INTERNAL_PORTS = [6443, 9345]
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """How a target group decides a node is worth sending traffic to."""
+
+    protocol: str  # TCP | HTTP | HTTPS
+    port: str = "traffic-port"
+    path: Optional[str] = None
+    matcher: Optional[str] = None  # HTTP codes that count as healthy
 
 
 @dataclass
@@ -25,6 +31,11 @@ class NetworkLoadBalancerArgs:
     security_group_id: pulumi.Input[str]
     ports: list[int]
     internal: bool = False
+    # Per port; TCP on the traffic port where a port has none.
+    health_checks: dict = field(default_factory=dict)
+    # An internet-facing NLB created before the internet gateway is attached fails at
+    # random ("InvalidSubnet ... has no internet gateway").
+    depends_on: Sequence[pulumi.Resource] = ()
 
 
 class NetworkLoadBalancer(pulumi.ComponentResource):
@@ -45,8 +56,9 @@ class NetworkLoadBalancer(pulumi.ComponentResource):
             # the share of traffic DNS sends to that zone.
             enable_cross_zone_load_balancing=True,
             tags=tags(name),
-            opts=child(self),
+            opts=child(self, depends_on=list(args.depends_on)),
         )
+        self.listeners: list[aws.lb.Listener] = []
         self.target_group_arns = {}
         for port in args.ports:
             group = aws.lb.TargetGroup(
@@ -59,18 +71,12 @@ class NetworkLoadBalancer(pulumi.ComponentResource):
                 # itself through the NLB (a joining server on 9345/6443, the local
                 # cluster agent on 443) then times out: the hairpin. Off on every group.
                 preserve_client_ip="false",
-                deregistration_delay="30",
-                health_check=aws.lb.TargetGroupHealthCheckArgs(
-                    protocol="TCP",
-                    port="traffic-port",
-                    healthy_threshold=3,
-                    unhealthy_threshold=3,
-                    interval=10,
-                ),
+                deregistration_delay=30,
+                health_check=_health_check_args(args.health_checks.get(port, HealthCheck("TCP"))),
                 tags=tags(f"{name}-{port}"),
                 opts=child(self),
             )
-            aws.lb.Listener(
+            listener = aws.lb.Listener(
                 f"{name}-{port}",
                 load_balancer_arn=balancer.arn,
                 port=port,
@@ -79,6 +85,7 @@ class NetworkLoadBalancer(pulumi.ComponentResource):
                 tags=tags(f"{name}-{port}"),
                 opts=child(self),
             )
+            self.listeners.append(listener)
             self.target_group_arns[port] = group.arn
 
         self.address = balancer.dns_name
@@ -87,3 +94,35 @@ class NetworkLoadBalancer(pulumi.ComponentResource):
         self.register_outputs(
             {"dns_name": self.dns_name, "zone_id": self.zone_id, "target_group_arns": list(self.target_group_arns.values())}
         )
+
+
+def _health_check_args(check: HealthCheck) -> aws.lb.TargetGroupHealthCheckArgs:
+    # Rancher's NLB guide: healthy/unhealthy 3 at a 10 s interval.
+    return aws.lb.TargetGroupHealthCheckArgs(
+        protocol=check.protocol,
+        port=check.port,
+        path=check.path,
+        matcher=check.matcher,
+        healthy_threshold=3,
+        unhealthy_threshold=3,
+        interval=10,
+    )
+
+
+def rancher_health_checks(distribution: str, ingress_controller: str) -> dict[int, HealthCheck]:
+    """Real health endpoints where the component has one; TCP where it has none.
+
+    - 6443: K3s answers `GET /ping` with "pong" on 6443 (its supervisor shares the port);
+      RKE2's supervisor answers it on 9345 of the same server.
+    - 80/443: ingress-nginx's default server answers `GET /healthz` with 200 on port 80
+      (the controller is alive and serving); Traefik exposes no health endpoint on the
+      host ports, so TCP.
+    """
+    api = HealthCheck("HTTPS", path="/ping", matcher="200") if distribution == "k3s" else HealthCheck(
+        "HTTPS", port="9345", path="/ping", matcher="200"
+    )
+    checks = {6443: api}
+    if ingress_controller == "ingress-nginx":
+        ingress = HealthCheck("HTTP", port="80", path="/healthz", matcher="200")
+        checks.update({80: ingress, 443: ingress})
+    return checks

@@ -20,6 +20,7 @@ class RancherArgs:
     provider: k8s.Provider
     gate: pulumi.Resource
     rancher_version: str
+    rancher_repository: str
     cert_manager_version: str
     values_spec: values_lib.RancherValuesSpec
     install_cert_manager: bool
@@ -41,8 +42,14 @@ class Rancher(pulumi.ComponentResource):
         super().__init__("rancher-ha:rancher:Rancher", name, None, opts)
 
         def in_cluster(*extra: pulumi.Resource) -> pulumi.ResourceOptions:
-            # Every Kubernetes resource waits for the API gate, not only for the provider.
-            return child(self, provider=args.provider, depends_on=[args.gate, *args.depends_on, *extra])
+            # Every Kubernetes resource waits for the API gate (which depends on the whole
+            # API path, so a delete of one of these always runs while the API is still
+            # reachable), and is skipped by a destroy that takes the cluster with it
+            # (deleted_with the cluster's provider): `helm uninstall` of a cluster being
+            # deleted could only fail.
+            return child(
+                self, provider=args.provider, depends_on=[args.gate, *args.depends_on, *extra], deleted_with=args.provider
+            )
 
         password = random.RandomPassword(f"{name}-bootstrap-password", length=24, special=False, opts=child(self))
         self.bootstrap_password = pulumi.Output.secret(password.result)
@@ -109,13 +116,13 @@ class Rancher(pulumi.ComponentResource):
                 )
             )
 
-        self.values = pulumi.Output.secret(
-            self.bootstrap_password.apply(lambda secret: values_lib.rancher_values(args.values_spec, secret))
-        )
+        # Only the password is secret: the rest of the values stays readable in every
+        # preview and plan diff.
+        self.values = values_lib.rancher_values(args.values_spec, self.bootstrap_password)
         release = pinned_release(
             "rancher",
             args.rancher_version,
-            values_lib.RANCHER_REPOSITORY,
+            args.rancher_repository,
             namespace.metadata.name,
             self.values,
             timeout=1200,

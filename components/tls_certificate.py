@@ -11,9 +11,9 @@ import pulumi_tls as tls
 
 from .cluster_ca import self_signed_ca
 from .naming import child
+from .renewal import renewal_window
 
 SERVER_VALIDITY_HOURS = 397 * 24  # the browser limit for a TLS server certificate
-SERVER_EARLY_RENEWAL_HOURS = 30 * 24
 
 
 @dataclass
@@ -52,9 +52,10 @@ class RancherCertificate(pulumi.ComponentResource):
                 ca_private_key_pem=ca_key.private_key_pem,
                 ca_cert_pem=ca.cert_pem,
                 validity_period_hours=SERVER_VALIDITY_HOURS,
-                early_renewal_hours=SERVER_EARLY_RENEWAL_HOURS,
                 allowed_uses=["server_auth", "digital_signature", "key_encipherment"],
-                opts=child(self),
+                # Re-issued by the first `pulumi up` of every validity half (components/renewal.py);
+                # NGINX picks the new pair up from SSM within minutes, nothing is replaced.
+                opts=child(self, replacement_trigger=renewal_window(SERVER_VALIDITY_HOURS)),
             )
             self.certificate_pem = certificate.cert_pem
             self.private_key_pem = pulumi.Output.secret(key.private_key_pem)

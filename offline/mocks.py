@@ -108,7 +108,7 @@ class StackMocks(pulumi.runtime.Mocks):
 
     def _computed(self, typ: str, name: str, inputs: dict) -> dict:
         h = digest(typ, name)
-        arn = f"arn:aws:{typ.split(':')[1].split('/')[0]}:{self.region}:{ACCOUNT_ID}:{name}"
+        arn = f"arn:{_partition(self.region)}:{typ.split(':')[1].split('/')[0]}:{self.region}:{ACCOUNT_ID}:{name}"
         out: dict[str, Any] = {"arn": arn}
         if typ in ("aws:ec2/instance:Instance", "aws:ec2/networkInterface:NetworkInterface"):
             index = int(h[:4], 16)
@@ -175,6 +175,14 @@ class StackMocks(pulumi.runtime.Mocks):
             return {"zoneId": HOSTED_ZONE_ID, "id": HOSTED_ZONE_ID, "name": inputs.get("name")}, []
         if token == "aws:ec2/getVpc:getVpc":
             return {"id": inputs.get("id"), "cidrBlock": EXISTING_VPC_CIDR}, []
+        if token == "aws:index/getPartition:getPartition":
+            return {"partition": _partition(self.region), "dnsSuffix": "amazonaws.com", "id": _partition(self.region)}, []
+        if token == "aws:ec2/getSubnet:getSubnet":
+            # Existing subnets: spread over the zones by their id, deterministically.
+            subnet = inputs.get("id", "")
+            zone = f"{self.region}{'abc'[int(subnet[-1], 16) % 3] if subnet else 'a'}"
+            third = int(subnet[-2:], 16) if subnet else 0
+            return {"id": subnet, "availabilityZone": zone, "vpcId": "vpc-existing", "cidrBlock": f"10.20.{third}.0/24"}, []
         if token == "aws:index/getRegion:getRegion":
             return {"name": self.region, "id": self.region}, []
         raise NotImplementedError(f"offline mocks do not answer {token}")
@@ -214,7 +222,7 @@ class RecordingMonitor(MockMonitor):
                         },
                         delete_before_replace=bool(request.deleteBeforeReplace),
                         replace_on_changes=list(request.replaceOnChanges),
-                        aliases=_alias_urns(request),
+                        aliases=_alias_urns(request, pulumi.get_stack(), pulumi.get_project()),
                         deleted_with=request.deletedWith,
                         replace_with=list(request.replace_with),
                         replacement_trigger=_trigger(request),
@@ -223,11 +231,19 @@ class RecordingMonitor(MockMonitor):
         return response
 
 
-def _alias_urns(request) -> list[str]:
+def _alias_urns(request, stack: str, project: str) -> list[str]:
+    """Old URNs this registration answers to, spelled the way MockMonitor spells URNs
+    (type chain of the immediate parent's type only)."""
     urns = list(request.aliasURNs)
-    for spec in request.aliases:
-        if spec.urn:
-            urns.append(spec.urn)
+    for alias in request.aliases:
+        if alias.urn:
+            urns.append(alias.urn)
+            continue
+        spec = alias.spec
+        parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+        kind = spec.type or request.type
+        chain = f"{parent.split('::')[2].split('$')[-1]}${kind}" if parent else kind
+        urns.append(f"urn:pulumi:{spec.stack or stack}::{spec.project or project}::{chain}::{spec.name or request.name}")
     return urns
 
 
@@ -245,6 +261,14 @@ def json_format_value(value):
     from google.protobuf import json_format
 
     return json_format.MessageToDict(value)
+
+
+def _partition(region: str) -> str:
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    if region.startswith("cn-"):
+        return "aws-cn"
+    return "aws"
 
 
 def ip_in(cidr: str, address: str) -> bool:

@@ -102,22 +102,46 @@ def node_user_data(spec: NodeBootSpec) -> str:
     return cloud_config(files, [[BOOTSTRAP_PATH]])
 
 
-NGINX_STAGED_CONFIG_PATH = "/etc/rancher-ha/nginx.conf"
+NGINX_REFRESH_PATH = "/usr/local/sbin/rancher-ha-nginx-refresh"
+NGINX_REFRESH_SERVICE = "rancher-ha-nginx-refresh.service"
+NGINX_REFRESH_TIMER = "rancher-ha-nginx-refresh.timer"
+# How often NGINX re-reads SSM: a renewed certificate or a replaced server is live within this.
+NGINX_REFRESH_INTERVAL = "5min"
 
 
-def nginx_user_data(*, nginx_conf: str, layer: str, region: str, parameter_prefix: str,
+def systemd_unit(sections: dict[str, dict[str, str]]) -> str:
+    lines = []
+    for section, entries in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key}={value}" for key, value in entries.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def nginx_user_data(*, layer: str, region: str, parameter_prefix: str, eip_allocation_id: str,
                     certificate_path: str, certificate_key_path: str) -> str:
-    script = render(
-        "nginx-bootstrap.sh.j2",
-        layer=layer,
-        region=region,
-        parameter_prefix=parameter_prefix,
-        staged_config_path=NGINX_STAGED_CONFIG_PATH,
-        certificate_path=certificate_path,
-        certificate_key_path=certificate_key_path,
+    """Static per stack: the configuration and certificates come from SSM, so a new node
+    list or a renewed certificate never changes the launch template."""
+    common = dict(layer=layer, region=region, parameter_prefix=parameter_prefix, refresh_timer=NGINX_REFRESH_TIMER)
+    bootstrap = render("nginx-bootstrap.sh.j2", eip_allocation_id=eip_allocation_id, refresh_path=NGINX_REFRESH_PATH, **common)
+    refresh = render("nginx-refresh.sh.j2", certificate_path=certificate_path, certificate_key_path=certificate_key_path, **common)
+    service = systemd_unit(
+        {
+            "Unit": {"Description": "rancher-ha: install NGINX configuration and certificate from SSM", "After": "network-online.target"},
+            "Service": {"Type": "oneshot", "ExecStart": NGINX_REFRESH_PATH},
+        }
+    )
+    timer = systemd_unit(
+        {
+            "Unit": {"Description": f"rancher-ha: refresh NGINX from SSM every {NGINX_REFRESH_INTERVAL}"},
+            "Timer": {"OnBootSec": NGINX_REFRESH_INTERVAL, "OnUnitActiveSec": NGINX_REFRESH_INTERVAL, "RandomizedDelaySec": "30s"},
+            "Install": {"WantedBy": "timers.target"},
+        }
     )
     files = [
-        {"path": BOOTSTRAP_PATH, "owner": "root:root", "permissions": "0700", "content": script},
-        {"path": NGINX_STAGED_CONFIG_PATH, "owner": "root:root", "permissions": "0644", "content": nginx_conf},
+        {"path": BOOTSTRAP_PATH, "owner": "root:root", "permissions": "0700", "content": bootstrap},
+        {"path": NGINX_REFRESH_PATH, "owner": "root:root", "permissions": "0700", "content": refresh},
+        {"path": f"/etc/systemd/system/{NGINX_REFRESH_SERVICE}", "owner": "root:root", "permissions": "0644", "content": service},
+        {"path": f"/etc/systemd/system/{NGINX_REFRESH_TIMER}", "owner": "root:root", "permissions": "0644", "content": timer},
     ]
     return cloud_config(files, [[BOOTSTRAP_PATH]])

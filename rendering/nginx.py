@@ -29,7 +29,7 @@ class NginxSpec:
     hostname: str
     layer: str  # l4 | l7
     backends: Sequence[str]
-    distribution: str  # rke2 adds the 9345 supervisor pass-through
+    distribution: str
     worker_processes: str = "auto"
     worker_connections: int = 8192
     worker_rlimit_nofile: int = 40000
@@ -54,11 +54,13 @@ class NginxSpec:
 
 
 def tcp_listeners(spec: NginxSpec) -> list[TcpListener]:
-    """Ports passed through as TCP: the API (and supervisor) always, 80/443 only at L4."""
+    """Ports passed through as TCP: the API always, 80/443 only at L4.
+
+    RKE2's supervisor (9345) is not here: servers register with each other directly,
+    through the round-robin registration name (components/dns.py).
+    """
     names = ["http", "https"] if spec.layer == "l4" else []
     names.append("api")
-    if spec.distribution == "rke2":
-        names.append("supervisor")
     return [TcpListener(f"{name}_nodes", spec.ports[name], spec.backend_ports[name]) for name in names]
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-RANCHER_REPOSITORY = "https://releases.rancher.com/server-charts/stable"
+from .ha_values import cert_manager_ha_values, rancher_spread_values
+
 CERT_MANAGER_REPOSITORY = "https://charts.jetstack.io"
 RANCHER_NAMESPACE = "cattle-system"  # fixed by Rancher
 CERT_MANAGER_NAMESPACE = "cert-manager"
@@ -30,6 +31,8 @@ class RancherValuesSpec:
     lets_encrypt_email: Optional[str] = None
     proxy: Optional[str] = None
     no_proxy: Sequence[str] = ()
+    # Keep replicas on different nodes and one node's loss from taking them all.
+    spread: bool = True
 
 
 def rancher_values(spec: RancherValuesSpec, bootstrap_password: Any) -> dict:
@@ -43,6 +46,10 @@ def rancher_values(spec: RancherValuesSpec, bootstrap_password: Any) -> dict:
     if spec.layer == "l7":
         # The load balancer terminates TLS; Rancher serves HTTP and trusts X-Forwarded-Proto.
         values["tls"] = "external"
+        # The chart's cert-manager check looks at ingress.tls.source alone (default
+        # "rancher") and warns even with tls=external; "secret" says no issuer is wanted.
+        # With tls=external the Ingress gets no tls section, so no secret is read.
+        values["ingress"] = {"tls": {"source": "secret"}}
     else:
         values["tls"] = "ingress"
         ingress: dict[str, Any] = {"tls": {"source": "secret" if spec.tls_source in ("provided", "generated") else spec.tls_source}}
@@ -64,11 +71,21 @@ def rancher_values(spec: RancherValuesSpec, bootstrap_password: Any) -> dict:
     if spec.proxy:
         values["proxy"] = spec.proxy
         values["noProxy"] = ",".join(spec.no_proxy)
+    if spec.spread:
+        values = deep_merge(values, rancher_spread_values(spec.replicas))
     return values
 
 
-def cert_manager_values(proxy_http: Optional[str], proxy_https: Optional[str], no_proxy: Sequence[str]) -> dict:
-    values: dict[str, Any] = {"crds": {"enabled": True}}
+def deep_merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = deep_merge(merged[key], value) if isinstance(merged.get(key), dict) and isinstance(value, dict) else value
+    return merged
+
+
+def cert_manager_values(proxy_http: Optional[str], proxy_https: Optional[str], no_proxy: Sequence[str], server_count: int = 1) -> dict:
+    # Highly available with 2+ servers: replicas, PDBs and spread over nodes.
+    values: dict[str, Any] = {"crds": {"enabled": True}, **cert_manager_ha_values(server_count)}
     # cert-manager reaches ACME servers itself; the chart takes the proxy as env values.
     if proxy_http:
         values["http_proxy"] = proxy_http

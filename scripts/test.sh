@@ -8,5 +8,7 @@ set -euo pipefail
 install_system_tools
 install_node_tools
 create_venv requirements-dev.txt
+install_helm
+install_other_pythons
 cd "$REPO_ROOT"
 exec "$VENV/bin/python" -m pytest "$@"

@@ -66,6 +66,19 @@ def _hostname(value: str) -> str:
     return name
 
 
+# Networks whose traffic reaches an internet-facing address only through NAT (RFC 1918,
+# carrier-grade NAT, IPv6 unique-local). Documentation ranges (203.0.113.0/24 ...) are
+# public as far as a load balancer can tell, although Python calls them "private".
+PRIVATE_RANGES = tuple(
+    ipaddress.ip_network(cidr) for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+
+
+def _only_reachable_privately(cidr: str) -> bool:
+    network = _cidr(cidr)
+    return any(network.version == private.version and network.subnet_of(private) for private in PRIVATE_RANGES)
+
+
 class Settings(BaseModel):
     """A validated stack. Field names are snake_case; stack keys are their camelCase aliases."""
 
@@ -98,6 +111,20 @@ class Settings(BaseModel):
     hosted_zone: str = Field(
         **_doc("Route53 public hosted zone that holds the hostname.", "a DNS name that is a suffix of hostname")
     )
+    hosted_zone_private: bool = Field(
+        False,
+        **_doc(
+            "hostedZone is a Route53 private zone (associated with the VPC) instead of a public one.",
+            "boolean; not with letsEncrypt",
+        ),
+    )
+    api_hostname: str = Field(
+        **_doc(
+            "Stable DNS name of the Kubernetes API (kubeconfig, tls-san); a record in hostedZone.",
+            "FQDN inside hostedZone, not the Rancher hostname; fixed once deployed",
+            "api.<hostname>",
+        )
+    )
     region: str = Field(
         **_doc("AWS region, read from `aws:region`.", "e.g. eu-west-1", "required (aws:region)")
     )
@@ -106,6 +133,13 @@ class Settings(BaseModel):
     rancher_version: str = Field(
         "2.14.4",
         **_doc("Rancher chart version (rancher-stable).", "X.Y.Z with a supported minor (2.12-2.15)"),
+    )
+    rancher_chart_repository: str = Field(
+        "stable",
+        **_doc(
+            "Rancher chart repository: stable, latest, prime, or an https URL (e.g. a mirror).",
+            "stable | latest | prime | https://...",
+        ),
     )
     kubernetes_version: str = Field(
         **_doc(
@@ -179,6 +213,13 @@ class Settings(BaseModel):
     nat_gateway: bool = Field(
         True, **_doc("Create a NAT gateway for private nodes (created VPC only).", "boolean")
     )
+    nat_gateway_per_zone: bool = Field(
+        **_doc(
+            "One NAT gateway per zone, so losing a zone does not cut the others off (created VPC).",
+            "boolean; needs natGateway and private nodes",
+            "true in prod, else false",
+        )
+    )
     cluster_cidr: str = Field(
         "10.42.0.0/16", **_doc("Pod network.", "IPv4 CIDR not overlapping the VPC")
     )
@@ -221,6 +262,13 @@ class Settings(BaseModel):
         **_doc(
             "l4: TCP pass-through, TLS ends in the cluster; l7: TLS ends on NGINX (tls=external).",
             "l4 or l7 (l7 needs nginx)",
+        ),
+    )
+    load_balancer_scheme: Literal["internet-facing", "internal"] = Field(
+        "internet-facing",
+        **_doc(
+            "internet-facing, or internal (reachable only from the VPC and networks routed to it).",
+            "internet-facing or internal; internal is not for letsEncrypt",
         ),
     )
     nginx_instance_type: str = Field(
@@ -316,6 +364,11 @@ class Settings(BaseModel):
         for key in ("dbMultiAz", "dbDeletionProtection", "dbFinalSnapshot", "protectStatefulResources"):
             data.setdefault(key, prod)
         data.setdefault("etcdSnapshotS3", dist == "rke2" and env in ("staging", "prod"))
+        data.setdefault("natGatewayPerZone", prod and data.get("natGateway", True) is not False
+                        and data.get("nodePlacement", "private") == "private" and not data.get("vpcId"))
+        hostname = data.get("hostname")
+        if isinstance(hostname, str) and hostname:
+            data.setdefault("apiHostname", "api." + hostname.rstrip(".").lower())
         return data
 
     @field_validator("distribution", mode="before")
@@ -329,7 +382,7 @@ class Settings(BaseModel):
             )
         return value
 
-    @field_validator("hostname", "hosted_zone")
+    @field_validator("hostname", "hosted_zone", "api_hostname")
     @classmethod
     def _dns_name(cls, value: str) -> str:
         return _hostname(value)
@@ -345,6 +398,16 @@ class Settings(BaseModel):
     @classmethod
     def _rancher_version(cls, value: str) -> str:
         versions.parse_rancher_version(value)
+        return value
+
+    @field_validator("rancher_chart_repository")
+    @classmethod
+    def _chart_repository(cls, value: str) -> str:
+        if value not in versions.RANCHER_CHART_REPOSITORIES and not re.match(r"^https://[^\s]+$", value):
+            raise ValueError(
+                "is not a Rancher chart repository. Fix: use 'stable' (the default), 'latest', "
+                "'prime', or the https URL of a mirror"
+            )
         return value
 
     @field_validator("kubernetes_version")
@@ -583,6 +646,13 @@ class Settings(BaseModel):
         def problem(key: str, value: Any, message: str) -> None:
             problems.append(f"rancher-ha:{key} = {value!r}: {message}")
 
+        if not self.api_hostname.endswith("." + self.hosted_zone) or self.api_hostname == self.hostname:
+            problem(
+                "apiHostname",
+                self.api_hostname,
+                f"must be a name in the hosted zone '{self.hosted_zone}' other than the Rancher "
+                f"hostname. Fix: remove it to get 'api.{self.hostname}', or pick another name in the zone",
+            )
         if not self.hostname.endswith("." + self.hosted_zone):
             problem(
                 "hostname",
@@ -717,12 +787,47 @@ class Settings(BaseModel):
                 "is set but no proxy URL is. Fix: set proxyHttp and/or proxyHttps, or remove proxyNoProxy",
             )
         creates_vpc = self.vpc_id is None
-        if creates_vpc and self.node_placement == "private" and not self.nat_gateway and not proxied:
+        if creates_vpc and self.node_placement == "private" and not self.nat_gateway:
             problem(
                 "natGateway",
                 False,
-                "private nodes without a NAT gateway or a proxy cannot download K3s/RKE2 "
-                "or images. Fix: keep natGateway: true, or set proxyHttps",
+                "a VPC this stack creates has no other way out than its NAT gateway: without it "
+                "the private nodes cannot reach a proxy, SSM, the installers or images (and a "
+                "hand-added route would be outside the stack). Fix: keep natGateway: true, or "
+                "use an existing VPC where your proxy is reachable (vpcId, nodeSubnetIds, "
+                "lbSubnetIds, proxyHttps)",
+            )
+        if self.nat_gateway_per_zone and (not creates_vpc or self.node_placement != "private" or not self.nat_gateway):
+            problem(
+                "natGatewayPerZone",
+                True,
+                "applies only to a VPC this stack creates, with private nodes and natGateway: true. "
+                "Fix: remove it",
+            )
+        internal = self.load_balancer_scheme == "internal"
+        if not internal and all(_only_reachable_privately(cidr) for cidr in self.admin_cidrs):
+            problem(
+                "adminCidrs",
+                self.admin_cidrs,
+                "lists only private networks, which can never reach an internet-facing load "
+                "balancer (their traffic arrives from NAT or public addresses), so `pulumi up` "
+                "could not reach the API. Fix: set loadBalancerScheme: internal, or list the "
+                "public addresses your admins and CI leave from",
+            )
+        if internal and self.load_balancer_type == "nginx":
+            problem(
+                "loadBalancerScheme",
+                "internal",
+                "the NGINX load balancer's stable address is an Elastic IP, which is public. Fix: use "
+                "loadBalancerType: nlb for an internal load balancer",
+            )
+        if self.tls_source == "letsEncrypt" and (internal or self.hosted_zone_private):
+            problem(
+                "tlsSource",
+                "letsEncrypt",
+                "Let's Encrypt's HTTP-01 challenge must reach Rancher from the internet through a "
+                "public DNS name. Fix: use tlsSource: provided (your CA) or rancher, or a public, "
+                "internet-facing setup",
             )
         if self.node_placement == "public" and not self.nat_gateway:
             problem(
@@ -753,6 +858,19 @@ class Settings(BaseModel):
         return self
 
     # --------------------------------------------------------------------------------
+    @property
+    def internal(self) -> bool:
+        return self.load_balancer_scheme == "internal"
+
+    @property
+    def rancher_chart_repository_url(self) -> str:
+        return versions.RANCHER_CHART_REPOSITORIES.get(self.rancher_chart_repository, self.rancher_chart_repository)
+
+    @property
+    def rancher_replicas(self) -> int:
+        # Rancher's own guidance: 3 replicas; more only add leader-election churn.
+        return min(3, self.server_count)
+
     @property
     def kubernetes_release(self) -> versions.KubernetesRelease:
         return versions.parse_kubernetes_version(self.kubernetes_version)

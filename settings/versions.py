@@ -25,6 +25,15 @@ KUBERNETES_VERSION_PATTERN = re.compile(r"^v1\.(\d+)\.(\d+)\+(k3s|rke2r)(\d+)$")
 DISTRIBUTION_SUFFIX = {"k3s": "k3s", "rke2": "rke2r"}
 EXAMPLE_KUBERNETES_VERSION = {"k3s": "v1.34.1+k3s1", "rke2": "v1.34.1+rke2r1"}
 
+# Where Rancher publishes the chart. Every tag goes to `latest`; only some are
+# promoted to `stable` (the pinned default 2.14.4 is a stable release); Rancher Prime
+# customers use the Prime repository.
+RANCHER_CHART_REPOSITORIES = {
+    "stable": "https://releases.rancher.com/server-charts/stable",
+    "latest": "https://releases.rancher.com/server-charts/latest",
+    "prime": "https://charts.rancher.com/server-charts/prime",
+}
+
 # RKE2 ships ingress-nginx up to v1.35 and Traefik from v1.36 on.
 RKE2_FIRST_TRAEFIK_MINOR = 36
 

@@ -21,11 +21,17 @@ BASE_CONFIG: dict[str, Any] = {
 RKE2 = {"rancher-ha:distribution": "rke2"}
 NGINX_L4 = {"rancher-ha:loadBalancerType": "nginx", "rancher-ha:loadBalancerLayer": "l4"}
 NGINX_L7 = {"rancher-ha:loadBalancerType": "nginx", "rancher-ha:loadBalancerLayer": "l7"}
+EXISTING_VPC = {
+    "rancher-ha:vpcId": "vpc-0123456789abcdef0",
+    "rancher-ha:nodeSubnetIds": ["subnet-00000000000000001", "subnet-00000000000000002", "subnet-00000000000000003"],
+    "rancher-ha:lbSubnetIds": ["subnet-0000000000000000a", "subnet-0000000000000000b"],
+}
+# Private mode: an existing VPC without NAT, where the proxy is the only way out.
 PROXY = {
+    **EXISTING_VPC,
     "rancher-ha:proxyHttp": "http://proxy.corp.example:3128",
     "rancher-ha:proxyHttps": "http://proxy.corp.example:3128",
     "rancher-ha:proxyNoProxy": ["git.corp.example"],
-    "rancher-ha:natGateway": False,
 }
 
 

@@ -12,6 +12,9 @@ writes what a reviewer needs to see into a folder:
 
 Two runs of the same stack write byte-identical files. A bad stack exits 2 with the
 settings error. Usage: python -m tools.render <stack> [<stack> ...] | --all [--out DIR]
+
+  --dump-state FILE  write the stacks' registrations as JSON instead of rendering (tools/plan.py)
+  --plan BASE_REF    print the offline plan (offline/plan.py) from BASE_REF to the working tree
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ if str(REPO_ROOT) not in sys.path:
 
 from offline.mocks import Registration  # noqa: E402
 from offline.runner import STACKS_DIR, MockRun, run_stack  # noqa: E402
-from rendering.cloud_init import BASE_CONFIG_PATH, NGINX_STAGED_CONFIG_PATH  # noqa: E402
+import base64  # noqa: E402
+
+from rendering.cloud_init import BASE_CONFIG_PATH  # noqa: E402
 from settings import SettingsError  # noqa: E402
 
 REDACTED = "[secret]"
@@ -114,8 +119,15 @@ def render(run: MockRun, out: Path) -> None:
         for entry in yaml.safe_load(user_data).get("write_files", []):
             if entry["path"] == BASE_CONFIG_PATH:
                 _write(out / "node-config" / f"{instance.name}.yaml", entry["content"])
-            if entry["path"] == NGINX_STAGED_CONFIG_PATH:
-                _write(out / "nginx" / "nginx.conf", entry["content"])
+
+    # The NGINX load balancer boots from a launch template; its configuration is in SSM.
+    for template in run.of_type("aws:ec2/launchTemplate:LaunchTemplate"):
+        encoded = template.inputs.get("userData")
+        if isinstance(encoded, str):
+            _write(out / "user-data" / f"{template.name}.yaml", _redact(base64.b64decode(encoded).decode(), secrets))
+    for parameter in run.of_type("aws:ssm/parameter:Parameter"):
+        if parameter.inputs.get("name", "").endswith("/nginx/nginx.conf"):
+            _write(out / "nginx" / "nginx.conf", parameter.inputs["value"])
 
     for release in run.of_type("kubernetes:helm.sh/v3:Release"):
         values = _redact(_redact_values(release), secrets)
@@ -181,10 +193,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="render every stack in the stacks folder")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "render", help="output folder (one subfolder per stack)")
     parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help=argparse.SUPPRESS)
+    parser.add_argument("--dump-state", type=Path, metavar="FILE", help="write the registrations as JSON (for tools.plan)")
+    parser.add_argument("--plan", metavar="BASE_REF", help="print the offline plan from BASE_REF to the working tree")
     args = parser.parse_args(argv)
     stacks = sorted(p.name.split(".")[1] for p in args.stacks_dir.glob("Pulumi.*.yaml")) if args.all else args.stacks
     if not stacks:
         parser.error("name a stack, or --all")
+    if args.dump_state:
+        from tools.plan import dump_states
+
+        errors = dump_states(stacks, args.dump_state, stacks_dir=args.stacks_dir)
+        for stack, error in sorted(errors.items()):
+            print(f"{stack}: {error}", file=sys.stderr)
+        return 2 if errors else 0
+    if args.plan:
+        from tools.plan import plan_markdown
+
+        text, plan_failed = plan_markdown(args.plan, stacks, stacks_dir=args.stacks_dir)
+        _write(args.out / "plan.md", text)
+        print(text)
+        return 2 if plan_failed else 0
     failed = False
     for stack in stacks:
         try:

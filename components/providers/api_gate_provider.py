@@ -1,0 +1,158 @@
+"""The readiness gate's provider: wait until the Kubernetes API is ready through the load
+balancer AND every server is a Ready node.
+
+Self-contained (standard library + pulumi.dynamic): shipped to the provider process as
+source (see shipping.py). The probe connects to the load balancer's address and checks
+the certificate against the API's stable name (SNI), so it does not depend on DNS
+having propagated to the machine running `pulumi up`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import ssl
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+from urllib.parse import urlsplit
+
+from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+# Inputs whose change means "a new cluster, load balancer or server to wait for".
+REPLACING_INPUTS = ("url", "serverName", "caPem", "expectedNodes", "triggers")
+
+
+class ApiNotReady(Exception):
+    """The API did not become ready in time; the message says what to check."""
+
+
+@dataclass(frozen=True)
+class ApiProbe:
+    url: str  # https://<load balancer address>:6443
+    server_name: str  # the API's stable name, in the server certificate's SANs
+    ca_pem: str
+    client_cert_pem: str
+    client_key_pem: str
+    expected_nodes: Sequence[str] = ()  # InternalIP of every server
+
+
+def ssl_context(probe: ApiProbe) -> ssl.SSLContext:
+    context = ssl.create_default_context(cadata=probe.ca_pem)
+    # load_cert_chain reads files only; keep them private and short-lived.
+    with tempfile.TemporaryDirectory() as directory:
+        cert_path, key_path = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+        for path, text in ((cert_path, probe.client_cert_pem), (key_path, probe.client_key_pem)):
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(text)
+        context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+def get(probe: ApiProbe, context: ssl.SSLContext, path: str, timeout: float) -> tuple[int, bytes]:
+    parts = urlsplit(probe.url)
+    raw = socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout)
+    try:
+        tls = context.wrap_socket(raw, server_hostname=probe.server_name)
+    except BaseException:
+        raw.close()
+        raise
+    connection = http.client.HTTPSConnection(probe.server_name, parts.port or 443, timeout=timeout, context=context)
+    connection.sock = tls
+    try:
+        connection.request("GET", path, headers={"Host": probe.server_name, "Accept": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def ready_node_addresses(node_list: dict) -> set[str]:
+    ready = set()
+    for node in node_list.get("items", []):
+        status = node.get("status", {})
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", [])):
+            ready.update(a.get("address") for a in status.get("addresses", []) if a.get("type") == "InternalIP")
+    return ready
+
+
+def probe_once(probe: ApiProbe, context: ssl.SSLContext, request_timeout: float) -> Optional[str]:
+    """None when the API is ready and every expected server is a Ready node, else why not."""
+    try:
+        status, _ = get(probe, context, "/readyz", request_timeout)
+        if status != 200:
+            return f"/readyz answered HTTP {status}"
+        if not probe.expected_nodes:
+            return None
+        status, body = get(probe, context, "/api/v1/nodes", request_timeout)
+        if status != 200:
+            return f"/api/v1/nodes answered HTTP {status}"
+        missing = sorted(set(probe.expected_nodes) - ready_node_addresses(json.loads(body)))
+        return f"servers not Ready yet: {', '.join(missing)}" if missing else None
+    except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as error:
+        return f"{type(error).__name__}: {error}"
+
+
+def wait_for_api(
+    probe: ApiProbe,
+    timeout_seconds: float,
+    interval_seconds: float = 5.0,
+    request_timeout: float = 10.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Poll until ready; return the number of attempts. Raise ApiNotReady on timeout."""
+    context = ssl_context(probe)
+    deadline = clock() + timeout_seconds
+    attempts = 0
+    while True:
+        attempts += 1
+        reason = probe_once(probe, context, min(request_timeout, max(1.0, deadline - clock())))
+        if reason is None:
+            return attempts
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise ApiNotReady(
+                f"The Kubernetes API at {probe.url} ({probe.server_name}) was not ready within {timeout_seconds:g}s "
+                f"({attempts} attempts; last: {reason}). Check: that the servers booted "
+                "(EC2 console output, /var/log/cloud-init-output.log), that they could read their SSM "
+                "parameters and download K3s/RKE2 (NAT or proxy), that the load balancer's targets are "
+                "healthy on 6443, and that adminCidrs includes the address this `pulumi up` runs from. "
+                "Raise apiReadyTimeoutSeconds if boots are just slow."
+            )
+        sleep(min(interval_seconds, remaining))
+
+
+def probe_from(props: dict[str, Any]) -> ApiProbe:
+    return ApiProbe(
+        url=props["url"],
+        server_name=props["serverName"],
+        ca_pem=props["caPem"],
+        client_cert_pem=props["clientCertPem"],
+        client_key_pem=props["clientKeyPem"],
+        expected_nodes=tuple(props.get("expectedNodes") or ()),
+    )
+
+
+class ApiGateProvider(ResourceProvider):
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        attempts = wait_for_api(
+            probe_from(props),
+            timeout_seconds=float(props["timeoutSeconds"]),
+            interval_seconds=float(props.get("intervalSeconds") or 5),
+        )
+        return CreateResult(id_=props["url"], outs={**props, "attempts": attempts})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        # A new address, CA, server or load balancer means a cluster to wait for again;
+        # a timeout change alone does not.
+        replaces = [key for key in REPLACING_INPUTS if olds.get(key) != news.get(key)]
+        changes = bool(replaces) or olds.get("timeoutSeconds") != news.get("timeoutSeconds")
+        return DiffResult(changes=changes, replaces=replaces, delete_before_replace=False)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs={**news, "attempts": _olds.get("attempts")})

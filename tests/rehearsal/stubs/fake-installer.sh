@@ -1,0 +1,6 @@
+#!/bin/sh
+# Stand-in for the @DIST@ install script served by curl at https://get.@DIST@.io.
+# The real script downloads a release; this one records INSTALL_* and installs a fake
+# binary and the systemd unit(s) the real script would.
+set -e
+exec /usr/bin/python3 -S /usr/lib/rancher-ha-rehearsal/installer @DIST@ "$@"
