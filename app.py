@@ -24,7 +24,7 @@ from components.datastore import Datastore, DatastoreArgs
 from components.dns import RancherDns, RancherDnsArgs, registration_hostname
 from components.firewall import Firewall, FirewallArgs, firewall_rules, first_release_names
 from components.hostname_lock import HostnameGuard
-from components.naming import parameter_root, stack_name
+from components.naming import children_wait_for, parameter_root, stack_name
 from components.network import Network, NetworkArgs
 from components.nginx_lb import NginxAddress, NginxAddressArgs, NginxLoadBalancer, NginxLoadBalancerArgs
 from components.nlb import PUBLIC_PORTS, NetworkLoadBalancer, NetworkLoadBalancerArgs, rancher_health_checks
@@ -61,8 +61,11 @@ def deploy(settings: Settings) -> dict[str, Any]:
     nginx = settings.load_balancer_type == "nginx"
     l7 = settings.load_balancer_layer == "l7"
     node_path = f"{parameter_root()}/{NODE_PARAMETER_PATH_SUFFIX}"
-    # Everything waits for the guard, so a refused change changes nothing.
-    guarded = pulumi.ResourceOptions(depends_on=[HostnameGuard("rancher-hostname", locked_settings(settings))])
+    # Everything waits for the guard, so a refused change changes nothing: every
+    # component, and every resource inside one.
+    guard = HostnameGuard("rancher-hostname", locked_settings(settings))
+    children_wait_for(guard.lock)
+    guarded = pulumi.ResourceOptions(depends_on=[guard])
 
     network = Network(
         "network",
@@ -278,7 +281,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
     if not k3s:
         SecureParameters(
             "cluster-state",
-            SecureParametersArgs(path=node_path, values={CLUSTER_INITIALIZED: "true"}),
+            SecureParametersArgs(path=node_path, values={CLUSTER_INITIALIZED: "true"}, depends_on=[access.gate]),
             opts=pulumi.ResourceOptions.merge(guarded, pulumi.ResourceOptions(depends_on=[access.gate])),
         )
 

@@ -158,7 +158,12 @@ class ClusterNodes(pulumi.ComponentResource):
             # Not a dependency of the servers: they boot while these are still coming.
             SecureParameters(
                 f"{name}-late-secrets",
-                SecureParametersArgs(path=args.parameter_path, values=dict(args.late_secrets)),
+                SecureParametersArgs(
+                    path=args.parameter_path,
+                    values=dict(args.late_secrets),
+                    # The first release kept the DSN with the other secrets.
+                    previously_in=(f"{name}-secrets", parameters),
+                ),
                 opts=child(self),
             )
 

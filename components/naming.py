@@ -20,6 +20,19 @@ def tags(name: str, **extra: str) -> dict[str, str]:
     return {"Name": f"{PROJECT}-{stack_name()}-{name}", "rancher-ha:stack": stack_name(), **extra}
 
 
+# Resources every child waits for (the identity lock). A component's depends_on does
+# not reach its children (the engine orders by each resource's own dependencies), so
+# child() adds it to every one of them.
+_ALL_CHILDREN_WAIT_FOR: list[pulumi.Resource] = []
+
+
+def children_wait_for(*resources: pulumi.Resource) -> None:
+    """Make every resource created through child() from now on depend on these."""
+    _ALL_CHILDREN_WAIT_FOR[:] = list(resources)
+
+
 def child(parent: pulumi.Resource, **options) -> pulumi.ResourceOptions:
     """Options for a component's child: always parented, so URNs and previews nest."""
+    if _ALL_CHILDREN_WAIT_FOR:
+        options["depends_on"] = [*_ALL_CHILDREN_WAIT_FOR, *(options.get("depends_on") or [])]
     return pulumi.ResourceOptions(parent=parent, **options)

@@ -124,9 +124,10 @@ class NginxLoadBalancer(pulumi.ComponentResource):
         served = {"nginx.conf": self.nginx_conf}
         if args.layer == "l7":
             served.update({"tls.crt": args.certificate_pem, "tls.key": args.private_key_pem})
-        # The first release kept the TLS pair in a component named "<name>-tls".
+        # Named as in the first release, which kept only the TLS pair here: the same
+        # URNs, so the parameters are updated in place, never created twice.
         configuration = SecureParameters(
-            f"{name}-config", SecureParametersArgs(path=parameter_path, values=served), opts=child(self)
+            f"{name}-tls", SecureParametersArgs(path=parameter_path, values=served), opts=child(self)
         )
 
         invoke = pulumi.InvokeOptions(parent=self)

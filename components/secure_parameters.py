@@ -7,7 +7,7 @@ may read that path only, and the value never appears in user data or logs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -19,6 +19,12 @@ from .naming import child, tags
 class SecureParametersArgs:
     path: str  # e.g. /rancher-ha/dev/node
     values: Mapping[str, pulumi.Input[str]]  # name below the path -> value
+    # Where these parameters lived before (component name, component): aliases keep
+    # their URNs, so moving one does not create a second parameter of the same name
+    # while the first still exists (ParameterAlreadyExists).
+    previously_in: Optional[tuple[str, pulumi.Resource]] = None
+    # Created only after these (a component's own depends_on does not reach its children).
+    depends_on: Sequence[pulumi.Resource] = ()
 
 
 class SecureParameters(pulumi.ComponentResource):
@@ -28,7 +34,12 @@ class SecureParameters(pulumi.ComponentResource):
         super().__init__("rancher-ha:secrets:SecureParameters", name, None, opts)
         self.parameters = {}
         for key, value in sorted(args.values.items()):
-            resource_name = f"{name}-{key.replace('/', '-').replace('.', '-')}"
+            suffix = key.replace('/', '-').replace('.', '-')
+            resource_name = f"{name}-{suffix}"
+            aliases = None
+            if args.previously_in is not None:
+                old_name, old_parent = args.previously_in
+                aliases = [pulumi.Alias(name=f"{old_name}-{suffix}", parent=old_parent)]
             self.parameters[key] = aws.ssm.Parameter(
                 resource_name,
                 name=f"{args.path}/{key}",
@@ -37,6 +48,6 @@ class SecureParameters(pulumi.ComponentResource):
                 tier="Intelligent-Tiering",
                 value=pulumi.Output.secret(value),
                 tags=tags(resource_name),
-                opts=child(self),
+                opts=child(self, aliases=aliases, depends_on=list(args.depends_on)),
             )
         self.register_outputs({"names": sorted(f"{args.path}/{key}" for key in args.values)})

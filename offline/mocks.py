@@ -101,9 +101,11 @@ class StackMocks(pulumi.runtime.Mocks):
             if isinstance(computed.get(key), str):
                 with self.lock:
                     self.secret_values.add(computed[key])
+        resource_id = None if self.preview else computed.get("id", f"{args.name}-{digest(args.typ, args.name, length=8)}")
+        if resource_id is not None:
+            state["id"] = resource_id
         with self.lock:
             self._pending[(args.typ, args.name)] = state
-        resource_id = None if self.preview else computed.get("id", f"{args.name}-{digest(args.typ, args.name, length=8)}")
         return resource_id, state
 
     def _computed(self, typ: str, name: str, inputs: dict) -> dict:
@@ -143,6 +145,10 @@ class StackMocks(pulumi.runtime.Mocks):
         elif typ == "aws:s3/bucket:Bucket":
             bucket = f"{inputs.get('bucketPrefix', name)}{h[:8]}"
             out.update(id=bucket, bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
+        elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            out.update(id=f"lt-{h[:17]}", latestVersion=1)
+        elif typ == "aws:route53/zone:Zone":
+            out.update(id=f"Z{h.upper()}", zoneId=f"Z{h.upper()}", nameServers=[f"ns-{h[:3]}.awsdns-00.com"])
         elif typ == "aws:route53/record:Record":
             out.update(fqdn=inputs.get("name"))
         elif typ == "random:index/randomPassword:RandomPassword":

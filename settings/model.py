@@ -646,7 +646,9 @@ class Settings(BaseModel):
         def problem(key: str, value: Any, message: str) -> None:
             problems.append(f"rancher-ha:{key} = {value!r}: {message}")
 
-        if not self.api_hostname.endswith("." + self.hosted_zone) or self.api_hostname == self.hostname:
+        hostname_in_zone = self.hostname.endswith("." + self.hosted_zone)
+        # (A hostname outside the zone is reported below; its derived API name would only repeat it.)
+        if hostname_in_zone and (not self.api_hostname.endswith("." + self.hosted_zone) or self.api_hostname == self.hostname):
             problem(
                 "apiHostname",
                 self.api_hostname,

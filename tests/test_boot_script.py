@@ -1,151 +1,584 @@
-"""The node boot script, run for real (bash, python3, coreutils) in a temporary root."""
+"""The generated boot scripts, rehearsed scenario by scenario on a first boot.
 
+Each test boots one instance's real user data with tests/rehearsal (cloud-init's own
+modules in an unshare+overlay sandbox, real bash/coreutils/python3/nginx, stubs only for
+aws/snap/curl/systemctl/apt-get/sleep) against the SSM store the program created, and
+bends ONE thing a real first boot can meet: a parameter the engine creates late or never,
+the NAT not up yet, the registration address not answering, an SSM error that is not
+NotFound, an NGINX configuration that `nginx -t` rejects. tests/test_first_boot.py boots
+every instance of every shape the happy way; this file is about what the scripts do when
+the world is not ready. The static checks (shellcheck, `cloud-init schema`) are at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import yaml
 
-from bootsim import mode, run_boot
-from conftest import NGINX_L7, RKE2, cached_run
+from conftest import NGINX_L4, NGINX_L7, PROXY, RKE2, cached_run
 from helpers import server_instances
+from rehearsal import LateParameter, Scenario, boot, pem_self_signed
 from rendering.node_config import CLUSTER_CA_FILES
 
+REHEARSAL_READY = os.geteuid() == 0 and shutil.which("unshare") is not None and Path("/usr/bin/python3").exists()
+rehearsal = pytest.mark.skipif(not REHEARSAL_READY, reason="the rehearsal needs root, unshare(1) and the system python3 with cloud-init")
 
-def ssm_values(run, prefix="/rancher-ha/dev/node/"):
-    return {p.inputs["name"]: p.inputs["value"] for p in run.of_type("aws:ssm/parameter:Parameter") if p.inputs["name"].startswith(prefix)}
+PREFIX = "/rancher-ha/dev/node"
+NGINX_PREFIX = "/rancher-ha/dev/nginx"
+HOSTNAME = "rancher.dev.example.com"
+API_HOSTNAME = "api.rancher.dev.example.com"
+REGISTRATION = "registration.rancher-ha-dev.internal"  # the stack's private zone
+REGISTRATION_URL = f"https://{REGISTRATION}:9345"
+K3S_VERSION, RKE2_VERSION = "v1.34.1+k3s1", "v1.34.1+rke2r1"
+PROXY_URL = "http://proxy.corp.example:3128"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 
 
-def test_k3s_first_server_writes_config_and_ca(dev_run, tmp_path):
-    parameters = ssm_values(dev_run)
-    first = server_instances(dev_run)[0]
-    result = run_boot(first.inputs["userData"], tmp_path, parameters)
-    assert result.returncode == 0, result.stderr
+# ---------------------------------------------------------------------------- helpers
+def store_of(run) -> dict[str, str]:
+    """The whole SSM store the program created (full names), with real PEMs where the
+    mocks made fake ones (only `nginx -t` reads them, but keep every consumer honest)."""
+    store = {}
+    for parameter in run.of_type("aws:ssm/parameter:Parameter"):
+        name, value = parameter.inputs["name"], parameter.inputs["value"]
+        common_name = HOSTNAME if name.startswith(NGINX_PREFIX) else name.rsplit("/", 1)[-1]
+        if value.startswith("-----BEGIN CERTIFICATE-----"):
+            value = pem_self_signed(common_name)[0]
+        elif value.startswith("-----BEGIN") and "PRIVATE KEY-----" in value.splitlines()[0]:
+            value = pem_self_signed(common_name)[1]
+        store[name] = value
+    return store
 
-    config_path = result.root / "etc/rancher/k3s/config.yaml"
-    config = yaml.safe_load(config_path.read_text())
-    assert config["token"] == parameters["/rancher-ha/dev/node/token"]
-    assert config["datastore-endpoint"] == parameters["/rancher-ha/dev/node/datastore-endpoint"]
-    assert config["tls-san"] == ["rancher.dev.example.com", dev_run.outputs["loadBalancerAddress"].value]
-    assert config["write-kubeconfig-mode"] == "0600"
+
+def server(run, index: int) -> str:
+    return server_instances(run)[index].inputs["userData"]
+
+
+def scenario(**overrides) -> Scenario:
+    return Scenario(**{"instance_id": "i-0a1b2c3d4e5f60718", **overrides})
+
+
+def describe(result) -> str:
+    return (f"exit {result.returncode}{' (timed out)' if result.timed_out else ''}\n--- stderr (last 3000) ---\n"
+            f"{result.stderr[-3000:]}\n--- calls (last 25) ---\n" + "".join(result.log.splitlines(True)[-25:]))
+
+
+def index_of(result, predicate) -> int:
+    """Position of the first stubbed call matching predicate(cmd, argv); -1 if none."""
+    return next((n for n, call in enumerate(result.calls) if predicate(call["cmd"], call["argv"])), -1)
+
+
+def ssm_read(name: str):
+    return lambda cmd, argv: cmd == "aws" and argv[:2] == ["ssm", "get-parameter"] and name in argv
+
+
+def installer(result) -> dict:
+    (call,) = [c for c in result.calls if c["cmd"] == "installer"]
+    return call
+
+
+def started(result, unit: str) -> bool:
+    return ["enable", "--now", unit] in result.calls_of("systemctl")
+
+
+def unit_state(result, unit: str) -> dict:
+    return result.state.get("systemd", {}).get(unit, {})
+
+
+def secret_fragments(store: dict[str, str]) -> set[str]:
+    fragments = set()
+    for value in store.values():
+        fragments.add(value.strip())
+        fragments.update(line for line in value.splitlines() if len(line) >= 12 and not line.startswith("-----"))
+        fragments.update(re.findall(r"://[^:/@]+:([^@]+)@", value))
+    return {f for f in fragments if len(f) >= 8}
+
+
+def assert_no_secret_seen(result, store: dict[str, str]) -> None:
+    seen = result.log + result.stdout + result.stderr + repr(result.calls)
+    leaked = sorted(f[:10] + "..." for f in secret_fragments(store) if f in seen)
+    assert not leaked, leaked
+
+
+def config_yaml(result, distribution: str) -> dict:
+    return yaml.safe_load(result.files[f"/etc/rancher/{distribution}/config.yaml"].text)
+
+
+_booted: dict[str, object] = {}
+
+
+def booted(key: str, make):
+    """One boot per key for the module (several tests read the same boot)."""
+    if key not in _booted:
+        _booted[key] = make()
+    return _booted[key]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_machines():
+    yield
+    for result in _booted.values():
+        result.close()
+
+
+# ------------------------------------------------------------------ K3s first server
+def k3s_first():
+    run = cached_run({})
+    # snapd refuses install/set for many calls unless the script waits for the seed.
+    return booted("k3s-first", lambda: boot(server(run, 0), store_of(run), scenario(snap_seed_after_calls=1000)))
+
+
+@rehearsal
+def test_k3s_first_server_writes_the_final_config():
+    result, store = k3s_first(), store_of(cached_run({}))
+    assert result.returncode == 0, describe(result)
+    config = config_yaml(result, "k3s")
+    assert config["token"] == store[f"{PREFIX}/token"].strip()
+    assert config["datastore-endpoint"] == store[f"{PREFIX}/datastore-endpoint"].strip()
+    assert config["tls-san"] == [HOSTNAME, API_HOSTNAME]
     assert config["datastore-cafile"] == "/etc/rancher/k3s/rds-ca-bundle.pem"
-    assert mode(config_path) == "0o600"
-    assert mode(result.root / "etc/rancher/k3s") == "0o700"
+    assert config["write-kubeconfig-mode"] == "0600"
+    assert "server" not in config  # K3s on a shared datastore needs no join address
+    assert result.files["/etc/rancher/k3s/config.yaml"].mode == 0o600
+    assert result.files["/etc/rancher/k3s"].mode == 0o700
+    assert result.files["/etc/rancher/k3s/rds-ca-bundle.pem"].text.startswith("-----BEGIN CERTIFICATE-----")
+    assert "/etc/rancher/k3s/rds-ca-bundle.pem.partial" not in result.files
+    assert "/var/lib/rancher-ha/bootstrap.done" in result.files
 
-    tls = result.root / "var/lib/rancher/k3s/server/tls"
+
+@rehearsal
+def test_k3s_first_server_gets_the_cluster_ca_with_modes():
+    result, store = k3s_first(), store_of(cached_run({}))
+    assert result.returncode == 0, describe(result)
+    tls = "/var/lib/rancher/k3s/server/tls"
+    assert result.files[tls].mode == 0o700
     for name in CLUSTER_CA_FILES:
-        path = tls / name
-        assert path.read_text().strip() == parameters[f"/rancher-ha/dev/node/tls/{name}"].strip()
-        assert mode(path) == ("0o600" if name.endswith(".key") else "0o644")
-    assert (result.root / "etc/rancher/k3s/rds-ca-bundle.pem").exists()
-
-    installer_env = (result.state / "installer.env").read_text().split()
-    assert installer_env == ["INSTALL_K3S_EXEC=server", "INSTALL_K3S_VERSION=v1.34.1+k3s1"]
-    assert "snap install aws-cli --classic" in result.log
-    assert (result.root / "var/lib/rancher-ha/bootstrap.done").exists()
-    # Secrets were staged in a private directory and removed after the merge.
-    assert not (result.root / "run/rancher-ha/config-secrets").exists()
-    for secret in parameters.values():
-        assert secret.strip() not in result.stderr and secret.strip() not in result.log
+        entry = result.files[f"{tls}/{name}"]
+        assert entry.text.strip() == store[f"{PREFIX}/tls/{name}"].strip()
+        assert entry.mode == (0o600 if name.endswith(".key") else 0o644), name
+        assert entry.owner == "root:root"
+    assert not any(path.endswith(".partial") for path in result.files.under(tls))
 
 
-def test_waits_for_a_parameter_that_appears_late(dev_run, tmp_path):
-    result = run_boot(
-        server_instances(dev_run)[1].inputs["userData"], tmp_path, ssm_values(dev_run), env={"STUB_SSM_APPEAR_AFTER": "3"}
-    )
-    assert result.returncode == 0, result.stderr
-    assert "waiting for SSM parameter /rancher-ha/dev/node/token (attempt 1 of 60)" in result.stderr
-    assert "(attempt 2 of 60)" in result.stderr and "(attempt 3 of 60)" not in result.stderr
-    assert yaml.safe_load((result.root / "etc/rancher/k3s/config.yaml").read_text())["token"]
+@rehearsal
+def test_k3s_is_installed_unstarted_before_the_datastore_is_read_then_started():
+    result = k3s_first()
+    assert result.returncode == 0, describe(result)
+    call = installer(result)
+    assert call["argv"] == ["k3s"]
+    assert {k: v for k, v in call["env"].items() if k.startswith("INSTALL_")} == {
+        "INSTALL_K3S_EXEC": "server", "INSTALL_K3S_SKIP_START": "true", "INSTALL_K3S_VERSION": K3S_VERSION}
+    install = index_of(result, lambda cmd, _: cmd == "installer")
+    datastore = index_of(result, ssm_read(f"{PREFIX}/datastore-endpoint"))
+    start = index_of(result, lambda cmd, argv: cmd == "systemctl" and argv == ["enable", "--now", "k3s.service"])
+    assert 0 <= install < datastore < start, result.log
+    # The installer itself only enabled the unit (SKIP_START); the script started it.
+    assert ["restart", "k3s.service"] not in result.calls_of("systemctl")
+    assert unit_state(result, "k3s.service") == {"active": True, "enabled": True}
+    assert ["install", "aws-cli", "--classic"] in result.calls_of("snap")
 
 
-def test_fails_clearly_when_a_parameter_never_appears(dev_run, tmp_path):
-    parameters = ssm_values(dev_run)
-    del parameters["/rancher-ha/dev/node/datastore-endpoint"]
-    result = run_boot(server_instances(dev_run)[0].inputs["userData"], tmp_path, parameters, env={"RANCHER_HA_SSM_ATTEMPTS": "4"})
-    assert result.returncode != 0
-    assert (
-        "SSM parameter /rancher-ha/dev/node/datastore-endpoint is still not readable after 4 attempts. "
-        "Check that it exists in eu-west-1 and that the instance role may read /rancher-ha/dev/node/*."
-    ) in result.stderr
-    assert not (result.root / "etc/rancher/k3s/config.yaml").exists()
-    assert not (result.state / "installer.env").exists()
+@rehearsal
+def test_snap_waits_for_the_seed_before_any_install_or_set():
+    result = k3s_first()
+    assert result.returncode == 0, describe(result)  # would fail: the scenario refuses early snap calls
+    snaps = result.calls_of("snap")
+    assert snaps[0] == ["wait", "system", "seed.loaded"], snaps
+    assert result.state["snap"]["early_calls"] == 0
 
 
-def test_rke2_joining_server_waits_for_registration_then_starts(tmp_path):
+@rehearsal
+def test_k3s_secrets_are_staged_privately_removed_and_never_logged():
+    result, store = k3s_first(), store_of(cached_run({}))
+    assert result.returncode == 0, describe(result)
+    assert "/run/rancher-ha/config-secrets" not in result.files
+    assert not [path for path in result.files if path.endswith(".partial")]
+    assert_no_secret_seen(result, store)
+    # Every name read is one the program created (no guessed names).
+    assert set(result.state["ssm_reads"]) <= set(store)
+
+
+# ----------------------------------------------------- K3s servers while RDS is created
+@rehearsal
+def test_k3s_server_waits_for_the_datastore_endpoint_created_later():
+    """RDS takes 5-15 minutes: the endpoint parameter appears after more reads than the
+    ordinary SSM budget (60 x 5 s) allows, and within the datastore's own (480)."""
+    run = cached_run({})
+    store = store_of(run)
+    name = f"{PREFIX}/datastore-endpoint"
+    late = {**store, name: LateParameter(store[name], hidden_reads=65)}
+    with boot(server(run, 1), late, scenario()) as result:
+        assert result.returncode == 0, describe(result)
+        assert result.state["ssm_reads"][name] == 66  # read until it appeared, once
+        announced = result.stderr.index(f"waiting for the datastore endpoint {name} (RDS is created in parallel)")
+        assert announced < result.stderr.index(f"waiting for SSM parameter {name} (attempt 1 of 480)")
+        assert f"(attempt 65 of 480)" in result.stderr and " of 60)" not in result.stderr
+        assert config_yaml(result, "k3s")["datastore-endpoint"] == store[name].strip()
+        assert unit_state(result, "k3s.service")["active"]
+        assert_no_secret_seen(result, store)
+
+
+@rehearsal
+def test_k3s_server_fails_clearly_when_the_datastore_never_appears_and_k3s_stays_stopped():
+    run = cached_run({})
+    store = store_of(run)
+    name = f"{PREFIX}/datastore-endpoint"
+    del store[name]
+    with boot(server(run, 0), store, scenario(environment={"RANCHER_HA_DATASTORE_ATTEMPTS": "4"})) as result:
+        assert result.returncode != 0, describe(result)
+        assert (f"SSM parameter {name} is still not readable after 4 attempts. Check that it exists in eu-west-1 "
+                f"and that the instance role may read {PREFIX}/*.") in result.stderr
+        assert result.state["ssm_reads"][name] == 4
+        assert installer(result)["env"]["INSTALL_K3S_SKIP_START"] == "true"  # installed ...
+        assert unit_state(result, "k3s.service") == {"active": False, "enabled": True}  # ... but not started
+        assert not started(result, "k3s.service")
+        assert "/etc/rancher/k3s/config.yaml" not in result.files
+        assert "/var/lib/rancher-ha/bootstrap.done" not in result.files
+
+
+# ------------------------------------------------------------------- the token, late
+@rehearsal
+def test_a_token_created_later_is_waited_for():
+    run = cached_run({})
+    store = store_of(run)
+    name = f"{PREFIX}/token"
+    with boot(server(run, 1), {**store, name: LateParameter(store[name], hidden_reads=2)}, scenario()) as result:
+        assert result.returncode == 0, describe(result)
+        assert f"waiting for SSM parameter {name} (attempt 1 of 60)" in result.stderr
+        assert "(attempt 2 of 60)" in result.stderr and "(attempt 3 of 60)" not in result.stderr
+        assert result.state["ssm_reads"][name] == 3
+        assert config_yaml(result, "k3s")["token"] == store[name].strip()
+
+
+@rehearsal
+def test_a_token_that_never_appears_fails_naming_the_parameter_and_the_role_path():
+    run = cached_run({})
+    store = store_of(run)
+    name = f"{PREFIX}/token"
+    del store[name]
+    with boot(server(run, 0), store, scenario(environment={"RANCHER_HA_SSM_ATTEMPTS": "4"})) as result:
+        assert result.returncode != 0, describe(result)
+        assert (f"SSM parameter {name} is still not readable after 4 attempts. Check that it exists in eu-west-1 "
+                f"and that the instance role may read {PREFIX}/*.") in result.stderr
+        assert "/etc/rancher/k3s/config.yaml" not in result.files
+        assert not started(result, "k3s.service") and not unit_state(result, "k3s.service").get("active")
+        assert f"{PREFIX}/token.partial" not in result.stderr
+
+
+# ------------------------------------------------------------------------------ egress
+def egress_probes(result) -> list[dict]:
+    return [c for c in result.calls if c["cmd"] == "curl" and "-I" in c["argv"]]
+
+
+@rehearsal
+def test_the_boot_waits_for_egress_then_proceeds():
+    run = cached_run({})
+    with boot(server(run, 1), store_of(run), scenario(egress_from_request=4)) as result:
+        assert result.returncode == 0, describe(result)
+        probes = egress_probes(result)
+        assert [p["exit"] for p in probes] == [28, 28, 28, 0]
+        assert probes[0]["argv"][-1] == "https://get.k3s.io"
+        assert result.calls_of("sleep")[:3] == [["10"]] * 3
+        # Nothing was downloaded or installed before the way out existed.
+        assert index_of(result, lambda cmd, _: cmd == "installer") > result.calls.index(probes[-1])
+        assert unit_state(result, "k3s.service")["active"]
+
+
+@rehearsal
+def test_no_way_out_fails_clearly_before_installing_anything():
+    run = cached_run({})
+    with boot(server(run, 0), store_of(run), scenario(egress_from_request=None, environment={"RANCHER_HA_EGRESS_ATTEMPTS": "3"})) as result:
+        assert result.returncode != 0, describe(result)
+        assert len(egress_probes(result)) == 3
+        assert ("no way out to https://get.k3s.io after 3 attempts. Check the NAT gateway and the private route tables, "
+                "or the proxy settings.") in result.stderr
+        assert not [c for c in result.calls if c["cmd"] in ("installer", "aws")]
+        assert "/etc/rancher/k3s/config.yaml" not in result.files
+
+
+# ---------------------------------------------------------------------- RKE2 servers
+def rke2_store(initialized: bool) -> dict[str, str]:
+    store = store_of(cached_run(RKE2))
+    if not initialized:
+        del store[f"{PREFIX}/cluster-initialized"]  # the program writes it once the cluster was ready
+    return store
+
+
+@rehearsal
+def test_rke2_first_server_of_a_new_cluster_initializes_it():
+    store = rke2_store(initialized=False)
+    with boot(server(cached_run(RKE2), 0), store, scenario()) as result:
+        assert result.returncode == 0, describe(result)
+        config = config_yaml(result, "rke2")
+        assert "server" not in config
+        assert config["token"] == store[f"{PREFIX}/token"].strip()
+        assert config["tls-san"] == [HOSTNAME, API_HOSTNAME, REGISTRATION]
+        assert config["ingress-controller"] == "ingress-nginx"
+        assert "no cluster yet: initializing it" in result.stderr
+        assert result.state["ssm_reads"][f"{PREFIX}/cluster-initialized"] == 1
+        for name in CLUSTER_CA_FILES:
+            assert result.files[f"/var/lib/rancher/rke2/server/tls/{name}"].text.strip() == store[f"{PREFIX}/tls/{name}"].strip()
+        assert "/ping" not in result.log
+        assert {k: v for k, v in installer(result)["env"].items() if k.startswith("INSTALL_")} == {
+            "INSTALL_RKE2_TYPE": "server", "INSTALL_RKE2_VERSION": RKE2_VERSION}
+        assert unit_state(result, "rke2-server.service") == {"active": True, "enabled": True}
+        assert "/run/rancher-ha/config-secrets" not in result.files
+        assert_no_secret_seen(result, store)
+
+
+@rehearsal
+def test_a_replaced_rke2_first_server_joins_the_running_cluster():
+    store = rke2_store(initialized=True)
+    with boot(server(cached_run(RKE2), 0), store, scenario(supervisors={REGISTRATION: 3})) as result:
+        assert result.returncode == 0, describe(result)
+        assert config_yaml(result, "rke2")["server"] == REGISTRATION_URL
+        assert f"cluster already initialized: joining through {REGISTRATION_URL}" in result.stderr
+        pings = [c for c in result.calls if c["cmd"] == "curl" and c["argv"][-1] == f"{REGISTRATION_URL}/ping"]
+        assert [p["exit"] for p in pings] == [7, 7, 0]
+        start = index_of(result, lambda cmd, argv: cmd == "systemctl" and argv == ["enable", "--now", "rke2-server.service"])
+        assert result.calls.index(pings[-1]) < start
+        assert "/run/rancher-ha/config-secrets" not in result.files
+
+
+@rehearsal
+def test_an_ssm_error_on_the_initialized_check_fails_instead_of_making_a_second_cluster():
+    store = rke2_store(initialized=True)
+    name = f"{PREFIX}/cluster-initialized"
+    errors = {name: "AccessDeniedException"}
+    with boot(server(cached_run(RKE2), 0), store,
+              scenario(ssm_errors=errors, environment={"RANCHER_HA_SSM_ATTEMPTS": "3"})) as result:
+        assert result.returncode != 0, describe(result)
+        assert f"cannot tell whether SSM parameter {name} exists after 3 attempts" in result.stderr
+        assert "AccessDeniedException" in result.stderr
+        assert "initializing" not in result.stderr
+        assert "/etc/rancher/rke2/config.yaml" not in result.files
+        assert not started(result, "rke2-server.service")
+        assert not unit_state(result, "rke2-server.service").get("active")
+
+
+@rehearsal
+def test_rke2_joiner_waits_for_the_registration_address_and_gets_no_ca():
     run = cached_run(RKE2)
-    joiner = server_instances(run)[1]
-    result = run_boot(joiner.inputs["userData"], tmp_path, ssm_values(run), env={"STUB_PING_OK_AFTER": "3"})
-    assert result.returncode == 0, result.stderr
-    config = yaml.safe_load((result.root / "etc/rancher/rke2/config.yaml").read_text())
-    lb = next(b for b in run.of_type("aws:lb/loadBalancer:LoadBalancer") if b.name == "registration-lb").outputs["dnsName"]
-    assert config["server"] == f"https://{lb}:9345"
-    assert config["token"] == ssm_values(run)["/rancher-ha/dev/node/token"]
-    assert not (result.root / "var/lib/rancher/rke2/server/tls").exists()
-    pings = [line for line in result.log.splitlines() if line.endswith(f"https://{lb}:9345/ping")]
-    assert len(pings) == 3  # polled until it answered, then no more
-    log = result.log
-    assert log.index("/ping") < log.index("https://get.rke2.io") < log.index("systemctl enable --now rke2-server.service")
-    assert (result.state / "installer.env").read_text().split() == ["INSTALL_RKE2_TYPE=server", "INSTALL_RKE2_VERSION=v1.34.1+rke2r1"]
+    store = rke2_store(initialized=False)  # joiners never ask
+    with boot(server(run, 1), store, scenario(supervisors={REGISTRATION: 3})) as result:
+        assert result.returncode == 0, describe(result)
+        config = config_yaml(result, "rke2")
+        assert config["server"] == REGISTRATION_URL
+        assert config["token"] == store[f"{PREFIX}/token"].strip()
+        assert not result.files.under("/var/lib/rancher/rke2/server/tls")
+        assert not [n for n in result.state["ssm_reads"] if "/tls/" in n or n.endswith("cluster-initialized")]
+        pings = [c for c in result.calls if c["cmd"] == "curl" and c["argv"][-1] == f"{REGISTRATION_URL}/ping"]
+        assert len(pings) == 3 and pings[-1]["exit"] == 0  # polled until it answered, then no more
+        log = result.log
+        assert log.index("https://get.rke2.io") < log.index("/ping") < log.index("systemctl enable --now rke2-server.service")
+        assert f"waiting for {REGISTRATION_URL}/ping" in result.stderr
 
 
-def test_rke2_first_server_gets_the_ca_and_no_server_key(tmp_path):
+@rehearsal
+def test_rke2_joiner_starts_anyway_when_the_registration_address_stays_silent():
     run = cached_run(RKE2)
-    result = run_boot(server_instances(run)[0].inputs["userData"], tmp_path, ssm_values(run))
-    assert result.returncode == 0, result.stderr
-    config = yaml.safe_load((result.root / "etc/rancher/rke2/config.yaml").read_text())
-    assert "server" not in config and config["ingress-controller"] == "ingress-nginx"
-    assert (result.root / "var/lib/rancher/rke2/server/tls/etcd/peer-ca.key").exists()
-    assert "/ping" not in result.log
+    with boot(server(run, 2), rke2_store(initialized=True), scenario(supervisors={REGISTRATION: None},
+              environment={"RANCHER_HA_JOIN_ATTEMPTS": "3"})) as result:
+        assert result.returncode == 0, describe(result)
+        assert "registration address not answering yet; starting anyway, rke2 retries the join" in result.stderr
+        assert started(result, "rke2-server.service")
 
 
-def test_proxy_environment_reaches_installer_and_services(tmp_path):
-    run = cached_run({**RKE2, **{"rancher-ha:proxyHttps": "http://proxy.corp.example:3128", "rancher-ha:natGateway": False}})
-    result = run_boot(server_instances(run)[0].inputs["userData"], tmp_path, ssm_values(run))
-    assert result.returncode == 0, result.stderr
-    env_file = (result.root / "etc/default/rke2-server").read_text()
-    assert "HTTPS_PROXY=http://proxy.corp.example:3128" in env_file
-    assert "snap set system proxy.https=http://proxy.corp.example:3128" in result.log
+# ------------------------------------------------------------------------------ proxy
+@rehearsal
+def test_proxy_settings_reach_the_installer_and_snapd_and_spare_the_registration_name():
+    run = cached_run({**RKE2, **PROXY})
+    store = store_of(run)  # cluster-initialized present: a replaced first server, which pings
+    with boot(server(run, 0), store, scenario(reachable_proxies=("proxy.corp.example",), supervisors={REGISTRATION: 2})) as result:
+        assert result.returncode == 0, describe(result)
+        env_file = result.files["/etc/default/rke2-server"]
+        assert env_file.mode == 0o644
+        values = dict(line.split("=", 1) for line in env_file.text.splitlines())
+        assert values["HTTP_PROXY"] == values["HTTPS_PROXY"] == PROXY_URL
+        assert values["CONTAINERD_HTTPS_PROXY"] == PROXY_URL
+        no_proxy = values["NO_PROXY"].split(",")
+        assert ".internal" in no_proxy and "git.corp.example" in no_proxy
+        install = installer(result)
+        assert install["env"]["HTTPS_PROXY"] == PROXY_URL and install["env"]["NO_PROXY"] == values["NO_PROXY"]
+        downloads = [c for c in result.calls if c["cmd"] == "curl" and c["argv"][-1] == "https://get.rke2.io"]
+        assert downloads and all(c.get("via_proxy") == PROXY_URL for c in downloads if c["exit"] == 0)
+        assert ["set", "system", f"proxy.http={PROXY_URL}", f"proxy.https={PROXY_URL}"] in result.calls_of("snap")
+        assert result.state["snap"]["system"] == {"proxy.http": PROXY_URL, "proxy.https": PROXY_URL}
+        snaps = result.calls_of("snap")
+        assert snaps[0] == ["wait", "system", "seed.loaded"]
+        pings = [c for c in result.calls if c["cmd"] == "curl" and c["argv"][-1] == f"{REGISTRATION_URL}/ping"]
+        assert pings and pings[-1]["exit"] == 0
+        assert all(p.get("via_proxy") is None for p in pings), pings  # .internal is in NO_PROXY
 
 
-def _scripts():
-    stacks = {"k3s": {}, "rke2": RKE2, "rke2-proxy": {**RKE2, "rancher-ha:proxyHttp": "http://p.example:3128", "rancher-ha:natGateway": False}, "nginx-l7": NGINX_L7}
-    for label, overrides in stacks.items():
+# ------------------------------------------------------------------------------ NGINX
+def nginx_run():
+    return cached_run(NGINX_L7)
+
+
+def nginx_user_data(run) -> str:
+    (template,) = run.of_type(LAUNCH_TEMPLATE)
+    return base64.b64decode(template.inputs["userData"], validate=True).decode()
+
+
+def nginx_allocation(run) -> str:
+    (eip,) = [e for e in run.of_type("aws:ec2/eip:Eip") if e.name.startswith("nginx")]
+    return eip.outputs["allocationId"]
+
+
+def nginx_boot():
+    run = nginx_run()
+    allocations = tuple(e.outputs["allocationId"] for e in run.of_type("aws:ec2/eip:Eip"))
+    return booted("nginx-l7", lambda: boot(nginx_user_data(run), store_of(run), scenario(eip_allocations=allocations)))
+
+
+REFRESH = "/usr/local/sbin/rancher-ha-nginx-refresh"
+
+
+@rehearsal
+def test_nginx_boots_from_the_launch_template_and_takes_over_the_elastic_ip():
+    result, run = nginx_boot(), nginx_run()
+    store = store_of(run)
+    assert result.returncode == 0, describe(result)
+    assert ["install", "-y", "-q", "nginx", "libnginx-mod-stream"] in result.calls_of("apt-get")
+    associate = [argv for argv in result.calls_of("aws") if argv[:2] == ["ec2", "associate-address"]]
+    assert len(associate) == 1
+    argv = associate[0]
+    assert argv[argv.index("--allocation-id") + 1] == nginx_allocation(run)  # the stack's EIP, not the NAT's
+    assert argv[argv.index("--instance-id") + 1] == "i-0a1b2c3d4e5f60718"  # from IMDSv2
+    assert "--allow-reassociation" in argv
+    assert result.state["eip"] == {nginx_allocation(run): "i-0a1b2c3d4e5f60718"}
+    assert result.files["/etc/nginx/nginx.conf"].text.strip() == store[f"{NGINX_PREFIX}/nginx.conf"].strip()
+    assert result.files["/etc/nginx/tls/rancher.crt"].text.strip() == store[f"{NGINX_PREFIX}/tls.crt"].strip()
+    assert result.files["/etc/nginx/tls/rancher.key"].mode == 0o600
+    assert result.files["/etc/nginx/tls"].mode == 0o700
+    assert unit_state(result, "nginx.service")["enabled"] and unit_state(result, "nginx.service")["active"]
+    timer = unit_state(result, "rancher-ha-nginx-refresh.timer")
+    assert timer["enabled"] and timer["active"]
+    assert result.calls_of("snap")[0] == ["wait", "system", "seed.loaded"]
+    assert_no_secret_seen(result, {k: v for k, v in store.items() if k.endswith("tls.key")})
+    check = result.run_again(["nginx", "-t", "-c", "/etc/nginx/nginx.conf"], timeout=30)
+    assert check.returncode == 0 and "test is successful" in check.stderr, describe(check)
+
+
+@rehearsal
+def test_nginx_refresh_installs_a_changed_config_and_reloads():
+    result, run = nginx_boot(), nginx_run()
+    assert result.returncode == 0, describe(result)
+    store = store_of(run)
+    old_conf = store[f"{NGINX_PREFIX}/nginx.conf"]
+    old_address = run.outputs["nodePrivateIps"].value[0]
+    assert f"server {old_address}:" in old_conf
+    changed = {**store, f"{NGINX_PREFIX}/nginx.conf": old_conf.replace(f"server {old_address}:", "server 10.0.77.7:")}
+    again = result.run_again(REFRESH, ssm=changed)
+    assert again.returncode == 0, describe(again)
+    installed = again.files["/etc/nginx/nginx.conf"].text
+    assert "server 10.0.77.7:" in installed and f"server {old_address}:" not in installed
+    assert again.calls_of("systemctl").count(["reload", "nginx.service"]) == 1
+    assert "reloaded nginx: /etc/nginx/nginx.conf" in again.stderr
+    # And once more with nothing new: nothing is installed, nothing reloaded.
+    unchanged = again.run_again(REFRESH, ssm=changed)
+    assert unchanged.returncode == 0, describe(unchanged)
+    assert not [argv for argv in unchanged.calls_of("systemctl") if argv[0] in ("reload", "restart")], unchanged.log
+    assert unchanged.files["/etc/nginx/nginx.conf"].text == installed
+
+
+@rehearsal
+def test_nginx_refresh_rolls_back_a_config_nginx_rejects():
+    run = nginx_run()
+    store = store_of(run)
+    allocations = tuple(e.outputs["allocationId"] for e in run.of_type("aws:ec2/eip:Eip"))
+    with boot(nginx_user_data(run), store, scenario(eip_allocations=allocations)) as result:
+        assert result.returncode == 0, describe(result)
+        before = result.files["/etc/nginx/nginx.conf"].data
+        broken = {**store, f"{NGINX_PREFIX}/nginx.conf": store[f"{NGINX_PREFIX}/nginx.conf"] + "\nthis_is_not_a_directive on;\n"}
+        again = result.run_again(REFRESH, ssm=broken)
+        assert again.returncode != 0, describe(again)
+        assert "nginx -t rejected the new configuration from SSM; kept the previous one" in again.stderr
+        assert again.files["/etc/nginx/nginx.conf"].data == before
+        assert not [argv for argv in again.calls_of("systemctl") if argv[0] in ("reload", "restart")], again.log
+        assert unit_state(again, "nginx.service")["active"]  # the running one is kept
+
+
+# -------------------------------------------------------------- static checks, shapes
+STATIC_SHAPES = {"k3s": {}, "rke2": RKE2, "nginx-l7": NGINX_L7, "rke2-nginx-l7": {**RKE2, **NGINX_L7},
+                 "proxy": PROXY, "rke2-proxy": {**RKE2, **PROXY}, "nginx-l4": NGINX_L4}
+
+
+def user_data_documents() -> dict[str, str]:
+    """label -> user data of every instance and (decoded) launch template, deduplicated."""
+    documents, seen = {}, set()
+    for shape, overrides in STATIC_SHAPES.items():
         run = cached_run(overrides)
-        for instance in run.of_type("aws:ec2/instance:Instance"):
-            document = yaml.safe_load(instance.inputs["userData"])
-            yield f"{label}/{instance.name}", document["write_files"][0]["content"], instance.inputs["userData"]
+        sources = [(r.name, r.inputs["userData"]) for r in run.of_type("aws:ec2/instance:Instance") if r.inputs.get("userData")]
+        sources += [(r.name, base64.b64decode(r.inputs["userData"]).decode()) for r in run.of_type(LAUNCH_TEMPLATE)]
+        for name, text in sources:
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            if digest not in seen:
+                seen.add(digest)
+                documents[f"{shape}/{name}"] = text
+    return documents
 
 
-def _check_each(tmp_path, command, suffix, pick, accepted):
-    """Run `command <file>` on every generated script or user data; return how many passed."""
-    checked = 0
-    for label, script, user_data in _scripts():
-        path = tmp_path / (label.replace("/", "_") + suffix)
-        path.write_text(pick(script, user_data))
+def generated_scripts() -> dict[str, str]:
+    scripts, seen = {}, set()
+    for label, text in user_data_documents().items():
+        for entry in yaml.safe_load(text)["write_files"]:
+            content = entry["content"]
+            if content.startswith("#!") and content not in seen:
+                seen.add(content)
+                scripts[f"{label}:{entry['path']}"] = content
+    return scripts
+
+
+def check_all(tmp_path, command, items: dict[str, str], suffix: str, accepted) -> int:
+    def one(pair):
+        label, text = pair
+        path = tmp_path / (re.sub(r"[^A-Za-z0-9.-]+", "_", label) + suffix)
+        path.write_text(text)
         completed = subprocess.run([*command, str(path)], capture_output=True, text=True)
-        assert accepted(completed), f"{label}:\n{completed.stdout}{completed.stderr}"
-        checked += 1
-    return checked
+        return label, completed
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(one, items.items()))
+    failures = [f"{label}:\n{c.stdout}{c.stderr}" for label, c in results if not accepted(c)]
+    assert not failures, "\n".join(failures)
+    return len(results)
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed (apt-get install shellcheck)")
 def test_shellcheck_passes_on_every_generated_script(tmp_path):
-    checked = _check_each(tmp_path, ["shellcheck", "--severity=style"], ".sh", lambda script, _: script,
-                          lambda completed: completed.returncode == 0)
-    assert checked >= 9
+    scripts = generated_scripts()
+    kinds = {path.rsplit(":", 1)[1] for path in scripts}
+    assert kinds == {"/usr/local/sbin/rancher-ha-bootstrap", REFRESH}
+    # Distinct scripts: first/joining x k3s/rke2 x direct/proxy, and NGINX L4/L7 bootstrap + refresh.
+    assert sum(1 for s in scripts.values() if "NGINX load balancer bootstrap" in s) == 2, list(scripts)
+    assert sum(1 for path in scripts if path.endswith(REFRESH)) == 2, list(scripts)
+    assert sum(1 for s in scripts.values() if "server bootstrap (" in s) == 8, list(scripts)
+    check_all(tmp_path, ["shellcheck", "--severity=style", "--shell=bash"], scripts, ".sh",
+              lambda completed: completed.returncode == 0)
 
 
 @pytest.mark.skipif(shutil.which("cloud-init") is None, reason="cloud-init is not installed (apt-get install cloud-init)")
 def test_cloud_init_schema_accepts_every_user_data(tmp_path):
-    checked = _check_each(tmp_path, ["cloud-init", "schema", "--config-file"], ".yaml", lambda _, user_data: user_data,
-                          lambda completed: completed.returncode == 0 and "Valid cloud-config" in completed.stdout)
-    assert checked >= 9
+    documents = user_data_documents()
+    assert sum(1 for label in documents if "nginx-lb" in label) == 2, list(documents)  # L4 and L7 launch templates
+    assert sum(1 for label in documents if "rancher-server" in label) == 8, list(documents)
+    check_all(tmp_path, ["cloud-init", "schema", "--config-file"], documents, ".yaml",
+              lambda completed: completed.returncode == 0 and "Valid" in completed.stdout)
 
 
+@pytest.mark.skipif(shutil.which("cloud-init") is None, reason="cloud-init is not installed (apt-get install cloud-init)")
 def test_cloud_init_schema_rejects_a_broken_document(tmp_path):
-    if shutil.which("cloud-init") is None:
-        pytest.skip("cloud-init is not installed (apt-get install cloud-init)")
     path = tmp_path / "bad.yaml"
     path.write_text("#cloud-config\nwrite_files: {path: /x}\nruncmd: 5\n")
     completed = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)

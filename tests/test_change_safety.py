@@ -36,28 +36,53 @@ def test_a_node_relevant_change_does_change_user_data():
     assert _instances(before) != _instances(after)
 
 
-def test_servers_ignore_later_ami_and_user_data_changes(dev_run):
+def test_servers_ignore_later_ami_user_data_key_and_type_changes(dev_run):
     servers = [r for r in dev_run.of_type(INSTANCE) if "-server-" in r.name]
-    assert servers and all(sorted(r.ignore_changes) == ["ami", "userData"] for r in servers)
+    assert servers and all(sorted(r.ignore_changes) == ["ami", "instanceType", "keyName", "userData"] for r in servers)
     assert all(r.inputs["userDataReplaceOnChange"] is False for r in servers)
 
 
-def test_hostname_change_is_refused_with_an_explanation():
-    from components.hostname_lock import HostnameLockProvider
+def _lock_inputs(result):
+    (lock,) = result.of_type("pulumi-python:dynamic/rancher-ha:IdentityLock")
+    return lock.inputs
 
-    provider = HostnameLockProvider()
-    result = provider.check({"hostname": "rancher.example.com"}, {"hostname": "rancher2.example.com"})
-    (failure,) = result.failures
-    assert failure.property == "hostname"
-    assert "Rancher cannot be renamed" in failure.reason and "Set hostname back to 'rancher.example.com'" in failure.reason
-    assert provider.check({}, {"hostname": "rancher.example.com"}).failures == []
-    assert provider.check({"hostname": "rancher.example.com"}, {"hostname": "rancher.example.com"}).failures == []
-    assert provider.diff("x", {"hostname": "a"}, {"hostname": "a"}).changes is False
+
+@pytest.mark.parametrize(
+    "key, change, says",
+    [
+        ("hostname", {"rancher-ha:hostname": "rancher2.dev.example.com"}, "Rancher cannot be renamed"),
+        ("apiHostname", {"rancher-ha:apiHostname": "k8s.dev.example.com"}, "tls-san"),
+        ("distribution", {"rancher-ha:distribution": "rke2"}, "would be a different cluster"),
+        ("vpcCidr", {"rancher-ha:vpcCidr": "10.1.0.0/16", "rancher-ha:clusterCidr": "10.42.0.0/16"}, "replaces the VPC"),
+        ("nodePlacement", {"rancher-ha:nodePlacement": "public"}, "replaces every server at once"),
+    ],
+)
+def test_identity_changes_are_refused_in_preview_with_the_safe_way(key, change, says):
+    from components.providers.identity_lock_provider import IdentityLockProvider
+
+    old, new = _lock_inputs(run()), _lock_inputs(run(change))
+    failures = IdentityLockProvider().check(old, new).failures
+    # (A new hostname also moves the derived apiHostname: both are named.)
+    assert key in [failure.property for failure in failures]
+    reason = next(failure.reason for failure in failures if failure.property == key)
+    assert says in reason and "new stack" in reason
+    # The same settings pass; so does a first deployment (no old inputs).
+    assert IdentityLockProvider().check(old, old).failures == []
+    assert IdentityLockProvider().check({}, new).failures == []
+
+
+def test_a_first_release_lock_still_refuses_a_rename():
+    from components.providers.identity_lock_provider import IdentityLockProvider
+
+    new = _lock_inputs(run({"rancher-ha:hostname": "rancher2.dev.example.com"}))
+    (failure,) = IdentityLockProvider().check({"hostname": "rancher.dev.example.com"}, new).failures
+    assert failure.property == "hostname" and "Set hostname back to 'rancher.dev.example.com'" in failure.reason
 
 
 def test_every_component_waits_for_the_hostname_guard(dev_run):
-    (lock,) = dev_run.of_type("pulumi-python:dynamic/rancher-ha:HostnameLock")
-    assert lock.inputs["hostname"] == "rancher.dev.example.com"
+    (lock,) = dev_run.of_type("pulumi-python:dynamic/rancher-ha:IdentityLock")
+    assert lock.inputs["locked"]["hostname"] == "rancher.dev.example.com"
+    assert "urn:pulumi:dev::rancher-ha::rancher-ha:guard:HostnameGuard$pulumi-python:dynamic/rancher-ha:HostnameLock::rancher-hostname-lock" in lock.aliases
     top_level = [r for r in dev_run.registrations if r.parent.endswith("pulumi:pulumi:Stack::rancher-ha-dev")]
     assert all(not r.custom for r in top_level)
     top_level = [r for r in top_level if r.type != "rancher-ha:guard:HostnameGuard"]
@@ -65,3 +90,10 @@ def test_every_component_waits_for_the_hostname_guard(dev_run):
     for component in top_level:
         assert lock.urn in component.dependencies, component.name
     assert lock.urn.endswith("rancher-hostname-lock")
+
+
+def test_every_resource_inside_every_component_waits_for_the_lock(dev_run):
+    """A component's depends_on does not order its children: each resource carries it."""
+    (lock,) = dev_run.of_type("pulumi-python:dynamic/rancher-ha:IdentityLock")
+    laggards = [r.name for r in dev_run.resources if r.urn != lock.urn and lock.urn not in r.dependencies]
+    assert laggards == []

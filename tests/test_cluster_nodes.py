@@ -56,7 +56,7 @@ def test_k3s_user_data(dev_run):
         document = cloud_config(instance)
         assert document["runcmd"] == [[BOOTSTRAP_PATH]]
         base = yaml.safe_load(written_file(instance, BASE_CONFIG_PATH)["content"])
-        assert base["tls-san"] == ["rancher.dev.example.com", dev_run.outputs["loadBalancerAddress"].value]
+        assert base["tls-san"] == ["rancher.dev.example.com", "api.rancher.dev.example.com"]
         assert base["write-kubeconfig-mode"] == "0600"
         assert base["datastore-cafile"] == "/etc/rancher/k3s/rds-ca-bundle.pem"
         assert "token" not in base and "datastore-endpoint" not in base and "server" not in base
@@ -71,22 +71,43 @@ def test_rke2_per_node_config():
     run = cached_run(RKE2)
     servers = server_instances(run)
     assert len(servers) == 3
-    lb = run.outputs["loadBalancerAddress"].value
-    registration = next(b for b in run.of_type("aws:lb/loadBalancer:LoadBalancer") if b.name == "registration-lb").outputs["dnsName"]
+    registration = "registration.rancher-ha-dev.internal"
     configs = [yaml.safe_load(written_file(s, BASE_CONFIG_PATH)["content"]) for s in servers]
     first, *joiners = configs
-    assert "server" not in first
+    assert "server" not in first  # decided at boot: initialize, or join if the cluster exists
     for config in joiners:
         assert config["server"] == f"https://{registration}:9345"
     for config in configs:
-        assert config["tls-san"] == ["rancher.dev.example.com", lb, registration]
+        assert config["tls-san"] == ["rancher.dev.example.com", "api.rancher.dev.example.com", registration]
         assert config["ingress-controller"] == "ingress-nginx"
         assert config["etcd-snapshot-schedule-cron"] == "0 */6 * * *"
         assert config["etcd-snapshot-retention"] == 28
     scripts = [written_file(s, BOOTSTRAP_PATH)["content"] for s in servers]
-    assert "tls/server-ca.key" in scripts[0]
+    assert "tls/server-ca.key" in scripts[0] and "parameter_exists cluster-initialized" in scripts[0]
     assert all("tls/server-ca.key" not in script for script in scripts[1:])
-    assert all(f"https://{registration}:9345/ping" in script for script in scripts[1:])
+    assert all(f"https://{registration}:9345/ping" in script for script in scripts)
+
+
+def test_rke2_registration_is_round_robin_dns_of_the_servers():
+    run = cached_run(RKE2)
+    (zone,) = run.of_type("aws:route53/zone:Zone")
+    assert zone.inputs["name"] == "rancher-ha-dev.internal"
+    (vpc,) = run.of_type("aws:ec2/vpc:Vpc")
+    assert zone.inputs["vpcs"] == [{"vpcId": vpc.outputs["id"]}]
+    (record,) = [r for r in run.of_type("aws:route53/record:Record") if r.inputs["name"].startswith("registration.")]
+    assert record.inputs["zoneId"] == zone.outputs["zoneId"]
+    assert record.inputs["type"] == "A" and sorted(record.inputs["records"]) == sorted(run.outputs["nodePrivateIps"].value)
+    # No registration load balancer any more.
+    assert [b.name for b in run.of_type("aws:lb/loadBalancer:LoadBalancer")] == ["rancher-lb"]
+
+
+def test_cluster_initialized_marker_is_written_after_the_gate():
+    run = cached_run(RKE2)
+    (gate,) = run.of_type("pulumi-python:dynamic/rancher-ha:ApiGate")
+    (marker,) = [p for p in run.of_type("aws:ssm/parameter:Parameter") if p.inputs["name"].endswith("/cluster-initialized")]
+    assert marker.inputs["name"] == "/rancher-ha/dev/node/cluster-initialized"
+    assert gate.urn in marker.dependencies
+    assert not [p for p in cached_run({}).of_type("aws:ssm/parameter:Parameter") if p.inputs["name"].endswith("/cluster-initialized")]
 
 
 def test_rke2_servers_in_three_zones():

@@ -1,21 +1,58 @@
-"""Route53: the hostname points at the load balancer."""
+"""Route53: the stack's own names (Rancher, the API) point at the load balancer; a private
+zone holds the RKE2 registration name; a private hosted zone for Rancher itself."""
 
-from conftest import NGINX_L4, cached_run
+import pytest
+
+from conftest import NGINX_L4, RKE2, cached_run
 from offline.mocks import HOSTED_ZONE_ID, NLB_ZONE_ID
 
+NAMES = ["api.rancher.dev.example.com", "rancher.dev.example.com"]
 
-def test_alias_to_the_nlb(dev_run):
-    (record,) = dev_run.of_type("aws:route53/record:Record")
-    assert record.inputs["name"] == "rancher.dev.example.com" and record.inputs["type"] == "A"
-    assert record.inputs["zoneId"] == HOSTED_ZONE_ID
-    (alias,) = record.inputs["aliases"]
+
+def _public(run):
+    return sorted((r for r in run.of_type("aws:route53/record:Record") if r.inputs["zoneId"] == HOSTED_ZONE_ID),
+                  key=lambda r: r.inputs["name"])
+
+
+def test_aliases_to_the_nlb(dev_run):
+    records = _public(dev_run)
+    assert [r.inputs["name"] for r in records] == NAMES
     (balancer,) = dev_run.of_type("aws:lb/loadBalancer:LoadBalancer")
-    assert alias == {"name": balancer.outputs["dnsName"], "zoneId": NLB_ZONE_ID, "evaluateTargetHealth": True}
+    for record in records:
+        assert record.inputs["type"] == "A"
+        assert record.inputs["aliases"] == [{"name": balancer.outputs["dnsName"], "zoneId": NLB_ZONE_ID, "evaluateTargetHealth": True}]
 
 
-def test_a_record_to_the_nginx_elastic_ip():
+def test_a_records_to_the_nginx_elastic_ip():
     run = cached_run(NGINX_L4)
-    (record,) = run.of_type("aws:route53/record:Record")
     eip = next(e for e in run.of_type("aws:ec2/eip:Eip") if e.name == "nginx-lb-address")
-    assert record.inputs["records"] == [eip.outputs["publicIp"]]
-    assert "aliases" not in record.inputs or not record.inputs["aliases"]
+    records = _public(run)
+    assert [r.inputs["name"] for r in records] == NAMES
+    for record in records:
+        assert record.inputs["records"] == [eip.outputs["publicIp"]] and not record.inputs.get("aliases")
+
+
+def test_the_rancher_record_keeps_its_first_release_urn(dev_run):
+    (record,) = [r for r in dev_run.of_type("aws:route53/record:Record") if r.inputs["name"] == "rancher.dev.example.com"]
+    assert record.name == "rancher-dns-rancher"
+    assert record.aliases == ["urn:pulumi:dev::rancher-ha::rancher-ha:dns:RancherDns$aws:route53/record:Record::rancher-dns"]
+
+
+def test_k3s_needs_no_private_zone(dev_run):
+    assert dev_run.of_type("aws:route53/zone:Zone") == []
+
+
+@pytest.mark.parametrize("private", [False, True])
+def test_the_hosted_zone_may_be_private(private):
+    overrides = {"rancher-ha:hostedZonePrivate": True, "rancher-ha:loadBalancerScheme": "internal",
+                 "rancher-ha:adminCidrs": ["10.10.0.0/16"]} if private else {}
+    run = cached_run(overrides)
+    assert len(_public(run)) == 2  # the mock answers both zone kinds with one id
+    (balancer,) = run.of_type("aws:lb/loadBalancer:LoadBalancer")
+    assert balancer.inputs["internal"] is private
+
+
+def test_registration_zone_is_the_stacks_own():
+    run = cached_run({**RKE2, "rancher-ha:environment": "prod"}, stack="Prod_EU.1")
+    (zone,) = run.of_type("aws:route53/zone:Zone")
+    assert zone.inputs["name"] == "rancher-ha-prod-eu-1.internal" and zone.inputs["forceDestroy"] is True

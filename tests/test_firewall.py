@@ -35,7 +35,6 @@ LB_INBOUND = {
     ("lb", "tcp", 80, 80, WORLD),
     ("lb", "tcp", 443, 443, WORLD),
     ("lb", "tcp", 6443, 6443, ADMIN),
-    ("lb", "tcp", 6443, 6443, "nodes"),
 }
 
 
@@ -50,8 +49,6 @@ def test_k3s_rules_are_exactly_the_expected_set(dev_run):
 def test_rke2_rules_are_exactly_the_expected_set():
     expected = NODE_TO_NODE_RKE2 | FROM_LB | LB_INBOUND | {
         ("nodes", "tcp", 6443, 6443, ADMIN),
-        ("nodes", "tcp", 9345, 9345, "lb"),
-        ("lb", "tcp", 9345, 9345, "nodes"),
     }
     assert rule_set(cached_run(RKE2)) == expected
 
@@ -71,3 +68,30 @@ def test_no_ssh_by_default_and_only_from_admins_when_asked(dev_run):
 def test_datastore_reachable_from_nodes_only(dev_run):
     assert {rule for rule in rule_set(dev_run) if rule[0] == "db"} == {("db", "tcp", 3306, 3306, "nodes")}
     assert not any(e.name.endswith("db-out") for e in dev_run.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"))
+
+
+def test_rules_are_named_by_what_they_allow(dev_run):
+    names = {r.name for r in dev_run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")}
+    assert {"firewall-nodes-in-tcp-6443-from-203-0-113-0-24", "firewall-lb-in-tcp-443-from-0-0-0-0-0",
+            "firewall-nodes-in-udp-8472-from-nodes", "firewall-db-in-tcp-3306-from-nodes"} <= names
+
+
+def test_adding_an_admin_network_renames_no_other_rule(dev_run):
+    before = {r.name: r.inputs for r in dev_run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")}
+    after_run = cached_run({"rancher-ha:adminCidrs": ["198.51.100.0/24", ADMIN]})
+    after = {r.name: r.inputs for r in after_run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")}
+    assert set(before) < set(after)
+    assert {name: after[name] for name in before} == before  # every old rule unchanged, by name and content
+    assert sorted(set(after) - set(before)) == ["firewall-lb-in-tcp-6443-from-198-51-100-0-24", "firewall-nodes-in-tcp-6443-from-198-51-100-0-24"]
+
+
+def test_rules_answer_to_their_first_release_index_names(dev_run):
+    from components.firewall import first_release_names, firewall_rules
+
+    rule = next(r for r in dev_run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+                if r.name == "firewall-lb-in-tcp-443-from-0-0-0-0-0")
+    # First release, k3s, one admin network, no SSH: lb 443 from the world was rule 9.
+    assert rule.aliases == ["urn:pulumi:dev::rancher-ha::rancher-ha:firewall:Firewall$aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule::firewall-lb-in-9"]
+    names = first_release_names("firewall", distribution="rke2", admin_cidrs=[ADMIN], ssh=False, datastore=False)
+    assert len(names) == 16 and names[("lb", "tcp", 9345, 9345, "nodes")] == "firewall-lb-in-15"
+    assert names[("lb", "tcp", 6443, 6443, "nodes")] == "firewall-lb-in-14"

@@ -19,12 +19,47 @@ def test_created_vpc_spans_three_zones(dev_run):
     assert len(cidrs) == 6
 
 
-def test_private_nodes_route_through_nat(dev_run):
-    tables = {t.name: t for t in dev_run.of_type("aws:ec2/routeTable:RouteTable")}
-    (private_route,) = tables["network-private"].inputs["routes"]
-    assert private_route["cidrBlock"] == "0.0.0.0/0" and private_route["natGatewayId"]
-    (public_route,) = tables["network-public"].inputs["routes"]
-    assert public_route["gatewayId"]
+def _routes(run):
+    tables = {t.outputs["id"]: t.name for t in run.of_type("aws:ec2/routeTable:RouteTable")}
+    return {tables[r.inputs["routeTableId"]]: r.inputs for r in run.of_type("aws:ec2/route:Route")}
+
+
+def test_private_nodes_route_through_nat_with_separate_route_resources(dev_run):
+    # No inline routes: an inline list is authoritative and would delete hand-added routes.
+    assert all("routes" not in t.inputs or t.inputs["routes"] in (None, []) for t in dev_run.of_type("aws:ec2/routeTable:RouteTable"))
+    routes = _routes(dev_run)
+    (nat,) = dev_run.of_type("aws:ec2/natGateway:NatGateway")
+    for zone in "abc":
+        route = routes[f"network-private-eu-west-1{zone}"]
+        assert route["destinationCidrBlock"] == "0.0.0.0/0" and route["natGatewayId"] == nat.outputs["id"]
+    (igw,) = dev_run.of_type("aws:ec2/internetGateway:InternetGateway")
+    assert routes["network-public-internet"]["gatewayId"] == igw.outputs["id"]
+
+
+def test_one_nat_gateway_per_zone_in_prod():
+    run = cached_run({"rancher-ha:environment": "prod"}, stack="prod")
+    nats = {n.outputs["id"]: n for n in run.of_type("aws:ec2/natGateway:NatGateway")}
+    subnets = {s.outputs["id"]: s.inputs["availabilityZone"] for s in run.of_type("aws:ec2/subnet:Subnet")}
+    assert sorted(subnets[n.inputs["subnetId"]] for n in nats.values()) == ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+    for zone in "abc":
+        route = _routes(run)[f"network-private-eu-west-1{zone}"]
+        assert subnets[nats[route["natGatewayId"]].inputs["subnetId"]] == f"eu-west-1{zone}"  # each zone its own way out
+
+
+def test_internet_facing_things_wait_for_the_internet_gateway(dev_run):
+    (igw,) = dev_run.of_type("aws:ec2/internetGateway:InternetGateway")
+    (balancer,) = dev_run.of_type("aws:lb/loadBalancer:LoadBalancer")
+    assert igw.urn in balancer.dependencies
+    nginx = cached_run({"rancher-ha:loadBalancerType": "nginx"})
+    eip = next(e for e in nginx.of_type("aws:ec2/eip:Eip") if e.name == "nginx-lb-address")
+    assert nginx.of_type("aws:ec2/internetGateway:InternetGateway")[0].urn in eip.dependencies
+
+
+def test_subnets_are_named_by_zone_and_keep_their_first_release_urns(dev_run):
+    names = sorted(s.name for s in dev_run.of_type("aws:ec2/subnet:Subnet"))
+    assert names == [f"network-{kind}-eu-west-1{zone}" for kind in ("private", "public") for zone in "abc"]
+    subnet = next(s for s in dev_run.of_type("aws:ec2/subnet:Subnet") if s.name == "network-public-eu-west-1b")
+    assert subnet.aliases == ["urn:pulumi:dev::rancher-ha::rancher-ha:network:Network$aws:ec2/subnet:Subnet::network-public-1"]
 
 
 def test_nodes_are_spread_across_zones(dev_run):

@@ -1,5 +1,7 @@
-"""The NGINX load balancer instance (mock level): placement, exposure, secrets."""
+"""The NGINX load balancer (mock level): a self-healing Auto Scaling group of one that
+takes over the stack's Elastic IP, with configuration and certificate from SSM."""
 
+import base64
 import json
 
 import pytest
@@ -9,85 +11,112 @@ from conftest import NGINX_L4, NGINX_L7, RKE2, cached_run
 from test_firewall import rule_set
 
 
-def _nginx(run):
-    (instance,) = [i for i in run.of_type("aws:ec2/instance:Instance") if i.name.startswith("nginx-lb")]
-    return instance
+def _template(run):
+    (template,) = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    return template
+
+
+def _user_data(run):
+    return yaml.safe_load(base64.b64decode(_template(run).inputs["userData"]).decode())
+
+
+def _parameters(run):
+    return {p.inputs["name"]: p for p in run.of_type("aws:ssm/parameter:Parameter")}
 
 
 @pytest.mark.parametrize("overrides", [NGINX_L4, NGINX_L7, {**RKE2, **NGINX_L7}], ids=["l4", "l7", "rke2-l7"])
-def test_dedicated_hardened_instance_with_elastic_ip(overrides):
+def test_a_hardened_auto_scaling_group_of_one_across_zones(overrides):
     run = cached_run(overrides)
-    nginx = _nginx(run)
-    servers = [i for i in run.of_type("aws:ec2/instance:Instance") if "-server-" in i.name]
-    assert nginx.outputs["privateIp"] not in {s.outputs["privateIp"] for s in servers}
-    assert nginx.inputs["metadataOptions"]["httpTokens"] == "required"
-    assert nginx.inputs["rootBlockDevice"]["encrypted"] is True
-    assert nginx.inputs["userDataReplaceOnChange"] is True
-    (interface,) = run.of_type("aws:ec2/networkInterface:NetworkInterface")
-    assert nginx.inputs["networkInterfaces"] == [{"deviceIndex": 0, "networkInterfaceId": interface.outputs["id"]}]
-    assert "subnetId" not in nginx.inputs and "associatePublicIpAddress" not in nginx.inputs
-    (association,) = run.of_type("aws:ec2/eipAssociation:EipAssociation")
-    eip = next(e for e in run.of_type("aws:ec2/eip:Eip") if e.name == "nginx-lb-address")
-    assert association.inputs == {"allocationId": eip.outputs["allocationId"], "networkInterfaceId": interface.outputs["id"]}
+    template = _template(run)
+    assert template.inputs["metadataOptions"]["httpTokens"] == "required"
+    assert template.inputs["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true"
     lb_group = next(g for g in run.of_type("aws:ec2/securityGroup:SecurityGroup") if g.name == "firewall-lb")
-    assert interface.inputs["securityGroups"] == [lb_group.outputs["id"]]
-    assert run.of_type("aws:lb/loadBalancer:LoadBalancer") == []
+    assert template.inputs["networkInterfaces"][0]["securityGroups"] == [lb_group.outputs["id"]]
+    (group,) = run.of_type("aws:autoscaling/group:Group")
+    assert (group.inputs["minSize"], group.inputs["maxSize"], group.inputs["desiredCapacity"]) == (1, 1, 1)
+    public = sorted(s.outputs["id"] for s in run.of_type("aws:ec2/subnet:Subnet") if "public" in s.name)
+    assert sorted(group.inputs["vpcZoneIdentifiers"]) == public  # a replacement may come up in any zone
+    assert group.inputs["healthCheckType"] == "EC2" and group.inputs["healthCheckGracePeriod"] == 300
+    assert group.inputs["launchTemplate"]["id"] == template.outputs["id"]
+    assert {t["key"]: t["value"] for t in group.inputs["tags"] if t["propagateAtLaunch"]}["rancher-ha:stack"] == "dev"
+    assert run.of_type("aws:lb/loadBalancer:LoadBalancer") == [] and run.of_type("aws:ec2/networkInterface:NetworkInterface") == []
+    eip = next(e for e in run.of_type("aws:ec2/eip:Eip") if e.name == "nginx-lb-address")
     assert run.outputs["loadBalancerAddress"].value == eip.outputs["publicIp"]
-    config = yaml.safe_load(nginx.inputs["userData"])["write_files"][1]["content"]
-    for server in servers:
-        assert f"server {server.outputs['privateIp']}:6443 max_fails=3 fail_timeout=5s;" in config
+    # Servers never run NGINX, and no server waits for it.
+    servers = [i for i in run.of_type("aws:ec2/instance:Instance") if "-server-" in i.name]
+    assert all(group.urn not in s.dependencies and template.urn not in s.dependencies for s in servers)
 
 
-def test_rke2_servers_register_through_the_private_interface():
-    from helpers import server_instances, written_file
-    from rendering.cloud_init import BASE_CONFIG_PATH
+def test_user_data_is_static_and_names_no_node():
+    """Node addresses and certificates come from SSM: a replaced server or a renewed
+    certificate changes a parameter, never the launch template (no NGINX replacement)."""
+    run = cached_run(NGINX_L7)
+    user_data = base64.b64decode(_template(run).inputs["userData"]).decode()
+    for ip in run.outputs["nodePrivateIps"].value:
+        assert ip not in user_data
+    paths = [entry["path"] for entry in _user_data(run)["write_files"]]
+    assert paths == ["/usr/local/sbin/rancher-ha-bootstrap", "/usr/local/sbin/rancher-ha-nginx-refresh",
+                     "/etc/systemd/system/rancher-ha-nginx-refresh.service", "/etc/systemd/system/rancher-ha-nginx-refresh.timer"]
+    eip = next(e for e in run.of_type("aws:ec2/eip:Eip") if e.name == "nginx-lb-address")
+    assert f"--allocation-id {eip.outputs['allocationId']}" in _user_data(run)["write_files"][0]["content"]
+    timer = _user_data(run)["write_files"][3]["content"]
+    assert "OnUnitActiveSec=5min" in timer and "WantedBy=timers.target" in timer
 
-    run = cached_run({**RKE2, **NGINX_L7})
-    (interface,) = run.of_type("aws:ec2/networkInterface:NetworkInterface")
-    private = interface.outputs["privateIp"]
-    joiner = yaml.safe_load(written_file(server_instances(run)[1], BASE_CONFIG_PATH)["content"])
-    assert joiner["server"] == f"https://{private}:9345"
-    assert private in joiner["tls-san"] and run.outputs["loadBalancerAddress"].value in joiner["tls-san"]
-    assert _nginx(run).outputs["privateIp"] == private
+
+def test_configuration_and_certificate_reach_nginx_through_ssm_only():
+    run = cached_run(NGINX_L7)
+    parameters = _parameters(run)
+    assert {"/rancher-ha/dev/nginx/nginx.conf", "/rancher-ha/dev/nginx/tls.crt", "/rancher-ha/dev/nginx/tls.key"} <= set(parameters)
+    key = parameters["/rancher-ha/dev/nginx/tls.key"]
+    assert key.inputs["type"] == "SecureString" and "value" in key.secret_inputs
+    body = key.inputs["value"].strip().splitlines()[1]
+    assert body not in base64.b64decode(_template(run).inputs["userData"]).decode()
+    for ip in run.outputs["nodePrivateIps"].value:
+        assert f"server {ip}:6443 max_fails=3 fail_timeout=5s;" in parameters["/rancher-ha/dev/nginx/nginx.conf"].inputs["value"]
+    refresh = _user_data(run)["write_files"][1]["content"]
+    assert "fetch_parameter tls.key" in refresh and "fetch_parameter nginx.conf" in refresh and "nginx -t" in refresh
+    (group,) = run.of_type("aws:autoscaling/group:Group")
+    assert all(parameters[name].urn in group.dependencies for name in ("/rancher-ha/dev/nginx/nginx.conf", "/rancher-ha/dev/nginx/tls.key"))
+
+
+def test_the_instance_role_reads_its_parameters_and_moves_only_its_address():
+    run = cached_run(NGINX_L7)
+    role = next(p for p in run.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.startswith("nginx-lb"))
+    statements = {s["Sid"]: s for s in json.loads(role.inputs["policy"])["Statement"]}
+    assert statements["ReadOwnParameters"]["Resource"] == "arn:aws:ssm:eu-west-1:123456789012:parameter/rancher-ha/dev/nginx/*"
+    eip = next(e for e in run.of_type("aws:ec2/eip:Eip") if e.name == "nginx-lb-address")
+    assert statements["TakeOverStackAddress"]["Resource"] == f"arn:aws:ec2:eu-west-1:123456789012:elastic-ip/{eip.outputs['allocationId']}"
+    assert statements["OntoStackInstances"]["Condition"] == {"StringEquals": {"aws:ResourceTag/rancher-ha:stack": "dev"}}
 
 
 def test_security_group_exposure():
     rules = rule_set(cached_run({**RKE2, **NGINX_L7}))
     world = {r for r in rules if r[4] == "0.0.0.0/0"}
     assert world == {("lb", "tcp", 80, 80, "0.0.0.0/0"), ("lb", "tcp", 443, 443, "0.0.0.0/0")}
-    assert {r[4] for r in rules if r[0] == "lb" and r[2] == 6443} == {"nodes", "203.0.113.0/24"}
-    assert {r[4] for r in rules if r[0] == "lb" and r[2] == 9345} == {"nodes"}
-
-
-def test_l7_certificate_reaches_nginx_through_ssm_only():
-    run = cached_run(NGINX_L7)
-    nginx = _nginx(run)
-    parameters = {p.inputs["name"]: p for p in run.of_type("aws:ssm/parameter:Parameter")}
-    key = parameters["/rancher-ha/dev/nginx/tls.key"]
-    assert key.inputs["type"] == "SecureString" and "value" in key.secret_inputs
-    body = key.inputs["value"].strip().splitlines()[1]
-    assert body not in nginx.inputs["userData"]
-    script = yaml.safe_load(nginx.inputs["userData"])["write_files"][0]["content"]
-    assert "fetch_parameter nginx/tls.key" in script and "nginx -t" in script
-    policies = [json.loads(p.inputs["policy"]) for p in run.of_type("aws:iam/rolePolicy:RolePolicy")]
-    resources = sorted(statement["Resource"] for policy in policies for statement in policy["Statement"])
-    assert resources == [
-        "arn:aws:ssm:eu-west-1:123456789012:parameter/rancher-ha/dev/nginx/*",
-        "arn:aws:ssm:eu-west-1:123456789012:parameter/rancher-ha/dev/node/*",
-    ]
+    assert {r[4] for r in rules if r[0] == "lb" and r[2] == 6443} == {"203.0.113.0/24"}
+    assert not [r for r in rules if r[0] == "lb" and r[2] == 9345]
 
 
 def test_l4_nginx_has_no_certificate():
     run = cached_run(NGINX_L4)
-    assert not [p for p in run.of_type("aws:ssm/parameter:Parameter") if "/nginx/" in p.inputs["name"]]
-    config = yaml.safe_load(_nginx(run).inputs["userData"])["write_files"][1]["content"]
+    assert not [name for name in _parameters(run) if name.endswith(("tls.crt", "tls.key"))]
+    config = _parameters(run)["/rancher-ha/dev/nginx/nginx.conf"].inputs["value"]
     assert "ssl_certificate" not in config and "http {" not in config
-    assert "listen 443;" in config and "listen 80;" in config
+    assert "listen 443;" in config and "listen 80;" in config and "listen 9345;" not in config
 
 
 def test_worker_limits_are_configurable():
     run = cached_run({**NGINX_L7, "rancher-ha:nginxWorkerConnections": 16384, "rancher-ha:nginxWorkerRlimitNofile": 65536})
-    config = yaml.safe_load(_nginx(run).inputs["userData"])["write_files"][1]["content"]
+    config = _parameters(run)["/rancher-ha/dev/nginx/nginx.conf"].inputs["value"]
     assert "worker_connections 16384;" in config and "worker_rlimit_nofile 65536;" in config
-    default = yaml.safe_load(_nginx(cached_run(NGINX_L7)).inputs["userData"])["write_files"][1]["content"]
+    default = _parameters(cached_run(NGINX_L7))["/rancher-ha/dev/nginx/nginx.conf"].inputs["value"]
     assert "worker_connections 8192;" in default and "worker_rlimit_nofile 40000;" in default
+
+
+def test_a_new_launch_template_version_makes_the_gate_wait_again():
+    run = cached_run(NGINX_L7)
+    (gate,) = run.of_type("pulumi-python:dynamic/rancher-ha:ApiGate")
+    (template,) = run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert gate.inputs["triggers"] == [f"{template.outputs['id']}:1"]
+    (group,) = run.of_type("aws:autoscaling/group:Group")
+    assert group.inputs["launchTemplate"] == {"id": template.outputs["id"], "version": "1"}

@@ -12,7 +12,6 @@ import yaml
 
 from conftest import NGINX_L4, NGINX_L7, cached_run
 from nginx_lab import BACKEND_ADDRESSES, HOSTNAME, Backends, Nginx, http_get, lab_spec, make_certificate, nginx_missing_reason
-from rendering.cloud_init import NGINX_STAGED_CONFIG_PATH
 from rendering.nginx import NginxSpec, render_nginx_conf
 
 pytestmark = pytest.mark.skipif(nginx_missing_reason() is not None, reason=nginx_missing_reason() or "")
@@ -27,11 +26,11 @@ def program_spec(layer: str, distribution: str = "k3s") -> NginxSpec:
 def test_the_lab_config_is_the_programs_config(overrides, layer):
     """The deployed nginx.conf is this renderer's output for the node IPs, nothing else."""
     run = cached_run(overrides)
-    (instance,) = [i for i in run.of_type("aws:ec2/instance:Instance") if i.name.startswith("nginx-lb")]
-    staged = next(f for f in yaml.safe_load(instance.inputs["userData"])["write_files"] if f["path"] == NGINX_STAGED_CONFIG_PATH)
+    # NGINX reads it from SSM at boot and on every refresh (it self-heals in an ASG).
+    (parameter,) = [p for p in run.of_type("aws:ssm/parameter:Parameter") if p.inputs["name"] == "/rancher-ha/dev/nginx/nginx.conf"]
     node_ips = run.outputs["nodePrivateIps"].value
     expected = render_nginx_conf(dataclasses.replace(program_spec(layer), hostname="rancher.dev.example.com", backends=node_ips))
-    assert staged["content"] == expected
+    assert parameter.inputs["value"] == expected
 
 
 @pytest.fixture
@@ -157,7 +156,7 @@ def test_l7_negotiates_http2(l7):
 
 def test_l7_still_passes_the_api_port_through_as_raw_tcp(l7):
     spec, _, _, _ = l7
-    # 6443 (and 9345 on rke2) carry kubectl and node traffic with client certificates:
+    # 6443 carries kubectl and the gate with client certificates:
     # NGINX must pass them through as TCP even when it terminates TLS on 443.
     with Backends(spec.backend_ports["api"]):
         status, _, body = http_get("127.0.0.1", spec.ports["api"], "/version")

@@ -38,12 +38,11 @@ def test_rancher_and_cert_manager_values_carry_the_proxy():
     assert cert_manager["crds"] == {"enabled": True}
 
 
-def test_private_nodes_without_nat_or_public_addresses():
+def test_private_nodes_in_an_existing_vpc_without_nat_or_public_addresses():
     run = cached_run(PROXY)
-    assert run.of_type("aws:ec2/natGateway:NatGateway") == []
+    assert run.of_type("aws:ec2/natGateway:NatGateway") == [] and run.of_type("aws:ec2/vpc:Vpc") == []
+    assert run.of_type("aws:ec2/routeTable:RouteTable") == [] and run.of_type("aws:ec2/route:Route") == []
     assert all(i.inputs["associatePublicIpAddress"] is False for i in server_instances(run))
-    tables = {t.name: t for t in run.of_type("aws:ec2/routeTable:RouteTable")}
-    assert tables["network-private"].inputs.get("routes") in (None, [])
 
 
 def test_no_proxy_without_proxy_mode(dev_run):
@@ -60,3 +59,7 @@ def test_the_documented_proxy_stack():
     assert values["proxy"] == "http://proxy.corp.example.net:3128"
     assert {".corp.example.net", "10.10.0.0/16", "rancher.corp.example.net"} <= set(values["noProxy"].split(","))
     assert run.of_type("aws:ec2/natGateway:NatGateway") == []
+    # Private mode: internal load balancer, records in the private hosted zone.
+    (balancer,) = run.of_type("aws:lb/loadBalancer:LoadBalancer")
+    assert balancer.inputs["internal"] is True
+    assert balancer.inputs["subnets"] == ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002", "subnet-0a1b2c3d4e5f60003"]

@@ -28,7 +28,10 @@ def test_releases_are_pinned_and_ordered(dev_run):
     assert cert_manager.inputs["chart"] == "cert-manager" and cert_manager.inputs["version"] == "v1.19.2"
     assert cert_manager.inputs["repositoryOpts"]["repo"] == "https://charts.jetstack.io"
     assert cert_manager.inputs["namespace"] == "cert-manager"
-    assert cert_manager.inputs["values"] == {"crds": {"enabled": True}}
+    assert cert_manager.inputs["values"]["crds"] == {"enabled": True}
+    # Two servers: cert-manager runs highly available (replicas, PDBs, spread; rendered
+    # with the real chart in test_charts_real.py).
+    assert cert_manager.inputs["values"]["replicaCount"] == 2 and cert_manager.inputs["values"]["webhook"]["replicaCount"] == 2
     assert rancher.inputs["chart"] == "rancher" and rancher.inputs["version"] == "2.14.4"
     assert rancher.inputs["repositoryOpts"]["repo"] == "https://releases.rancher.com/server-charts/stable"
     assert rancher.inputs["namespace"] == "cattle-system"
@@ -59,7 +62,8 @@ def test_l7_values_and_private_ca_secret():
     assert "cert-manager" not in found  # TLS ends on NGINX: no cert-manager needed
     values = found["rancher"].inputs["values"]
     assert values["tls"] == "external" and values["privateCA"] is True and values["agentTLSMode"] == "strict"
-    assert "ingress" not in values
+    # Silences the chart's cert-manager check; with tls=external the Ingress has no tls section.
+    assert values["ingress"] == {"tls": {"source": "secret"}}
     (secret,) = [s for s in run.of_type("kubernetes:core/v1:Secret") if s.inputs["metadata"]["name"] == "tls-ca"]
     assert secret.inputs["metadata"]["namespace"] == "cattle-system"
     ca = next(c for c in run.of_type("tls:index/selfSignedCert:SelfSignedCert") if c.name == "rancher-certificate-ca")
@@ -105,20 +109,38 @@ def test_the_validator_catches_what_helm_would_reject():
     assert "agentTLSMode" in joined and "ingres: not a value" in joined and "auditLog.level" in joined
 
 
-def test_forwarded_headers_are_trusted_from_the_lb_only():
+def test_forwarded_headers_are_trusted_from_what_the_ingress_really_sees():
     run = cached_run(NGINX_L7)
     (config,) = [r for r in run.resources if r.type == "kubernetes:helm.cattle.io/v1:HelmChartConfig"]
     assert config.inputs["metadata"] == {"name": "traefik", "namespace": "kube-system"}
-    (nginx,) = [i for i in run.of_type("aws:ec2/instance:Instance") if i.name.startswith("nginx-lb")]
+    public_cidrs = sorted(s.inputs["cidrBlock"] for s in run.of_type("aws:ec2/subnet:Subnet") if "public" in s.name)
     values = yaml.safe_load(config.inputs["spec"]["valuesContent"])
-    assert values == {"ports": {"web": {"forwardedHeaders": {"trustedIPs": [f"{nginx.outputs['privateIp']}/32"]}}}}
+    # K3s ServiceLB MASQUERADEs: Traefik sees svclb pod addresses (the pod network), never
+    # NGINX's; NGINX itself lives in the load-balancer subnets (any zone: it self-heals).
+    assert values == {"ports": {"web": {"forwardedHeaders": {"trustedIPs": ["10.42.0.0/16", *public_cidrs]}}}}
     assert config.urn in releases(run)["rancher"].dependencies
 
     rke2 = cached_run({**RKE2, **NGINX_L7})
     (config,) = [r for r in rke2.resources if r.type == "kubernetes:helm.cattle.io/v1:HelmChartConfig"]
     assert config.inputs["metadata"]["name"] == "rke2-ingress-nginx"
     values = yaml.safe_load(config.inputs["spec"]["valuesContent"])["controller"]["config"]
-    assert values["use-forwarded-headers"] == "true" and values["proxy-real-ip-cidr"].endswith("/32")
+    assert values["use-forwarded-headers"] == "true" and values["proxy-real-ip-cidr"].startswith("10.42.0.0/16,")
+
+
+def test_rancher_replicas_are_capped_at_three_and_spread():
+    run = cached_run({**RKE2, "rancher-ha:serverCount": 5})
+    values = releases(run)["rancher"].inputs["values"]
+    assert values["replicas"] == 3 and values["antiAffinity"] == "required"
+
+
+def test_chart_repository_is_a_setting():
+    from settings.versions import RANCHER_CHART_REPOSITORIES
+
+    assert RANCHER_CHART_REPOSITORIES["stable"] == "https://releases.rancher.com/server-charts/stable"
+    for choice, url in [("latest", "https://releases.rancher.com/server-charts/latest"),
+                        ("prime", RANCHER_CHART_REPOSITORIES["prime"]), ("https://mirror.example.com/rancher", "https://mirror.example.com/rancher")]:
+        rancher = releases(cached_run({"rancher-ha:rancherChartRepository": choice}))["rancher"]
+        assert rancher.inputs["repositoryOpts"]["repo"] == url
 
 
 def test_reference_copy_matches_shared():

@@ -46,8 +46,9 @@ def test_role_may_write_the_folder_only():
     statements = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
     assert statements["ReadWriteSnapshots"]["Resource"] == f"{arn}/rancher-ha/dev/*"
     assert set(statements["ReadWriteSnapshots"]["Action"]) == {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
-    assert statements["ListSnapshotFolder"]["Resource"] == arn
-    assert statements["ListSnapshotFolder"]["Condition"] == {"StringLike": {"s3:prefix": ["rancher-ha/dev/*", "rancher-ha/dev"]}}
+    # HeadBucket is authorised as s3:ListBucket with no s3:prefix: no condition may sit on it.
+    assert statements["FindAndListSnapshotBucket"] == {
+        "Sid": "FindAndListSnapshotBucket", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": arn}
     resources = [s["Resource"] for s in statements.values()]
     assert "*" not in resources and f"{arn}/*" not in resources
 

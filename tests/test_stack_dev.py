@@ -18,12 +18,15 @@ EXPECTED_COUNTS = {
     "aws:lb/targetGroup:TargetGroup": 3,
     "aws:lb/listener:Listener": 3,
     "aws:lb/targetGroupAttachment:TargetGroupAttachment": 6,
-    "aws:route53/record:Record": 1,
+    "aws:route53/record:Record": 2,  # rancher and api
+    "aws:ec2/route:Route": 4,  # public default + one per private zone
+    "aws:ec2/routeTable:RouteTable": 4,
     "aws:iam/role:Role": 1,
     "aws:iam/rolePolicy:RolePolicy": 1,
     "aws:iam/instanceProfile:InstanceProfile": 1,
     # token, datastore DSN and 11 cluster CA files
     "aws:ssm/parameter:Parameter": 13,
+    "pulumi-python:dynamic/rancher-ha:IdentityLock": 1,
     "random:index/randomPassword:RandomPassword": 3,
     "kubernetes:helm.sh/v3:Release": 2,
     "pulumi-python:dynamic/rancher-ha:ApiGate": 1,

@@ -85,6 +85,16 @@ class Scenario:
     # seeded (0); a positive number makes that many early install/set calls fail.
     snap_seed_after_calls: int = 0
     apt_packages: Sequence[str] = ("nginx", "libnginx-mod-stream", "nginx-common", "curl", "jq", "unzip", "ca-certificates")
+    # SSM GetParameter of these full names fails with this error code (e.g.
+    # "AccessDeniedException", "ThrottlingException") on every read.
+    ssm_errors: Mapping[str, str] = field(default_factory=dict)
+    # The internet (installers, documents) answers from this request on, counting every
+    # such request; earlier ones time out, as while the NAT gateway is still being
+    # created. None: never (no route out).
+    egress_from_request: Optional[int] = 1
+    # Extra environment of cloud-final.service (as a systemd drop-in's Environment=
+    # would set it), e.g. the boot script's RANCHER_HA_*_ATTEMPTS knobs.
+    environment: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -268,7 +278,8 @@ def pem_self_signed(common_name: str) -> tuple[str, str]:
     return _PEM_CACHE[common_name]
 
 
-def _setup_script(machine: _Machine, session: Path, layer: Path, replay_args: list[str]) -> str:
+def _setup_script(machine: _Machine, session: Path, layer: Path, replay_args: list[str],
+                  environment: Optional[Mapping[str, str]] = None) -> str:
     new_root = session / "root"
     lines = ["set -u", f"R={shlex.quote(str(new_root))}", 'mount -t tmpfs -o mode=0755 rehearsal-root "$R"']
     for entry in sorted(os.listdir("/")):
@@ -303,6 +314,7 @@ def _setup_script(machine: _Machine, session: Path, layer: Path, replay_args: li
         'mount -t tmpfs -o mode=0755,nosuid,nodev run "$R"/run',
         'mount -t tmpfs -o mode=1777,nosuid,nodev tmp "$R"/tmp',
     ]
+    extra_env = "".join(shlex.quote(f"{key}={value}") + " " for key, value in sorted((environment or {}).items()))
     previous_run = session.parent / f"{int(session.name) - 1}" / "run-snapshot" if int(session.name) > 0 else None
     if previous_run is not None:
         lines.append(f'[ -d {shlex.quote(str(previous_run))} ] && cp -a {shlex.quote(str(previous_run))}/. "$R"/run/')
@@ -310,7 +322,7 @@ def _setup_script(machine: _Machine, session: Path, layer: Path, replay_args: li
         'mkdir -p "$R"/run/systemd/system "$R"/run/lock "$R"/run/rehearsal',  # a systemd-booted machine
         f'mount --bind {shlex.quote(str(session / "io"))} "$R"/run/rehearsal',
         "ip link set lo up",
-        f"chroot \"$R\" /usr/bin/env -i PATH={UBUNTU_PATH} /usr/bin/python3 /run/rehearsal/cloud_init_replay.py {' '.join(shlex.quote(a) for a in replay_args)}",
+        f"chroot \"$R\" /usr/bin/env -i PATH={UBUNTU_PATH} {extra_env}/usr/bin/python3 /run/rehearsal/cloud_init_replay.py {' '.join(shlex.quote(a) for a in replay_args)}",
         "rc=$?",
         f'mkdir -p {shlex.quote(str(session / "run-snapshot"))}',
         f'(cd "$R"/run && tar --exclude=./rehearsal -cf - .) | tar -xf - -C {shlex.quote(str(session / "run-snapshot"))}',
@@ -378,7 +390,7 @@ def _session(machine: _Machine, replay_args: list[str], user_data: Optional[str]
         (io_dir / "user-data").write_text(user_data)
         replay_args = ["boot", "/run/rehearsal/user-data", scenario.instance_id]
     script = session / "setup.sh"
-    script.write_text(_setup_script(machine, session, layer, replay_args))
+    script.write_text(_setup_script(machine, session, layer, replay_args, scenario.environment))
     process = subprocess.Popen(
         ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--propagation", "private", "/bin/sh", str(script)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True,

@@ -393,6 +393,15 @@ def aws_main(argv: list[str]) -> int:
             reads = data.setdefault("ssm_reads", {})
             reads[name] = reads.get(name, 0) + 1
             count = reads[name]
+        failure = (scenario.get("ssm_errors") or {}).get(name)
+        if failure is not None:
+            if failure == "AccessDeniedException":
+                message = (f"User: arn:aws:sts::123456789012:assumed-role/rancher-ha-node/{scenario['instance_id']} is not authorized "
+                           f"to perform: ssm:GetParameter on resource: arn:aws:ssm:{region}:123456789012:parameter{name} "
+                           "because no identity-based policy allows the ssm:GetParameter action")
+            else:
+                message = "Rate exceeded" if failure == "ThrottlingException" else "rehearsal: injected error"
+            return _client_error(failure, "GetParameter", message)
         store = config()["ssm"] if region == scenario["region"] else {}
         entry = store.get(name)
         if entry is None or count <= entry["hidden_reads"]:
@@ -478,6 +487,18 @@ def _proxy_for(scheme: str, host: str, explicit: str | None, noproxy: str | None
     return None if _no_proxy_match(host, no_proxy) else proxy
 
 
+INSTALLER_URLS = ("https://get.k3s.io", "https://get.k3s.io/", "https://get.rke2.io", "https://get.rke2.io/")
+
+
+def _egress_up(scenario: dict) -> bool:
+    """Counts internet requests; True once `egress_from_request` is reached."""
+    from_request = scenario.get("egress_from_request", 1)
+    with state() as data:
+        data["internet_requests"] = data.get("internet_requests", 0) + 1
+        count = data["internet_requests"]
+    return from_request is not None and count >= from_request
+
+
 def _respond(method: str, url: str, headers: dict[str, str], insecure: bool, scenario: dict, via_proxy: str | None) -> tuple[int, bytes]:
     match = re.fullmatch(r"(https?)://([^/:]+)(?::(\d+))?(/.*)?", url)
     if not match:
@@ -505,7 +526,11 @@ def _respond(method: str, url: str, headers: dict[str, str], insecure: bool, sce
         if path.startswith("/latest/meta-data/") and key in metadata:
             return 200, metadata[key].encode()
         return 404, b"<?xml version=\"1.0\" encoding=\"iso-8859-1\"?>\n<title>404 - Not Found</title>\n"
-    if url in ("https://get.k3s.io", "https://get.k3s.io/", "https://get.rke2.io", "https://get.rke2.io/"):
+    internet = url in INSTALLER_URLS or url in scenario["documents"]
+    if internet and not _egress_up(scenario):
+        # No NAT (or proxy path) yet: the VPC resolver answers, the connection times out.
+        raise CurlExit(28, f"Failed to connect to {host} port {port} after 10002 ms: Timeout was reached")
+    if url in INSTALLER_URLS:
         with open("/usr/lib/rancher-ha-rehearsal/fake-installer.sh") as handle:
             return 200, handle.read().replace("@DIST@", "k3s" if "k3s" in host else "rke2").encode()
     if url in scenario["documents"]:
