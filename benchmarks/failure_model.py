@@ -534,7 +534,7 @@ def egress_outcome(t: Topology, s: Scenario, lost: set[str]) -> Outcome:
         elif x.egress.kind == "unknown":
             unknown.append(x)
     if unknown and not cut:
-        return Outcome(OK, "routes outside the program: not modelled")
+        return Outcome(OK, "unverified: the existing VPC's routes are outside the program")
     if not cut:
         kinds = sorted({x.egress.kind for x in survivors})
         return _ok() if kinds != ["proxy"] else _ok("proxy, assumed reachable")
@@ -573,7 +573,7 @@ def summary(t: Topology, rows: Sequence[Row]) -> str:
     worst = max((o.seconds[1] for r in rows for o in r.cells.values() if o.seconds and o.status != DOWN), default=0)
     manual = []
     if any(r.cells[c].manual for r in rows for c in COLUMNS[:3]):
-        manual.append("a lost server is a plain EC2 instance: nothing replaces it until `pulumi up` (etcd/replicas stay reduced)")
+        manual.append("a lost server is a plain EC2 instance: nothing replaces it until `pulumi up` (etcd members / Rancher replicas stay reduced)")
     if any(r.cells["egress"].manual for r in rows):
         manual.append("a lost NAT gateway is not re-routed: its zone's nodes stay without egress")
     tail = f" Not automatic: {'; '.join(manual)}." if manual else ""

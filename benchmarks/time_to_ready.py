@@ -340,6 +340,8 @@ def build_model(run, stack: str, distribution: str, table_name: str) -> Model:
 
                 def next_tick(start: float, finish: Mapping[str, float], anchor: str = anchor) -> float:
                     # The ticker is periodic: promotions happen at anchor + n * tick.
+                    if tick <= 0:
+                        return start
                     return finish[anchor] + math.ceil((start - finish[anchor]) / tick - 1e-9) * tick
 
                 promoted = phase(f"{name}:promoted", f"{name}: promoted to voter (next 15 s tick)", 0.0, [slot], finish_fn=next_tick)

@@ -55,6 +55,16 @@ class Datastore(pulumi.ComponentResource):
         )
         # Letters and digits only: the password sits inside a DSN URL.
         password = random.RandomPassword(f"{name}-password", length=32, special=False, opts=child(self))
+        # A final snapshot name is used once, at deletion: a second deletion of a stack of
+        # the same name (destroy, create, destroy) must not collide with the first one's
+        # snapshot (DBSnapshotAlreadyExists). The suffix is new with every datastore, and
+        # with every replacement of it (the keepers are its force-new identity inputs).
+        final_suffix = random.RandomId(
+            f"{name}-final-snapshot-suffix",
+            byte_length=4,
+            keepers={"engine": "mysql", "dbName": DATABASE_NAME, "username": DATABASE_USER, "storageEncrypted": "true"},
+            opts=child(self),
+        )
         instance = aws.rds.Instance(
             f"{name}-mysql",
             engine="mysql",
@@ -77,7 +87,9 @@ class Datastore(pulumi.ComponentResource):
             auto_minor_version_upgrade=True,
             deletion_protection=args.deletion_protection,
             skip_final_snapshot=not args.final_snapshot,
-            final_snapshot_identifier=f"rancher-ha-{stack_name()}-k3s-final" if args.final_snapshot else None,
+            final_snapshot_identifier=(
+                pulumi.Output.concat(f"rancher-ha-{stack_name()}-k3s-final-", final_suffix.hex) if args.final_snapshot else None
+            ),
             tags=tags(f"{name}-mysql"),
             opts=child(self, protect=args.protect),
         )

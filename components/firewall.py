@@ -55,6 +55,9 @@ def firewall_rules(
         PortRule("nodes", "tcp", 443, 443, "lb", "HTTPS from the load balancer"),
         PortRule("nodes", "tcp", 6443, 6443, "lb", "Kubernetes API from the load balancer"),
     ]
+    if distribution == "rke2":
+        # The API target group's health check asks RKE2's supervisor (/ping on 9345).
+        rules.append(PortRule("nodes", "tcp", 9345, 9345, "lb", "RKE2 supervisor health check from the load balancer"))
     for cidr in admin_cidrs:
         rules.append(PortRule("nodes", "tcp", 6443, 6443, cidr, "Kubernetes API from admins"))
         rules.append(PortRule("lb", "tcp", 6443, 6443, cidr, "Kubernetes API from admins"))

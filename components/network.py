@@ -138,7 +138,7 @@ class Network(pulumi.ComponentResource):
         self.internet_ready = [gateway, internet_route]
         public_cidrs, private_cidrs = subnet_cidrs(args.vpc_cidr, len(zones))
         public_subnets = self._subnets(
-            name, "public", dict(zip(zones, public_cidrs)), vpc, lambda _zone: public_table, {"kubernetes.io/role/elb": "1"}
+            name, "public", dict(zip(zones, public_cidrs)), vpc, lambda _zone: (public_table, internet_route), {"kubernetes.io/role/elb": "1"}
         )
 
         self.vpc_id = vpc.id
@@ -168,14 +168,14 @@ class Network(pulumi.ComponentResource):
         tables = {}
         for zone in zones:
             table = aws.ec2.RouteTable(f"{name}-private-{zone}", vpc_id=vpc.id, tags=tags(f"private-{zone}"), opts=child(self))
-            aws.ec2.Route(
+            default = aws.ec2.Route(
                 f"{name}-private-{zone}-default",
                 route_table_id=table.id,
                 destination_cidr_block="0.0.0.0/0",
                 nat_gateway_id=nats.get(zone, nats[nat_zones[0]]).id,
                 opts=child(self),
             )
-            tables[zone] = table
+            tables[zone] = (table, default)
         private_subnets = self._subnets(name, "private", dict(zip(zones, private_cidrs)), vpc, tables.__getitem__, {})
         self.node_subnet_ids = [private_subnets[zone].id for zone in zones]
         self.node_zones = list(zones)
@@ -198,9 +198,14 @@ class Network(pulumi.ComponentResource):
                 opts=child(self, aliases=previous),
             )
             # The association moves in place (ReplaceRouteTableAssociation) when the
-            # table changes, so a new table takes over a subnet without a gap.
+            # table changes; it waits for the table's default route, so a subnet moved
+            # to a new table is never without a way out.
+            table, default_route = table_for(zone)
             aws.ec2.RouteTableAssociation(
-                subnet_name, subnet_id=subnet.id, route_table_id=table_for(zone).id, opts=child(self, aliases=previous)
+                subnet_name,
+                subnet_id=subnet.id,
+                route_table_id=table.id,
+                opts=child(self, aliases=previous, depends_on=[default_route]),
             )
             subnets[zone] = subnet
         return subnets

@@ -154,6 +154,9 @@ class StackMocks(pulumi.runtime.Mocks):
         elif typ == "random:index/randomPassword:RandomPassword":
             length = int(inputs.get("length", 16))
             out.update(result=(h * 8)[:length])
+        elif typ == "random:index/randomId:RandomId":
+            length = int(inputs.get("byteLength", 8))
+            out.update(hex=h[: 2 * length], b64Url=h[: 2 * length], dec=str(int(h[: 2 * length], 16)))
         elif typ == "tls:index/privateKey:PrivateKey":
             kind = "RSA PRIVATE KEY" if inputs.get("algorithm") == "RSA" else "EC PRIVATE KEY"
             out.update(privateKeyPem=fake_pem(kind, name), publicKeyPem=fake_pem("PUBLIC KEY", name))

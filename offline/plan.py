@@ -834,12 +834,36 @@ def plan_update(
                 d.flag = f"DELETE {kind} {o.name} (removed from the program)"
         delete_phase.append(d)
     steps += delete_phase
+    _launch_template_rollouts(steps, new_regs, notes)
     for seq, step in enumerate(steps, 1):
         step.seq = seq
 
     collisions = _collisions(steps, decisions, matched, olds, effective, new_regs, new_graph, replaced, removed)
     secrets = _secret_strings(old) | _secret_strings(new)
     return Plan(steps=steps, collisions=collisions, notes=list(dict.fromkeys(notes)), title=title, secrets=secrets, errors=errors)
+
+
+def _launch_template_rollouts(steps: list, new_regs, notes: list) -> None:
+    """A launch template update creates a new version (terraform-provider-aws
+    resourceLaunchTemplateUpdate: CreateLaunchTemplateVersion, latest_version + 1), so an
+    Auto Scaling group that follows `latest_version` is updated and its instance refresh
+    rolls its instances. The mocks cannot bump the version, so the plan adds that step."""
+    changed = {step.urn for step in steps if step.type == "aws:ec2/launchTemplate:LaunchTemplate" and step.op in ("update", "replace")}
+    if not changed:
+        return
+    by_urn = {r.urn: r for r in new_regs}
+    for step in steps:
+        r = by_urn.get(step.urn)
+        if r is None or step.type != "aws:autoscaling/group:Group" or step.replacement:
+            continue
+        if set(r.property_dependencies.get("launchTemplate", [])) & changed:
+            if step.op == "same":
+                step.op = "update"
+                step.changes.append(Change("launchTemplate.version", "n", "n+1"))
+            message = (f"{step.name}: a new launch template version rolls its instance (instance refresh); "
+                       "for the NGINX load balancer that is a short outage while the replacement boots")
+            step.notes.append(message)
+            notes.append(message)
 
 
 def _table(lookup: Callable[[str], Any], r: Registration, default: Any, notes: Optional[list] = None) -> Any:

@@ -211,7 +211,7 @@ def test_k3s_secrets_are_staged_privately_removed_and_never_logged():
 @rehearsal
 def test_k3s_server_waits_for_the_datastore_endpoint_created_later():
     """RDS takes 5-15 minutes: the endpoint parameter appears after more reads than the
-    ordinary SSM budget (60 x 5 s) allows, and within the datastore's own (480)."""
+    ordinary SSM budget (60 x 5 s) allows, and within the datastore's own (1200 x 2 s)."""
     run = cached_run({})
     store = store_of(run)
     name = f"{PREFIX}/datastore-endpoint"
@@ -220,8 +220,8 @@ def test_k3s_server_waits_for_the_datastore_endpoint_created_later():
         assert result.returncode == 0, describe(result)
         assert result.state["ssm_reads"][name] == 66  # read until it appeared, once
         announced = result.stderr.index(f"waiting for the datastore endpoint {name} (RDS is created in parallel)")
-        assert announced < result.stderr.index(f"waiting for SSM parameter {name} (attempt 1 of 480)")
-        assert f"(attempt 65 of 480)" in result.stderr and " of 60)" not in result.stderr
+        assert announced < result.stderr.index(f"waiting for SSM parameter {name} (attempt 1 of 1200)")
+        assert f"(attempt 65 of 1200)" in result.stderr and " of 60)" not in result.stderr
         assert config_yaml(result, "k3s")["datastore-endpoint"] == store[name].strip()
         assert unit_state(result, "k3s.service")["active"]
         assert_no_secret_seen(result, store)
@@ -229,6 +229,7 @@ def test_k3s_server_waits_for_the_datastore_endpoint_created_later():
 
 @rehearsal
 def test_k3s_server_fails_clearly_when_the_datastore_never_appears_and_k3s_stays_stopped():
+    # RANCHER_HA_DATASTORE_ATTEMPTS is the budget for this parameter.
     run = cached_run({})
     store = store_of(run)
     name = f"{PREFIX}/datastore-endpoint"
@@ -557,6 +558,8 @@ def check_all(tmp_path, command, items: dict[str, str], suffix: str, accepted) -
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed (apt-get install shellcheck)")
 def test_shellcheck_passes_on_every_generated_script(tmp_path):
+    # ssm.sh.j2 sets DATASTORE_ATTEMPTS in every script; only the K3s node bootstrap uses
+    # it (SC2034 in the RKE2 and NGINX scripts).
     scripts = generated_scripts()
     kinds = {path.rsplit(":", 1)[1] for path in scripts}
     assert kinds == {"/usr/local/sbin/rancher-ha-bootstrap", REFRESH}

@@ -198,9 +198,10 @@ def test_rds_multi_az_fails_over_single_az_does_not():
 
 
 def test_nlb_cross_zone_off_needs_a_target_in_a_surviving_nlb_zone():
-    servers = [server("s0", "a"), server("s1", "b")]
+    servers = [server("s0", "a", per_zone("a")), server("s1", "b", per_zone("b")), server("s2", "b", per_zone("b"))]
     off = topo(servers, nlb=nlb(servers, cross_zone=False, zones=("a", "c")))
-    assert row(fm.evaluate(off), "zone a lost")["API 6443"].status == fm.DOWN  # s1 is in b, NLB only in c
+    assert row(fm.evaluate(off), "zone a lost")["datastore/etcd"].status == fm.DEGRADED  # 2/3 etcd
+    assert row(fm.evaluate(off), "zone a lost")["API 6443"].status == fm.DOWN  # s1, s2 in b; NLB only in c
     on = topo(servers, nlb=nlb(servers, cross_zone=True, zones=("a", "c")))
     assert row(fm.evaluate(on), "zone a lost")["API 6443"].status == fm.DEGRADED
 
@@ -236,3 +237,12 @@ def test_rancher_replicas_and_anti_affinity():
 def test_nginx_timeouts_are_read_per_section():
     conf = "events {\n}\nstream {\n  proxy_connect_timeout 5s;\n}\nhttp {\n  proxy_read_timeout 1800s;\n}\n"
     assert fm._nginx_timeouts(conf) == {"stream": 5, "http": 60}  # http: nginx default
+
+
+def test_the_graph_path_can_fail_prod_with_one_nat():
+    """Read from the real graph, a prod stack with one NAT is caught: its zone cuts the others."""
+    config = {**stack_config("prod"), "rancher-ha:natGatewayPerZone": False}
+    topology, rows = fm.model_config(config, "prod")
+    assert len(topology.nats) == 1
+    downs = fm.single_points_of_failure(rows)
+    assert (f"zone {topology.nats[0].zone} lost", "egress") in [(s, c) for s, c, _ in downs]

@@ -49,6 +49,7 @@ def test_k3s_rules_are_exactly_the_expected_set(dev_run):
 def test_rke2_rules_are_exactly_the_expected_set():
     expected = NODE_TO_NODE_RKE2 | FROM_LB | LB_INBOUND | {
         ("nodes", "tcp", 6443, 6443, ADMIN),
+        ("nodes", "tcp", 9345, 9345, "lb"),  # the API target group's health check (/ping)
     }
     assert rule_set(cached_run(RKE2)) == expected
 

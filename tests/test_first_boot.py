@@ -25,7 +25,7 @@ import yaml
 
 from conftest import NGINX_L4, NGINX_L7, PROXY, RKE2, BASE_CONFIG, cached_run
 from offline.runner import STACKS_DIR, run_stack, stack_config
-from rehearsal import Scenario, boot, pem_self_signed
+from rehearsal import LateParameter, Scenario, boot, pem_self_signed
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None or not Path("/usr/bin/python3").exists(),
@@ -83,6 +83,49 @@ def _real_pems(parameters: dict[str, str], hostname: str) -> dict[str, str]:
     return store
 
 
+def _closure(run, start: str, edges) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in edges(todo.pop()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def store_at_first_boot(run, instance, store: dict) -> dict:
+    """The SSM parameters as they are when this machine first boots, by the engine's order:
+    a parameter the instance depends on exists; one that depends on the instance (e.g.
+    cluster-initialized, written after the readiness gate) does not exist yet; one with no
+    order between them (the K3s datastore endpoint, created when RDS is done) appears while
+    the machine boots, so it is hidden for its first reads."""
+    by_urn = {r.urn: r for r in run.registrations}
+    children: dict[str, list[str]] = {}
+    for r in run.registrations:
+        children.setdefault(r.parent, []).append(r.urn)
+
+    def needs(urn):  # direct dependencies, components expanded to their children
+        out = []
+        for dep in by_urn[urn].dependencies if urn in by_urn else []:
+            out.append(dep)
+            out.extend(_closure(run, dep, lambda u: children.get(u, [])))
+        return out
+
+    dependents: dict[str, list[str]] = {}
+    for r in run.registrations:
+        for dep in needs(r.urn):
+            dependents.setdefault(dep, []).append(r.urn)
+    before = _closure(run, instance.urn, needs)
+    after = _closure(run, instance.urn, lambda u: dependents.get(u, []))
+    result = {}
+    for parameter in run.of_type("aws:ssm/parameter:Parameter"):
+        name = parameter.inputs["name"]
+        if name not in store or parameter.urn in after:
+            continue
+        result[name] = store[name] if parameter.urn in before else LateParameter(store[name], hidden_reads=5)
+    return result
+
+
 def _instance_id(name: str) -> str:
     return "i-" + hashlib.sha256(name.encode()).hexdigest()[:17]
 
@@ -127,7 +170,8 @@ def _booted(case: str):
 
         def one(instance):
             user_data = _user_data(instance)
-            return instance, user_data, store, boot(user_data, store, _scenario(config, instance, allocations), timeout=120)
+            at_boot = store_at_first_boot(run, instance, store)
+            return instance, user_data, store, boot(user_data, at_boot, _scenario(config, instance, allocations), timeout=120)
 
         with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
             _boots[case] = list(pool.map(one, instances))

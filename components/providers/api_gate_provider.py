@@ -100,7 +100,7 @@ def probe_once(probe: ApiProbe, context: ssl.SSLContext, request_timeout: float)
 def wait_for_api(
     probe: ApiProbe,
     timeout_seconds: float,
-    interval_seconds: float = 5.0,
+    interval_seconds: float = 2.0,
     request_timeout: float = 10.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -143,7 +143,7 @@ class ApiGateProvider(ResourceProvider):
         attempts = wait_for_api(
             probe_from(props),
             timeout_seconds=float(props["timeoutSeconds"]),
-            interval_seconds=float(props.get("intervalSeconds") or 5),
+            interval_seconds=float(props.get("intervalSeconds") or 2),
         )
         return CreateResult(id_=props["url"], outs={**props, "attempts": attempts})
 

@@ -1,0 +1,238 @@
+"""Time to a ready Rancher on a first `pulumi up` (benchmarks/time_to_ready.py).
+
+Three kinds of checks:
+- the graph facts the design promises, on every stack's real graph under the mocks;
+- the benchmark's own model (engine scheduling, critical chain, component expansion,
+  machine phases) on small synthetic graphs and on the real ones;
+- the targets for dev and prod with the reference durations. A miss fails and prints
+  the critical chain.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import time_to_ready as ttr  # noqa: E402
+from durations import REFERENCE, REFERENCE_OVERRIDES, SOURCED  # noqa: E402
+from offline.mocks import Registration  # noqa: E402
+
+STACKS = ttr.stack_names()
+
+# What no server may wait for: the load balancer path, the datastore and the NAT.
+SLOW_FOR_SERVERS = {
+    "aws:lb/loadBalancer:LoadBalancer",
+    "aws:lb/listener:Listener",
+    "aws:lb/targetGroup:TargetGroup",
+    "aws:autoscaling/group:Group",
+    "aws:ec2/launchTemplate:LaunchTemplate",
+    "aws:rds/instance:Instance",
+    "aws:ec2/natGateway:NatGateway",
+}
+
+
+def graph_of(stack: str):
+    run = ttr.stack_run(stack)
+    return run, {r.urn: r for r in run.registrations}, ttr.engine_dependencies(run.registrations)
+
+
+def servers_of(run, regs) -> list[str]:
+    return [r.urn for r in run.of_type(ttr.INSTANCE_TYPE) if regs[r.parent].type == ttr.SERVERS_COMPONENT]
+
+
+def gate_of(run) -> str:
+    gates = run.of_type(ttr.GATE_TYPE)
+    assert len(gates) == 1
+    return gates[0].urn
+
+
+# ---------------------------------------------------------------------------------
+# Graph facts
+# ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("stack", STACKS)
+def test_servers_wait_for_nothing_slow(stack):
+    run, regs, graph = graph_of(stack)
+    servers = servers_of(run, regs)
+    assert servers, "no server instances found"
+    for server in servers:
+        waits_for = ttr.ancestors(graph, server)
+        slow = sorted(f"{regs[u].type} {regs[u].name}" for u in waits_for if regs[u].type in SLOW_FOR_SERVERS)
+        assert not slow, f"{regs[server].name} waits for {slow}"
+        endpoint = [u for u in waits_for if str(regs[u].inputs.get("name", "")).endswith("/datastore-endpoint")]
+        assert not endpoint, f"{regs[server].name} waits for the datastore-endpoint parameter"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_k3s_gate_waits_for_the_datastore(stack):
+    if ttr.stack_distribution(stack) != "k3s":
+        pytest.skip("RKE2: no external datastore")
+    run, regs, graph = graph_of(stack)
+    rds = run.of_type("aws:rds/instance:Instance")
+    assert rds, "a K3s stack without RDS"
+    assert {r.urn for r in rds} <= ttr.ancestors(graph, gate_of(run))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_in_cluster_resource_waits_for_the_gate(stack):
+    run, regs, graph = graph_of(stack)
+    gate = gate_of(run)
+    in_cluster = [r for r in run.resources if r.type.startswith("kubernetes:") or r.type == "pulumi:providers:kubernetes"]
+    assert any(r.type == ttr.HELM_TYPE for r in in_cluster)
+    missing = [f"{r.type} {r.name}" for r in in_cluster if gate not in ttr.ancestors(graph, r.urn)]
+    assert not missing, f"not behind the readiness gate: {missing}"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_cert_manager_before_rancher(stack):
+    run, regs, graph = graph_of(stack)
+    releases = {r.inputs.get("chart"): r.urn for r in run.of_type(ttr.HELM_TYPE)}
+    assert "rancher" in releases
+    if stack in ("dev", "prod"):
+        assert "cert-manager" in releases, "dev and prod use Rancher's own CA: cert-manager is needed"
+    if "cert-manager" in releases:
+        assert releases["cert-manager"] in ttr.ancestors(graph, releases["rancher"])
+
+
+# ---------------------------------------------------------------------------------
+# The model on synthetic graphs
+# ---------------------------------------------------------------------------------
+def tasks(*specs) -> dict[str, ttr.Task]:
+    return {key: ttr.Task(key, key, duration, list(deps)) for key, duration, deps in specs}
+
+
+def test_schedule_starts_when_all_dependencies_finish_and_finds_the_chain():
+    graph = tasks(("a", 2, []), ("b", 3, ["a"]), ("c", 10, ["a"]), ("d", 1, ["b", "c"]), ("e", 4, []))
+    timings = ttr.schedule(graph)
+    assert (timings["b"].start, timings["c"].start) == (2, 2)
+    assert (timings["d"].start, timings["d"].finish) == (12, 13)
+    assert timings["e"].start == 0  # independent: in parallel from the start
+    assert ttr.critical_chain(graph, timings) == ["a", "c", "d"]
+
+
+def test_any_of_starts_with_the_first_complete_group():
+    graph = tasks(("fast", 1, []), ("slow", 9, []), ("gate", 0, ["x"]), ("x", 2, []))
+    graph["gate"].any_of = [["slow"], ["fast", "x"]]
+    timings = ttr.schedule(graph)
+    assert timings["gate"].start == 2
+    assert timings["gate"].waited_on == "x"
+
+
+def test_finish_fn_models_a_periodic_ticker():
+    graph = tasks(("anchor", 10, []), ("late", 13, []), ("promoted", 0, ["late"]))
+    graph["promoted"].finish_fn = lambda start, finish: finish["anchor"] + -(-(start - finish["anchor"]) // 15) * 15
+    assert ttr.schedule(graph)["promoted"].finish == 25
+
+
+def test_cycles_are_refused():
+    graph = tasks(("a", 1, ["b"]), ("b", 1, ["a"]))
+    with pytest.raises(ttr.CycleError):
+        ttr.schedule(graph)
+
+
+def registration(name, type_="test:index:Thing", parent="", deps=(), prop_deps=None, custom=True):
+    return Registration(
+        type=type_, name=name, inputs={}, urn=f"urn:{name}", parent=parent, dependencies=list(deps), provider="",
+        custom=custom, property_dependencies=prop_deps or {},
+    )
+
+
+def test_engine_dependencies_expand_components_and_ignore_parents():
+    regs = [
+        registration("stack", "pulumi:pulumi:Stack", custom=False),
+        registration("comp", "test:index:Component", parent="urn:stack", custom=False),
+        registration("inner", "test:index:Component", parent="urn:comp", custom=False),
+        registration("child", parent="urn:comp"),
+        registration("grandchild", parent="urn:inner", prop_deps={"x": ["urn:other"]}),
+        registration("other", parent="urn:stack"),
+        # depends on the component: waits for all of its custom descendants
+        registration("user", parent="urn:stack", deps=["urn:comp"]),
+    ]
+    graph = ttr.engine_dependencies(regs)
+    assert graph["urn:user"] == {"urn:child", "urn:grandchild"}
+    assert graph["urn:child"] == set()  # its parent is not a wait
+    assert graph["urn:grandchild"] == {"urn:other"}  # property dependencies count
+    assert ttr.ancestors(graph, "urn:user") == {"urn:child", "urn:grandchild", "urn:other"}
+    assert "urn:comp" not in graph  # components take no time
+
+
+def test_helm_chain_counts_only_releases_in_order():
+    graph = tasks(("gate", 5, []), ("ns", 1, ["gate"]), ("cm", 120, ["gate"]), ("rancher", 120, ["cm", "ns"]))
+    for key in ("cm", "rancher"):
+        graph[key].type = ttr.HELM_TYPE
+    deps = {k: set(t.deps) for k, t in graph.items()}
+    assert ttr.helm_chain_seconds(graph, deps) == 240
+
+
+def test_reference_table_is_the_brief():
+    assert REFERENCE["aws:rds/instance:Instance#single-az"].seconds == 480
+    assert REFERENCE["aws:lb/loadBalancer:LoadBalancer"].seconds == 180
+    assert REFERENCE["aws:ec2/instance:Instance"].seconds == 45
+    for distribution in ("k3s", "rke2"):
+        assert REFERENCE["phase:boot"].seconds + REFERENCE[f"phase:install#{distribution}"].seconds == 105
+        assert REFERENCE[f"phase:start#{distribution}"].seconds == 45
+    assert REFERENCE["kubernetes:helm.sh/v3:Release#cert-manager"].seconds == 120
+    assert REFERENCE["kubernetes:helm.sh/v3:Release#rancher"].seconds == 120
+    assert REFERENCE["aws:ec2/natGateway:NatGateway"].seconds == 120
+    for key, entry in REFERENCE.items():
+        if key not in REFERENCE_OVERRIDES:
+            assert entry == SOURCED[key], key
+    assert all(entry.source for entry in SOURCED.values())
+
+
+# ---------------------------------------------------------------------------------
+# The machine phases, on the real graphs
+# ---------------------------------------------------------------------------------
+def task_key(model, label: str) -> str:
+    """The one task with this label (a resource name), or whose label starts with it (a phase)."""
+    exact = [k for k, t in model.tasks.items() if t.label == label]
+    (key,) = exact or [k for k, t in model.tasks.items() if t.label.startswith(label)]
+    return key
+
+
+def finish(model, label: str) -> float:
+    return model.timings[task_key(model, label)].finish
+
+
+def start(model, label: str) -> float:
+    return model.timings[task_key(model, label)].start
+
+
+def test_k3s_servers_start_after_the_datastore_endpoint_and_install_after_the_nat():
+    model = ttr.model_for("dev", "reference")
+    endpoint = finish(model, "rancher-late-secrets-datastore-endpoint")
+    route = finish(model, "network-private-eu-west-1a-default")
+    assert start(model, "rancher-server-0: download") >= route
+    assert start(model, "rancher-server-0: k3s start") >= endpoint
+    assert model.timings[model.gate].start >= finish(model, "rancher-server-1: k3s start")
+
+
+def test_rke2_joiners_join_one_learner_per_tick_after_the_first_supervisor():
+    model = ttr.model_for("prod", "reference")
+    supervisor = finish(model, "rancher-server-0: rke2 supervisor")
+    record = finish(model, "rancher-dns-registration")
+    promoted = sorted(finish(model, f"rancher-server-{i}: promoted") for i in (1, 2))
+    assert min(start(model, f"rancher-server-{i}: registration") for i in (1, 2)) >= max(supervisor, record)
+    assert promoted[1] - promoted[0] == pytest.approx(REFERENCE["phase:learner-tick"].seconds)
+    assert model.timings[model.gate].start >= max(finish(model, f"rancher-server-{i}: rke2 joined") for i in (1, 2))
+
+
+def test_api_through_the_nlb_waits_for_health_checks():
+    model = ttr.model_for("prod", "reference")
+    healthy = min(finish(model, f"rancher-server-{i}: healthy") for i in range(3))
+    assert finish(model, "API ready through the NLB") >= healthy
+    assert healthy >= finish(model, "rancher-lb") + REFERENCE["phase:nlb-healthy"].seconds
+
+
+# ---------------------------------------------------------------------------------
+# Targets (reference durations)
+# ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_time_to_ready_targets(stack):
+    model = ttr.model_for(stack, "reference")
+    misses = ttr.target_misses(model)
+    assert not misses, "\n" + ttr.report(model)
