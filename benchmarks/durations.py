@@ -122,15 +122,17 @@ SOURCED: dict[str, Duration] = {
     "default": _e(1, "type not in the table: a synchronous API call; estimate"),
     # --- the readiness gate (pulumi-python:dynamic/rancher-ha:ApiGate) ------------
     "phase:gate-poll": _s(
-        2.5 + 0.5,
-        "[program] components/providers/api_gate_provider.py polls every 5 s: mean wait 2.5 s + one /readyz and"
+        1.0 + 0.5,
+        "[program] components/providers/api_gate_provider.py polls every 2 s: mean wait 1 s + one /readyz and"
         " /api/v1/nodes round trip (~0.5 s, estimate)",
     ),
     # --- inside the server machines (rendering/templates/node-bootstrap.sh.j2) ----
     "phase:boot": _e(
-        30,
-        "[research] 'SSH/cloud-init +1-2 min' after running; the part before the first download: kernel boot,"
-        " cloud-init, `snap wait system seed.loaded` (prepare.sh.j2); estimate",
+        60,
+        "the part of 'boot and install' that needs no network: kernel and systemd to cloud-final (~25-30 s on"
+        " Ubuntu 24.04 on Nitro, `systemd-analyze` reports), cloud-init's init/config modules (~5-10 s,"
+        " `cloud-init analyze blame`), `snap wait system seed.loaded` on a first boot (snapd seeds core,"
+        " snapd, lxd: ~20-30 s) (prepare.sh.j2); estimate from those reports, not measured here",
     ),
     "phase:install#k3s": _e(
         60,
@@ -142,7 +144,7 @@ SOURCED: dict[str, Duration] = {
         "after egress: download get.rke2.io + the RKE2 tarball (~300 MB with the runtime), install, `snap install aws-cli`,"
         " read the SSM parameters; estimate",
     ),
-    "phase:ssm-poll": _s(2.5, "[program] ssm.sh.j2 fetch_parameter retries every SSM_DELAY = 5 s: mean wait 2.5 s"),
+    "phase:ssm-poll": _s(1.0, "[program] node-bootstrap.sh.j2 polls the datastore endpoint every RANCHER_HA_DATASTORE_DELAY = 2 s: mean wait 1 s"),
     "phase:join-poll": _s(2.5, "[program] node-bootstrap.sh.j2 probes the registration /ping every 5 s: mean wait 2.5 s"),
     "phase:supervisor-up": _e(
         5,

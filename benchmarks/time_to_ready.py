@@ -345,7 +345,12 @@ def build_model(run, stack: str, distribution: str, table_name: str) -> Model:
                     return finish[anchor] + math.ceil((start - finish[anchor]) / tick - 1e-9) * tick
 
                 promoted = phase(f"{name}:promoted", f"{name}: promoted to voter (next 15 s tick)", 0.0, [slot], finish_fn=next_tick)
-            api[server] = phase(f"{name}:api-ready", f"{name}: rke2 joined -> API ready, node Ready", seconds(table, start_key), [promoted])
+            # What the gate waits for is the Node's Ready condition (kubelet + CNI), which
+            # the joiner reaches through the supervisor's load balancer to a running
+            # server: it starts with the service (after the registration wait) and does
+            # not wait for this member's etcd promotion, which settles beside it.
+            started = phase(f"{name}:started", f"{name}: rke2 start (after the registration wait) -> node up", seconds(table, start_key), [join_wait[server]])
+            api[server] = phase(f"{name}:api-ready", f"{name}: node Ready (needs a running server's API)", 0.0, [started, api[first]])
             previous = promoted
 
     # The API through the load balancer.
