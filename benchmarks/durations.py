@@ -17,7 +17,7 @@ view: until the provider returns), optionally with a ``#variant`` suffix, or
 ``phase:...`` for things that happen inside machines and are not resources.
 
 Main citations:
-- [research] /work/research/upstream-facts.md section 8 ("Typical durations"): typical
+- [research] docs/upstream-facts.md section 8 ("Typical durations"): typical
   times (marked there as inference) and terraform-provider-aws default timeouts (read in
   source, upper bounds only, never typical times).
 - [program] this repository's code (poll intervals, health-check settings).

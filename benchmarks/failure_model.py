@@ -19,7 +19,7 @@ evaluated as if the primary / the NGINX instance were in that zone.
     .venv/bin/python benchmarks/failure_model.py [--stack NAME] [--markdown]
 
 Recovery figures and their sources (D = AWS/upstream documentation, I = inferred,
-not measured here; see /work/research/upstream-facts.md):
+not measured here; see docs/upstream-facts.md):
 
 - NLB health checks: the program's target groups (interval x unhealthy threshold,
   3 x 10 s) decide when a lost target stops receiving new flows; with cross-zone on,

@@ -139,12 +139,8 @@ def deep_merge(base: dict, extra: dict, path: str = "") -> dict:
 
 
 def ha_values(c: Case, chart: str) -> dict:
-    # TODO(program): the program must produce these values itself (rendering/ha_values.py is
-    # to be merged into cert_manager_values/rancher_values); until then the test merges them.
-    values = c.release(chart)["values"] or {}
-    if chart == "cert-manager":
-        return deep_merge(values, cert_manager_ha_values(c.servers))
-    return deep_merge(values, rancher_spread_values(int(values.get("replicas", 3))))
+    """The values the program itself passes (it merges rendering/ha_values.py in)."""
+    return c.release(chart)["values"] or {}
 
 
 def pod_labels(deployment: dict) -> dict:
@@ -290,7 +286,7 @@ def test_tls_external_with_source_secret_only_silences_the_warning(helm):
     assert secret.warnings == [] and secret.manifests == default.manifests
 
 
-# --- HA: values from rendering/ha_values.py merged in (for now) ---------------------------
+# --- HA: the program's own values ----------------------------------------------------------
 
 
 @pytest.mark.parametrize("label", CASES)

@@ -91,3 +91,29 @@ def test_public_node_placement_creates_no_nat():
     run = cached_run({"rancher-ha:nodePlacement": "public"})
     assert run.of_type("aws:ec2/natGateway:NatGateway") == []
     assert all(i.inputs["associatePublicIpAddress"] for i in run.of_type("aws:ec2/instance:Instance"))
+
+
+def test_a_two_zone_region_and_local_zones(monkeypatch):
+    """The zones come from a filtered invoke (no Local/Wavelength zones), known at program
+    time; a region with two standard zones gets two of each subnet, with a warning."""
+    from offline import mocks
+
+    seen = {}
+    original = mocks.StackMocks.call
+
+    def call(self, args):
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            seen["filters"] = args.args.get("filters")
+            return {"names": ["eu-south-9b", "eu-south-9a"], "zoneIds": ["z1", "z2"], "id": "eu-south-9"}, []
+        return original(self, args)
+
+    monkeypatch.setattr(mocks.StackMocks, "call", call)
+    from conftest import run
+
+    result = run({"rancher-ha:distribution": "rke2"})
+    zones = sorted(s.inputs["availabilityZone"] for s in result.of_type("aws:ec2/subnet:Subnet"))
+    assert zones == ["eu-south-9a", "eu-south-9a", "eu-south-9b", "eu-south-9b"]
+    assert {"name": "opt-in-status", "values": ["opt-in-not-required"]} in seen["filters"]
+    assert {"name": "zone-type", "values": ["availability-zone"]} in seen["filters"]
+    assert len([i for i in result.of_type("aws:ec2/instance:Instance")]) == 3  # two share a zone
+    assert any("only 2 availability zones" in line for line in result.logs)

@@ -89,3 +89,10 @@ def test_live_workflow_is_manual():
     triggers = workflow[True] if True in workflow else workflow["on"]  # PyYAML reads `on` as True
     assert set(triggers) == {"workflow_dispatch"}
     assert "tests/live" in json.dumps(workflow["jobs"]["live"])
+
+
+def test_pull_request_previews_do_not_refresh_in_cluster_resources():
+    """A refresh of the Helm releases needs the API; PR runners are not in adminCidrs."""
+    preview = _load("pull-request.yml")["jobs"]["preview"]
+    (step,) = [s for s in preview["steps"] if s.get("uses", "").startswith("pulumi/actions")]
+    assert step["with"]["command"] == "preview" and step["with"]["refresh"] is False
