@@ -23,7 +23,9 @@ def test_prod_protects_the_datastore():
     (database,) = run.of_type("aws:rds/instance:Instance")
     assert database.inputs["deletionProtection"] is True
     assert database.inputs["skipFinalSnapshot"] is False
-    assert database.inputs["finalSnapshotIdentifier"] == "rancher-ha-prod-k3s-final"
+    # A generated suffix, new with every datastore: a second deletion never collides.
+    (suffix,) = run.of_type("random:index/randomId:RandomId")
+    assert database.inputs["finalSnapshotIdentifier"] == f"rancher-ha-prod-k3s-final-{suffix.outputs['hex']}"
     assert database.inputs["multiAz"] is True
     assert database.protect is True
 
