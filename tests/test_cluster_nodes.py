@@ -120,3 +120,11 @@ def test_rke2_servers_in_three_zones():
 def test_rke2_larger_odd_clusters(count):
     run = cached_run({**RKE2, "rancher-ha:serverCount": count})
     assert len(server_instances(run)) == count
+
+
+def test_arns_use_the_regions_partition():
+    """GovCloud and China regions pass the settings: their ARNs are not arn:aws:..."""
+    run = cached_run({"aws:region": "us-gov-west-1"})
+    (policy,) = [p for p in run.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.startswith("rancher-server")]
+    (statement,) = json.loads(policy.inputs["policy"])["Statement"]
+    assert statement["Resource"] == "arn:aws-us-gov:ssm:us-gov-west-1:123456789012:parameter/rancher-ha/dev/node/*"
