@@ -26,7 +26,7 @@ import yaml
 
 from conftest import NGINX_L4, NGINX_L7, PROXY, RKE2, cached_run
 from helpers import server_instances
-from rehearsal import LateParameter, Scenario, boot, pem_self_signed
+from rehearsal import with_real_pems, LateParameter, Scenario, boot, pem_self_signed
 from rendering.node_config import CLUSTER_CA_FILES
 
 REHEARSAL_READY = os.geteuid() == 0 and shutil.which("unshare") is not None and Path("/usr/bin/python3").exists()
@@ -47,16 +47,8 @@ LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 def store_of(run) -> dict[str, str]:
     """The whole SSM store the program created (full names), with real PEMs where the
     mocks made fake ones (only `nginx -t` reads them, but keep every consumer honest)."""
-    store = {}
-    for parameter in run.of_type("aws:ssm/parameter:Parameter"):
-        name, value = parameter.inputs["name"], parameter.inputs["value"]
-        common_name = HOSTNAME if name.startswith(NGINX_PREFIX) else name.rsplit("/", 1)[-1]
-        if value.startswith("-----BEGIN CERTIFICATE-----"):
-            value = pem_self_signed(common_name)[0]
-        elif value.startswith("-----BEGIN") and "PRIVATE KEY-----" in value.splitlines()[0]:
-            value = pem_self_signed(common_name)[1]
-        store[name] = value
-    return store
+    parameters = {p.inputs["name"]: p.inputs["value"] for p in run.of_type("aws:ssm/parameter:Parameter")}
+    return with_real_pems(parameters, HOSTNAME)
 
 
 def server(run, index: int) -> str:

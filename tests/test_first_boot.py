@@ -25,7 +25,7 @@ import yaml
 
 from conftest import NGINX_L4, NGINX_L7, PROXY, RKE2, BASE_CONFIG, cached_run
 from offline.runner import STACKS_DIR, run_stack, stack_config
-from rehearsal import LateParameter, Scenario, boot, pem_self_signed
+from rehearsal import LateParameter, with_real_pems, Scenario, boot, pem_self_signed
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None or not Path("/usr/bin/python3").exists(),
@@ -65,22 +65,6 @@ def _config_and_run(case: str):
         return config, run_stack(name)
     except ValueError as error:  # an encrypted value the offline run cannot read
         pytest.skip(f"stack {name}: {error}")
-
-
-def _real_pems(parameters: dict[str, str], hostname: str) -> dict[str, str]:
-    """The mocks make fake PEM text for certificates and keys, which `nginx -t` (and any
-    real consumer) cannot load. Substitute a real self-signed pair per `<stem>.crt` /
-    `<stem>.key`, keeping every parameter NAME exactly as the program created it."""
-    store = {}
-    for name, value in parameters.items():
-        stem = re.sub(r"\.(crt|key)$", "", name)
-        common_name = hostname if stem.endswith("/nginx/tls") else stem.rsplit("/", 1)[-1]
-        if value.startswith("-----BEGIN CERTIFICATE-----"):
-            value = pem_self_signed(common_name)[0]
-        elif value.startswith("-----BEGIN") and "PRIVATE KEY-----" in value.splitlines()[0]:
-            value = pem_self_signed(common_name)[1]
-        store[name] = value
-    return store
 
 
 def _closure(run, start: str, edges) -> set[str]:
@@ -163,7 +147,7 @@ def _booted(case: str):
     if case not in _boots:
         config, run = _config_and_run(case)
         parameters = {p.inputs["name"]: p.inputs["value"] for p in run.of_type("aws:ssm/parameter:Parameter")}
-        store = _real_pems(parameters, str(config.get("rancher-ha:hostname", "rancher.example.com")))
+        store = with_real_pems(parameters, str(config.get("rancher-ha:hostname", "rancher.example.com")))
         instances = [r for kind in INSTANCE_TYPES for r in run.of_type(kind) if r.inputs.get("userData")]
         assert instances, f"{case}: no instances"
         allocations = tuple(sorted(e.outputs.get("allocationId") or e.outputs.get("id") for e in run.of_type("aws:ec2/eip:Eip")))
