@@ -21,7 +21,7 @@ from components.cluster_access import ClusterAccess, ClusterAccessArgs
 from components.cluster_ca import ClusterCa, ClusterCaArgs
 from components.cluster_nodes import NODE_PARAMETER_PATH_SUFFIX, ClusterNodes, ClusterNodesArgs
 from components.datastore import Datastore, DatastoreArgs
-from components.dns import RancherDns, RancherDnsArgs, registration_hostname
+from components.dns import PrivateZone, PrivateZoneArgs, RancherDns, RancherDnsArgs, registration_hostname
 from components.firewall import Firewall, FirewallArgs, firewall_rules, first_release_names
 from components.hostname_lock import HostnameGuard
 from components.naming import children_wait_for, parameter_root, stack_name
@@ -45,7 +45,6 @@ def locked_settings(settings: Settings) -> dict[str, Any]:
     """Settings that cannot change on a deployed stack (components/hostname_lock.py)."""
     locked: dict[str, Any] = {
         "hostname": settings.hostname,
-        "apiHostname": settings.api_hostname,
         "distribution": settings.distribution,
         "nodePlacement": settings.node_placement,
     }
@@ -163,6 +162,8 @@ def deploy(settings: Settings) -> dict[str, Any]:
             )
 
     registration = None if k3s else registration_hostname()
+    # Before the servers: a joiner must never get a negative answer for long.
+    private_zone = None if k3s else PrivateZone("private-zone", PrivateZoneArgs(vpc_id=network.vpc_id), opts=guarded)
     nodes = ClusterNodes(
         "rancher",
         ClusterNodesArgs(
@@ -257,16 +258,18 @@ def deploy(settings: Settings) -> dict[str, Any]:
             hosted_zone_private=settings.hosted_zone_private,
             vpc_id=network.vpc_id,
             registration_addresses=nodes.private_ips if registration else (),
+            private_zone_id=private_zone.zone_id if private_zone else None,
             **dns_target,
         ),
         opts=guarded,
     )
-    api_path.append(dns)
+    api_path += [dns] + ([private_zone] if private_zone else [])
 
     access = ClusterAccess(
         "cluster-access",
         ClusterAccessArgs(
             api_hostname=settings.api_hostname,
+            tls_server_name=settings.hostname,
             load_balancer_address=lb_address,
             server_ca_pem=cluster_ca.server_ca_pem,
             admin_cert_pem=cluster_ca.admin_cert_pem,

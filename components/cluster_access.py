@@ -19,7 +19,11 @@ API_PORT = 6443
 
 @dataclass
 class ClusterAccessArgs:
-    api_hostname: str  # the stable name in the kubeconfig and every server's tls-san
+    api_hostname: str  # the stable address in the kubeconfig, and in new servers' tls-san
+    # The name TLS is checked against: Rancher's hostname, which every server's tls-san has
+    # held since the first release (whose servers predate apiHostname and ignore new user
+    # data), so the kubeconfig and the gate verify the same way on old and new servers.
+    tls_server_name: str
     load_balancer_address: pulumi.Input[str]  # where the gate connects (no DNS wait)
     server_ca_pem: pulumi.Input[str]
     admin_cert_pem: pulumi.Input[str]
@@ -52,6 +56,7 @@ class ClusterAccess(pulumi.ComponentResource):
                     ca_pem=values[0],
                     client_cert_pem=values[1],
                     client_key_pem=values[2],
+                    tls_server_name=args.tls_server_name,
                 )
             )
         )
@@ -59,7 +64,7 @@ class ClusterAccess(pulumi.ComponentResource):
             f"{name}-api-ready",
             ApiGateArgs(
                 url=pulumi.Output.concat("https://", args.load_balancer_address, f":{API_PORT}"),
-                server_name=args.api_hostname,
+                server_name=args.tls_server_name,
                 ca_pem=args.server_ca_pem,
                 client_cert_pem=args.admin_cert_pem,
                 client_key_pem=args.admin_key_pem,

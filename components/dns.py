@@ -37,6 +37,54 @@ def registration_hostname() -> str:
     return f"registration.{private_zone_name()}"
 
 
+# Negative answers (NXDOMAIN, "no such record yet") are cached for the SOA's minimum
+# TTL, 86400 s by default in Route53 (capped by the SOA record's own TTL, 900 s). A joiner
+# asking before the registration record exists would then wait up to 15 minutes.
+NEGATIVE_CACHE_SECONDS = 10
+
+
+@dataclass
+class PrivateZoneArgs:
+    vpc_id: pulumi.Input[str]
+
+
+class PrivateZone(pulumi.ComponentResource):
+    """The stack's own private zone, created before the servers (it needs only the VPC),
+    with a short negative-caching TTL, so a name asked for too early is asked again soon."""
+
+    zone_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PrivateZoneArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("rancher-ha:dns:PrivateZone", name, None, opts)
+        zone = aws.route53.Zone(
+            name,
+            name=private_zone_name(),
+            comment="rancher-ha: names only the stack's own machines resolve",
+            vpcs=[aws.route53.ZoneVpcArgs(vpc_id=args.vpc_id)],
+            # The zone holds only records this stack manages.
+            force_destroy=True,
+            tags=tags("private-zone"),
+            opts=child(self),
+        )
+        aws.route53.Record(
+            f"{name}-soa",
+            zone_id=zone.zone_id,
+            name=private_zone_name(),
+            type="SOA",
+            ttl=60,
+            records=[
+                zone.primary_name_server.apply(
+                    lambda server: f"{server}. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 {NEGATIVE_CACHE_SECONDS}"
+                )
+            ],
+            # Every zone is born with an SOA record: this one takes it over.
+            allow_overwrite=True,
+            opts=child(self),
+        )
+        self.zone_id = zone.zone_id
+        self.register_outputs({"zone_id": self.zone_id})
+
+
 @dataclass
 class RancherDnsArgs:
     hostname: str
@@ -48,8 +96,9 @@ class RancherDnsArgs:
     alias_dns_name: Optional[pulumi.Input[str]] = None
     alias_zone_id: Optional[pulumi.Input[str]] = None
     address: Optional[pulumi.Input[str]] = None
-    # RKE2: the servers' private addresses behind the registration name.
+    # RKE2: the servers' private addresses behind the registration name, in the stack's zone.
     registration_addresses: Sequence[pulumi.Input[str]] = ()
+    private_zone_id: Optional[pulumi.Input[str]] = None
 
 
 class RancherDns(pulumi.ComponentResource):
@@ -89,20 +138,10 @@ class RancherDns(pulumi.ComponentResource):
         self.records = [rancher, api]
 
         if args.registration_addresses:
-            private_zone = aws.route53.Zone(
-                f"{name}-private-zone",
-                name=private_zone_name(),
-                comment="rancher-ha: names only the stack's own machines resolve",
-                vpcs=[aws.route53.ZoneVpcArgs(vpc_id=args.vpc_id)],
-                # The zone holds only records this stack manages.
-                force_destroy=True,
-                tags=tags("private-zone"),
-                opts=child(self),
-            )
             self.records.append(
                 aws.route53.Record(
                     f"{name}-registration",
-                    zone_id=private_zone.zone_id,
+                    zone_id=args.private_zone_id,
                     name=registration_hostname(),
                     type="A",
                     ttl=REGISTRATION_TTL,

@@ -127,9 +127,11 @@ def hardened_launch_template(parent: pulumi.Resource, spec: LaunchTemplateSpec) 
             )
         ],
         tag_specifications=[
-            aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tags(spec.name)) for kind in ("instance", "volume")
+            aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tags(spec.name)) for kind in ("instance", "volume", "network-interface")
         ],
         update_default_version=True,
         tags=tags(spec.name),
-        opts=child(parent),
+        # A new Canonical AMI must not roll the load balancer on a routine `pulumi up`;
+        # roll it deliberately (`pulumi up --replace` of the template), like a server.
+        opts=child(parent, ignore_changes=["imageId"]),
     )

@@ -1,9 +1,9 @@
 """Refuse, in preview already, a change that cannot be made to a deployed stack.
 
 Some settings are the stack's identity. Rancher's hostname is baked into every
-downstream cluster's agent registration; the API name is in every server's
-certificate (tls-san) and user data that servers ignore after creation; the
-distribution, the VPC and the node placement decide where every server lives, and
+downstream cluster's agent registration (and is the name the API's TLS is checked
+against); the distribution, the VPC and the node placement decide where every server
+lives, and
 changing them would replace all servers at once (create-before-delete builds a second
 cluster beside the first, then deletes the first and its data). A dynamic provider's
 `check` compares each with the last deployed value and fails with the way out, and
@@ -28,11 +28,6 @@ RENAME_REFUSED = (
 )
 REFUSALS = {
     "hostname": RENAME_REFUSED,
-    "apiHostname": (
-        "apiHostname is in every server's certificate (tls-san) and in the kubeconfig, and servers "
-        "ignore user-data changes after creation: the new name would fail TLS. Set it back to {old}; "
-        "to use {new}, " + NEW_STACK + "."
-    ),
     "distribution": "The cluster is {old}; {new} would be a different cluster. Set distribution back to {old}; to switch, " + NEW_STACK + ".",
     "vpcId": (
         "changing the VPC moves every server at once: they would all be replaced together and the cluster "
@@ -65,7 +60,7 @@ class IdentityLock(Resource, module="rancher-ha", name="IdentityLock"):
         super().__init__(
             ShippedIdentityLockProvider(),
             name,
-            {"locked": dict(locked), "refusals": {key: REFUSALS[key] for key in locked}},
+            {"locked": dict(locked), "refusals": dict(REFUSALS)},
             opts,
         )
 

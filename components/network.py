@@ -101,9 +101,17 @@ class Network(pulumi.ComponentResource):
 
     def _use_existing(self, args: NetworkArgs) -> None:
         invoke = pulumi.InvokeOptions(parent=self)
-        vpc = aws.ec2.get_vpc_output(id=args.existing_vpc_id, opts=invoke)
+        vpc = aws.ec2.get_vpc(id=args.existing_vpc_id, opts=invoke)
+        # Private hosted zones (the registration name, a private Rancher zone) resolve
+        # only in a VPC with both DNS attributes on.
+        if vpc.enable_dns_support is False or vpc.enable_dns_hostnames is False:
+            raise ValueError(
+                f"rancher-ha:vpcId = '{args.existing_vpc_id}': enableDnsSupport and enableDnsHostnames must both be "
+                "true, or the stack's private DNS names do not resolve. Fix: aws ec2 modify-vpc-attribute "
+                f"--vpc-id {args.existing_vpc_id} --enable-dns-support / --enable-dns-hostnames"
+            )
         self.vpc_id = pulumi.Output.from_input(args.existing_vpc_id)
-        self.vpc_cidr = vpc.cidr_block
+        self.vpc_cidr = pulumi.Output.from_input(vpc.cidr_block)
         self.node_subnet_ids = [pulumi.Output.from_input(subnet) for subnet in args.existing_node_subnet_ids]
         self.lb_subnet_ids = [pulumi.Output.from_input(subnet) for subnet in args.existing_lb_subnet_ids]
         # Plain invokes: the zones place servers and feed the failure model.

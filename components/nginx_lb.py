@@ -181,11 +181,15 @@ class NginxLoadBalancer(pulumi.ComponentResource):
             launch_template=aws.autoscaling.GroupLaunchTemplateArgs(id=template.id, version=template.latest_version.apply(str)),
             health_check_type="EC2",
             health_check_grace_period=HEALTH_CHECK_GRACE_SECONDS,
-            # A new launch template version (instance type, AMI, boot script) rolls the
+            # A new launch template version (instance type, key, boot script) rolls the
             # one instance: it is stateless, everything it serves comes from SSM.
             instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
                 strategy="Rolling",
-                preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(min_healthy_percentage=0),
+                # Launch the replacement first (it takes the Elastic IP over when ready),
+                # then terminate the old one: no gap on a deliberate roll.
+                preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
+                    min_healthy_percentage=100, max_healthy_percentage=200
+                ),
             ),
             tags=[
                 aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)

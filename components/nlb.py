@@ -106,6 +106,8 @@ def _health_check_args(check: HealthCheck) -> aws.lb.TargetGroupHealthCheckArgs:
         healthy_threshold=3,
         unhealthy_threshold=3,
         interval=10,
+        # Explicit: must stay below the interval; an HTTPS check defaults to 10 s.
+        timeout=5,
     )
 
 

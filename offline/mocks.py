@@ -148,7 +148,8 @@ class StackMocks(pulumi.runtime.Mocks):
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
             out.update(id=f"lt-{h[:17]}", latestVersion=1)
         elif typ == "aws:route53/zone:Zone":
-            out.update(id=f"Z{h.upper()}", zoneId=f"Z{h.upper()}", nameServers=[f"ns-{h[:3]}.awsdns-00.com"])
+            out.update(id=f"Z{h.upper()}", zoneId=f"Z{h.upper()}", nameServers=[f"ns-1536.awsdns-00.co.uk"],
+                       primaryNameServer="ns-1536.awsdns-00.co.uk")
         elif typ == "aws:route53/record:Record":
             out.update(fqdn=inputs.get("name"))
         elif typ == "random:index/randomPassword:RandomPassword":
@@ -183,7 +184,7 @@ class StackMocks(pulumi.runtime.Mocks):
         if token == "aws:route53/getZone:getZone":
             return {"zoneId": HOSTED_ZONE_ID, "id": HOSTED_ZONE_ID, "name": inputs.get("name")}, []
         if token == "aws:ec2/getVpc:getVpc":
-            return {"id": inputs.get("id"), "cidrBlock": EXISTING_VPC_CIDR}, []
+            return {"id": inputs.get("id"), "cidrBlock": EXISTING_VPC_CIDR, "enableDnsSupport": True, "enableDnsHostnames": True}, []
         if token == "aws:index/getPartition:getPartition":
             return {"partition": _partition(self.region), "dnsSuffix": "amazonaws.com", "id": _partition(self.region)}, []
         if token == "aws:ec2/getSubnet:getSubnet":

@@ -51,7 +51,6 @@ def _lock_inputs(result):
     "key, change, says",
     [
         ("hostname", {"rancher-ha:hostname": "rancher2.dev.example.com"}, "Rancher cannot be renamed"),
-        ("apiHostname", {"rancher-ha:apiHostname": "k8s.dev.example.com"}, "tls-san"),
         ("distribution", {"rancher-ha:distribution": "rke2"}, "would be a different cluster"),
         ("vpcCidr", {"rancher-ha:vpcCidr": "10.1.0.0/16", "rancher-ha:clusterCidr": "10.42.0.0/16"}, "replaces the VPC"),
         ("nodePlacement", {"rancher-ha:nodePlacement": "public"}, "replaces every server at once"),
@@ -97,3 +96,25 @@ def test_every_resource_inside_every_component_waits_for_the_lock(dev_run):
     (lock,) = dev_run.of_type("pulumi-python:dynamic/rancher-ha:IdentityLock")
     laggards = [r.name for r in dev_run.resources if r.urn != lock.urn and lock.urn not in r.dependencies]
     assert laggards == []
+
+
+@pytest.mark.parametrize("direction", ["created-to-existing", "existing-to-created"])
+def test_moving_between_a_created_and_an_existing_vpc_is_refused(direction):
+    """The locked keys differ between the two (vpcCidr vs vpcId): a key that disappears changed too."""
+    from components.providers.identity_lock_provider import IdentityLockProvider
+    from conftest import EXISTING_VPC
+
+    created, existing = _lock_inputs(run()), _lock_inputs(run(EXISTING_VPC))
+    old, new = (created, existing) if direction == "created-to-existing" else (existing, created)
+    failures = {failure.property: failure.reason for failure in IdentityLockProvider().check(old, new).failures}
+    assert ("vpcCidr" if direction == "created-to-existing" else "vpcId") in failures
+    assert all("new stack" in reason for reason in failures.values())
+
+
+def test_the_api_name_may_change_tls_is_checked_against_the_rancher_hostname():
+    from components.providers.identity_lock_provider import IdentityLockProvider
+
+    old, new = run(), run({"rancher-ha:apiHostname": "k8s.dev.example.com"})
+    assert IdentityLockProvider().check(_lock_inputs(old), _lock_inputs(new)).failures == []
+    (gate,) = new.of_type("pulumi-python:dynamic/rancher-ha:ApiGate")
+    assert gate.inputs["serverName"] == "rancher.dev.example.com"

@@ -12,6 +12,7 @@ def test_kubeconfig_points_at_the_stable_api_name_and_trusts_the_generated_serve
     (cluster,) = kubeconfig["clusters"]
     # A name the stack owns, not the load balancer's generated DNS name.
     assert cluster["cluster"]["server"] == "https://api.rancher.dev.example.com:6443"
+    assert cluster["cluster"]["tls-server-name"] == "rancher.dev.example.com"
     assert dev_run.outputs["kubernetesApiUrl"].value == "https://api.rancher.dev.example.com:6443"
     (record,) = [r for r in dev_run.of_type("aws:route53/record:Record") if r.inputs["name"] == "api.rancher.dev.example.com"]
     (balancer,) = dev_run.of_type("aws:lb/loadBalancer:LoadBalancer")
@@ -64,7 +65,9 @@ def test_gate_and_provider(dev_run):
     (gate,) = dev_run.of_type("pulumi-python:dynamic/rancher-ha:ApiGate")
     lb = dev_run.outputs["loadBalancerAddress"].value
     # It connects to the load balancer and checks the certificate for the API name.
-    assert gate.inputs["url"] == f"https://{lb}:6443" and gate.inputs["serverName"] == "api.rancher.dev.example.com"
+    # ...checking the certificate for the Rancher hostname: in every server's tls-san,
+    # also on servers of the first release, which predate apiHostname.
+    assert gate.inputs["url"] == f"https://{lb}:6443" and gate.inputs["serverName"] == "rancher.dev.example.com"
     assert gate.inputs["timeoutSeconds"] == 1200
     assert gate.inputs["expectedNodes"] == dev_run.outputs["nodePrivateIps"].value
     assert "clientKeyPem" in gate.secret_inputs

@@ -56,3 +56,33 @@ def test_registration_zone_is_the_stacks_own():
     run = cached_run({**RKE2, "rancher-ha:environment": "prod"}, stack="Prod_EU.1")
     (zone,) = run.of_type("aws:route53/zone:Zone")
     assert zone.inputs["name"] == "rancher-ha-prod-eu-1.internal" and zone.inputs["forceDestroy"] is True
+
+
+def test_the_private_zone_comes_before_the_servers_and_answers_no_quickly():
+    run = cached_run(RKE2)
+    (zone,) = run.of_type("aws:route53/zone:Zone")
+    instances = {i.urn for i in run.of_type("aws:ec2/instance:Instance")}
+    assert not instances & set(zone.dependencies)  # created beside the servers, not after them
+    (soa,) = [r for r in run.of_type("aws:route53/record:Record") if r.inputs["type"] == "SOA"]
+    assert soa.inputs["allowOverwrite"] is True and soa.inputs["zoneId"] == zone.outputs["zoneId"]
+    # The last SOA field is the negative-caching TTL: a too-early lookup is retried in seconds.
+    assert soa.inputs["records"] == ["ns-1536.awsdns-00.co.uk. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 10"]
+
+
+def test_an_existing_vpc_without_dns_attributes_is_refused(monkeypatch):
+    import pytest as _pytest
+
+    from conftest import EXISTING_VPC, run
+    from offline import mocks
+
+    original = mocks.StackMocks.call
+
+    def call(self, args):
+        result = original(self, args)
+        if args.token == "aws:ec2/getVpc:getVpc":
+            return {**result[0], "enableDnsHostnames": False}, result[1]
+        return result
+
+    monkeypatch.setattr(mocks.StackMocks, "call", call)
+    with _pytest.raises(Exception, match="enableDnsSupport and enableDnsHostnames must both be true"):
+        run({**EXISTING_VPC, **RKE2})

@@ -27,6 +27,8 @@ def test_pulumi_yaml_config_matches_the_model():
     project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
     assert project["name"] == "rancher-ha" and project["stackConfigDir"] == "stacks"
     assert project["runtime"]["name"] == "python"
+    # Older CLIs silently ignore replacement_trigger: certificates would never renew.
+    assert project["requiredPulumiVersion"] == ">=3.226.0"
     assert project["config"] == settings_docs.project_config(), "regenerate with: python -m tools.settings_docs project"
 
 

@@ -216,7 +216,6 @@ def test_no_renewal_within_a_window():
 LOCK = "pulumi-python:dynamic/rancher-ha:IdentityLock"
 LOCKED_EDITS = [
     ("hostname", {"rancher-ha:hostname": "rancher2.dev.example.com"}),
-    ("apiHostname", {"rancher-ha:apiHostname": "k8s.dev.example.com"}),
     ("distribution", {"rancher-ha:distribution": "rke2"}),
     ("vpcCidr", {"rancher-ha:vpcCidr": "10.1.0.0/16"}),
     ("nodePlacement", {"rancher-ha:nodePlacement": "public"}),

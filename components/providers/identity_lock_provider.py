@@ -22,7 +22,9 @@ class IdentityLockProvider(ResourceProvider):
         current = news.get("locked") or {}
         refusals = news.get("refusals") or {}
         failures = []
-        for key in sorted(current):
+        # Old and new keys both: a setting that disappears changed too (a created VPC's
+        # vpcCidr giving way to an existing vpcId moves every server just the same).
+        for key in sorted(set(previous) | set(current)):
             old, new = previous.get(key), current.get(key)
             if old not in (None, "", []) and old != new:
                 reason = refusals.get(key, "{key} cannot change on a deployed stack. Set it back to {old}.")
