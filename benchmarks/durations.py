@@ -145,7 +145,7 @@ SOURCED: dict[str, Duration] = {
         " read the SSM parameters; estimate",
     ),
     "phase:ssm-poll": _s(1.0, "[program] node-bootstrap.sh.j2 polls the datastore endpoint every RANCHER_HA_DATASTORE_DELAY = 2 s: mean wait 1 s"),
-    "phase:join-poll": _s(2.5, "[program] node-bootstrap.sh.j2 probes the registration /ping every 5 s: mean wait 2.5 s"),
+    "phase:join-poll": _s(1.0, "[program] node-bootstrap.sh.j2 probes the registration /ping every 2 s: mean wait 1 s"),
     "phase:supervisor-up": _e(
         5,
         "[research s4] the supervisor listener (K3s 6443 / RKE2 9345, /ping unauthenticated) starts in prepare(), before"

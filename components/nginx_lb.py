@@ -195,8 +195,10 @@ class NginxLoadBalancer(pulumi.ComponentResource):
                 aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
                 for key, value in tags(f"{name}-instance").items()
             ],
-            # The configuration is in SSM before the first instance boots.
-            opts=child(self, depends_on=[configuration]),
+            # Not after the configuration: the instance boots and installs NGINX while the
+            # servers (whose addresses the configuration names) are still being created;
+            # its boot waits for the parameters (bounded) like a server's does.
+            opts=child(self),
         )
         self.api_path = [self.group, configuration]
         self.register_outputs({"nginx_conf": self.nginx_conf, "group": self.group.name})

@@ -138,9 +138,12 @@ def nginx_user_data(*, layer: str, region: str, parameter_prefix: str, eip_alloc
             "Install": {"WantedBy": "timers.target"},
         }
     )
+    # The group's health check sees only EC2 status: a crashed nginx must restart itself.
+    restart = systemd_unit({"Service": {"Restart": "always", "RestartSec": "2s"}})
     files = [
         {"path": BOOTSTRAP_PATH, "owner": "root:root", "permissions": "0700", "content": bootstrap},
         {"path": NGINX_REFRESH_PATH, "owner": "root:root", "permissions": "0700", "content": refresh},
+        {"path": "/etc/systemd/system/nginx.service.d/rancher-ha-restart.conf", "owner": "root:root", "permissions": "0644", "content": restart},
         {"path": f"/etc/systemd/system/{NGINX_REFRESH_SERVICE}", "owner": "root:root", "permissions": "0644", "content": service},
         {"path": f"/etc/systemd/system/{NGINX_REFRESH_TIMER}", "owner": "root:root", "permissions": "0644", "content": timer},
     ]

@@ -121,7 +121,7 @@ class Settings(BaseModel):
     api_hostname: str = Field(
         **_doc(
             "Stable DNS name of the Kubernetes API (kubeconfig, tls-san); a record in hostedZone.",
-            "FQDN inside hostedZone, not the Rancher hostname; fixed once deployed",
+            "FQDN inside hostedZone, not the Rancher hostname",
             "api.<hostname>",
         )
     )
@@ -138,7 +138,7 @@ class Settings(BaseModel):
         "stable",
         **_doc(
             "Rancher chart repository: stable, latest, prime, or an https URL (e.g. a mirror).",
-            "stable | latest | prime | https://...",
+            "stable, latest, prime, or https://...",
         ),
     )
     kubernetes_version: str = Field(

@@ -25,9 +25,10 @@ KUBERNETES_VERSION_PATTERN = re.compile(r"^v1\.(\d+)\.(\d+)\+(k3s|rke2r)(\d+)$")
 DISTRIBUTION_SUFFIX = {"k3s": "k3s", "rke2": "rke2r"}
 EXAMPLE_KUBERNETES_VERSION = {"k3s": "v1.34.1+k3s1", "rke2": "v1.34.1+rke2r1"}
 
-# Where Rancher publishes the chart. Every tag goes to `latest`; only some are
-# promoted to `stable` (the pinned default 2.14.4 is a stable release); Rancher Prime
-# customers use the Prime repository.
+# Where Rancher publishes the chart (Rancher's install docs). Every tag goes to `latest`;
+# only some are promoted to `stable`, the one Rancher recommends for production; Rancher
+# Prime subscribers use the Prime repository. A pinned version must exist in the one
+# named: `helm search repo rancher-stable/rancher --versions` (not checkable offline).
 RANCHER_CHART_REPOSITORIES = {
     "stable": "https://releases.rancher.com/server-charts/stable",
     "latest": "https://releases.rancher.com/server-charts/latest",

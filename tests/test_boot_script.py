@@ -464,6 +464,27 @@ def test_nginx_boots_from_the_launch_template_and_takes_over_the_elastic_ip():
 
 
 @rehearsal
+def test_a_replacement_nginx_in_another_zone_boots_to_the_same_working_load_balancer():
+    """What the Auto Scaling group launches after losing the instance or its zone: the
+    same launch template user data on a new instance id, in another zone. It takes the
+    Elastic IP over (allow-reassociation) and serves the configuration from SSM."""
+    run = nginx_run()
+    store = store_of(run)
+    allocations = tuple(e.outputs["allocationId"] for e in run.of_type("aws:ec2/eip:Eip"))
+    replacement = "i-0fedcba9876543210"
+    with boot(nginx_user_data(run), store, scenario(instance_id=replacement, availability_zone="eu-west-1c",
+                                                    eip_allocations=allocations)) as result:
+        assert result.returncode == 0, describe(result)
+        assert result.state["eip"] == {nginx_allocation(run): replacement}
+        (argv,) = [argv for argv in result.calls_of("aws") if argv[:2] == ["ec2", "associate-address"]]
+        assert "--allow-reassociation" in argv
+        assert result.files["/etc/nginx/nginx.conf"].text.strip() == store[f"{NGINX_PREFIX}/nginx.conf"].strip()
+        assert unit_state(result, "nginx.service")["active"]
+        check = result.run_again(["nginx", "-t", "-c", "/etc/nginx/nginx.conf"], timeout=30)
+        assert check.returncode == 0 and "test is successful" in check.stderr, describe(check)
+
+
+@rehearsal
 def test_nginx_refresh_installs_a_changed_config_and_reloads():
     result, run = nginx_boot(), nginx_run()
     assert result.returncode == 0, describe(result)

@@ -56,10 +56,12 @@ def test_user_data_is_static_and_names_no_node():
         assert ip not in user_data
     paths = [entry["path"] for entry in _user_data(run)["write_files"]]
     assert paths == ["/usr/local/sbin/rancher-ha-bootstrap", "/usr/local/sbin/rancher-ha-nginx-refresh",
+                     "/etc/systemd/system/nginx.service.d/rancher-ha-restart.conf",
                      "/etc/systemd/system/rancher-ha-nginx-refresh.service", "/etc/systemd/system/rancher-ha-nginx-refresh.timer"]
+    assert "Restart=always" in _user_data(run)["write_files"][2]["content"]
     eip = next(e for e in run.of_type("aws:ec2/eip:Eip") if e.name == "nginx-lb-address")
     assert f"--allocation-id {eip.outputs['allocationId']}" in _user_data(run)["write_files"][0]["content"]
-    timer = _user_data(run)["write_files"][3]["content"]
+    timer = _user_data(run)["write_files"][4]["content"]
     assert "OnUnitActiveSec=5min" in timer and "WantedBy=timers.target" in timer
 
 
@@ -76,7 +78,11 @@ def test_configuration_and_certificate_reach_nginx_through_ssm_only():
     refresh = _user_data(run)["write_files"][1]["content"]
     assert "fetch_parameter tls.key" in refresh and "fetch_parameter nginx.conf" in refresh and "nginx -t" in refresh
     (group,) = run.of_type("aws:autoscaling/group:Group")
-    assert all(parameters[name].urn in group.dependencies for name in ("/rancher-ha/dev/nginx/nginx.conf", "/rancher-ha/dev/nginx/tls.key"))
+    # The group does not wait for them (the instance boots while the servers are created);
+    # its boot waits for them instead (rehearsed in test_first_boot with late parameters).
+    assert not any(parameters[name].urn in group.dependencies for name in ("/rancher-ha/dev/nginx/nginx.conf", "/rancher-ha/dev/nginx/tls.key"))
+    servers = {i.urn for i in run.of_type("aws:ec2/instance:Instance")}
+    assert not servers & set(group.dependencies)
 
 
 def test_the_instance_role_reads_its_parameters_and_moves_only_its_address():
