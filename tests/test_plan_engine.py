@@ -483,3 +483,20 @@ def test_dump_state_and_the_fallback_for_old_revisions_agree(tmp_path):
 
     assert comparable(a) == comparable(b) and a.secret_values == b.secret_values
     assert plan_update(a, b).counts() == {"same": len(a.resources)}
+
+
+def test_the_plan_uses_the_programs_own_dynamic_provider_diffs():
+    """The gate's provider replaces (waits again) when its expected servers change: the
+    plan must say so, not assume an in-place update."""
+    from conftest import run as run_program
+    from tools.plan import program_dynamic_diffs
+
+    diffs = program_dynamic_diffs()
+    assert set(diffs) == {"pulumi-python:dynamic/rancher-ha:ApiGate", "pulumi-python:dynamic/rancher-ha:IdentityLock"}
+    old = run_program()
+    new = run_program({"rancher-ha:apiReadyTimeoutSeconds": 1800})
+    gate = plan_update(old, new, dynamic_diffs=diffs).step("cluster-access-api-ready")
+    assert gate.op == "update"  # a timeout change alone does not wait again
+    # One more server: a new node to wait for, so the gate is replaced (created again).
+    grown = run_program({"rancher-ha:serverCount": 3})
+    assert plan_update(old, grown, dynamic_diffs=diffs).step("cluster-access-api-ready").op == "replace"

@@ -159,26 +159,14 @@ def _run_in_tree(tree: Path, stacks: list[str], python: str) -> tuple[dict[str, 
 
 def program_dynamic_diffs() -> dict:
     """type token -> the working tree's dynamic provider `diff` (the engine diffs with the new
-    program's provider): every `<Name>Provider(ResourceProvider)` in components/ serves
-    `pulumi-python:dynamic/rancher-ha:<Name>`."""
-    import importlib
-    import inspect
-    import pkgutil
+    program's provider, components/providers/)."""
+    from components.providers.api_gate_provider import ApiGateProvider
+    from components.providers.identity_lock_provider import IdentityLockProvider
 
-    from pulumi.dynamic import ResourceProvider
-
-    import components
-
-    diffs = {}
-    for info in pkgutil.iter_modules(components.__path__):
-        try:
-            module = importlib.import_module(f"components.{info.name}")
-        except Exception:  # a module that does not import offline is not a dynamic provider we can use
-            continue
-        for name, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, ResourceProvider) and cls is not ResourceProvider and name.endswith("Provider") and "diff" in cls.__dict__:
-                diffs[f"pulumi-python:dynamic/rancher-ha:{name[: -len('Provider')]}"] = cls().diff
-    return diffs
+    return {
+        "pulumi-python:dynamic/rancher-ha:ApiGate": ApiGateProvider().diff,
+        "pulumi-python:dynamic/rancher-ha:IdentityLock": IdentityLockProvider().diff,
+    }
 
 
 def plan_markdown(base_ref: str, stacks: list[str], stacks_dir: Path = STACKS_DIR) -> tuple[str, bool]:
