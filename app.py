@@ -79,18 +79,21 @@ def deploy(settings: Settings) -> dict[str, Any]:
         ),
         opts=guarded,
     )
+    check_cluster_networks(settings, network.vpc_cidr_block)
     rule_settings = dict(
         distribution=settings.distribution,
         admin_cidrs=settings.admin_cidrs,
         ssh=settings.ssh_key_name is not None,
         datastore=k3s,
     )
+    # An internal load balancer serves Rancher to the admins' networks and the VPC.
+    internal_clients = [*settings.admin_cidrs, network.vpc_cidr_block] if settings.internal else None
     firewall = Firewall(
         "firewall",
         FirewallArgs(
             vpc_id=network.vpc_id,
             vpc_cidr=network.vpc_cidr,
-            rules=firewall_rules(**rule_settings),
+            rules=firewall_rules(**rule_settings, internal_clients=internal_clients),
             previous_names=first_release_names("firewall", **rule_settings),
             lb_egress_anywhere=nginx,
             with_datastore=k3s,
@@ -186,7 +189,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
             etcd_snapshots=snapshots,
             etcd_snapshot_bucket=bucket.bucket_name if bucket else None,
             etcd_snapshot_bucket_arn=bucket.bucket_arn if bucket else None,
-            proxy=proxy_spec(settings),
+            proxy=proxy_spec(settings, network.vpc_cidr_block),
             ssh_key_name=settings.ssh_key_name,
             target_groups=target_groups,
             secrets=node_secrets,
@@ -244,7 +247,9 @@ def deploy(settings: Settings) -> dict[str, Any]:
         if l7:
             forwarded_headers = (
                 values_lib.forwarded_headers_chart_name(settings.distribution, settings.ingress_controller),
-                values_lib.forwarded_headers_values(settings.ingress_controller, trusted_forwarders(settings, network)),
+                values_lib.forwarded_headers_values(
+                    settings.ingress_controller, trusted_forwarders(settings, network), settings.nginx_proxy_timeout_seconds
+                ),
             )
     else:
         api_path.append(nlb)
@@ -288,7 +293,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
             opts=pulumi.ResourceOptions.merge(guarded, pulumi.ResourceOptions(depends_on=[access.gate])),
         )
 
-    no_proxy = no_proxy_entries(settings)
+    no_proxy = no_proxy_entries(settings, network.vpc_cidr_block)
     ingress_tls = certificate is not None and not l7
     rancher = Rancher(
         "rancher",
@@ -352,3 +357,17 @@ def trusted_forwarders(settings: Settings, network: Network) -> list:
     balancer's security group may reach the nodes' 80/443.
     """
     return [settings.cluster_cidr, *network.lb_cidrs]
+
+
+def check_cluster_networks(settings: Settings, vpc_cidr: str) -> None:
+    """The pod and service networks must not overlap the VPC (the settings check the
+    created VPC's CIDR; an existing VPC's is known only from AWS)."""
+    import ipaddress
+
+    vpc = ipaddress.ip_network(vpc_cidr)
+    for key, cidr in (("clusterCidr", settings.cluster_cidr), ("serviceCidr", settings.service_cidr)):
+        if ipaddress.ip_network(cidr).overlaps(vpc):
+            raise ValueError(
+                f"rancher-ha:{key} = '{cidr}': overlaps the VPC {vpc}, so pod or service traffic would be "
+                "misrouted. Fix: pick a range outside the VPC"
+            )

@@ -27,7 +27,7 @@ class ShippedApiGateProvider(implementation.ApiGateProvider):
 @dataclass
 class ApiGateArgs:
     url: pulumi.Input[str]  # https://<load balancer address>:6443
-    server_name: str  # the API's stable name, checked against the server certificate
+    server_name: str  # the name checked against the server certificate: the Rancher hostname (in every server's tls-san)
     ca_pem: pulumi.Input[str]
     client_cert_pem: pulumi.Input[str]
     client_key_pem: pulumi.Input[str]

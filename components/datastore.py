@@ -57,14 +57,10 @@ class Datastore(pulumi.ComponentResource):
         password = random.RandomPassword(f"{name}-password", length=32, special=False, opts=child(self))
         # A final snapshot name is used once, at deletion: a second deletion of a stack of
         # the same name (destroy, create, destroy) must not collide with the first one's
-        # snapshot (DBSnapshotAlreadyExists). The suffix is new with every datastore, and
-        # with every replacement of it (the keepers are its force-new identity inputs).
-        final_suffix = random.RandomId(
-            f"{name}-final-snapshot-suffix",
-            byte_length=4,
-            keepers={"engine": "mysql", "dbName": DATABASE_NAME, "username": DATABASE_USER, "storageEncrypted": "true"},
-            opts=child(self),
-        )
+        # snapshot (DBSnapshotAlreadyExists). The suffix is new with every stack. No
+        # setting replaces the datastore (its force-new inputs are fixed here); replacing
+        # it by hand (`--replace`) should replace this suffix with it.
+        final_suffix = random.RandomId(f"{name}-final-snapshot-suffix", byte_length=4, opts=child(self))
         instance = aws.rds.Instance(
             f"{name}-mysql",
             engine="mysql",

@@ -45,8 +45,10 @@ def rke2_or_k3s_node_rules(distribution: str) -> list[PortRule]:
 
 
 def firewall_rules(
-    *, distribution: str, admin_cidrs: list[str], ssh: bool, datastore: bool, lb_serves_internet: bool = True
+    *, distribution: str, admin_cidrs: list[str], ssh: bool, datastore: bool, internal_clients: Optional[list[str]] = None
 ) -> list[PortRule]:
+    """The port matrix. `internal_clients`: with an internal load balancer, the networks
+    that may reach Rancher on 80/443 (instead of the whole internet)."""
     rules = rke2_or_k3s_node_rules(distribution)
     # The load balancer reaches nodes from its own security group (NLB with client-IP
     # preservation off, or the NGINX instance).
@@ -58,15 +60,16 @@ def firewall_rules(
     if distribution == "rke2":
         # The API target group's health check asks RKE2's supervisor (/ping on 9345).
         rules.append(PortRule("nodes", "tcp", 9345, 9345, "lb", "RKE2 supervisor health check from the load balancer"))
+    # Admins reach the API through the load balancer only: it reaches the nodes from its
+    # own security group (client-IP preservation off, or NGINX proxying).
     for cidr in admin_cidrs:
-        rules.append(PortRule("nodes", "tcp", 6443, 6443, cidr, "Kubernetes API from admins"))
         rules.append(PortRule("lb", "tcp", 6443, 6443, cidr, "Kubernetes API from admins"))
         if ssh:
             rules.append(PortRule("nodes", "tcp", 22, 22, cidr, "break-glass SSH from admins"))
-    if lb_serves_internet:
+    for source in [WORLD] if internal_clients is None else list(dict.fromkeys(internal_clients)):
         rules += [
-            PortRule("lb", "tcp", 80, 80, WORLD, "Rancher over HTTP (redirect or pass-through)"),
-            PortRule("lb", "tcp", 443, 443, WORLD, "Rancher over HTTPS"),
+            PortRule("lb", "tcp", 80, 80, source, "Rancher over HTTP (redirect or pass-through)"),
+            PortRule("lb", "tcp", 443, 443, source, "Rancher over HTTPS"),
         ]
     # RKE2 joiners register with the servers directly (round-robin DNS of their private
     # addresses, see components/dns.py): node-to-node 9345 above covers it.

@@ -67,6 +67,7 @@ def usable_zones() -> list[str]:
 class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     vpc_cidr: pulumi.Output[str]
+    vpc_cidr_block: str  # the same, known at program time (settings, or the VPC's own)
     node_subnet_ids: list[pulumi.Output[str]]
     lb_subnet_ids: list[pulumi.Output[str]]
     # Zone of each node / LB subnet, aligned with the lists above (known at program time).
@@ -112,6 +113,7 @@ class Network(pulumi.ComponentResource):
             )
         self.vpc_id = pulumi.Output.from_input(args.existing_vpc_id)
         self.vpc_cidr = pulumi.Output.from_input(vpc.cidr_block)
+        self.vpc_cidr_block = vpc.cidr_block
         self.node_subnet_ids = [pulumi.Output.from_input(subnet) for subnet in args.existing_node_subnet_ids]
         self.lb_subnet_ids = [pulumi.Output.from_input(subnet) for subnet in args.existing_lb_subnet_ids]
         # Plain invokes: the zones place servers and feed the failure model.
@@ -151,6 +153,7 @@ class Network(pulumi.ComponentResource):
 
         self.vpc_id = vpc.id
         self.vpc_cidr = vpc.cidr_block
+        self.vpc_cidr_block = args.vpc_cidr
         self.lb_subnet_ids = [public_subnets[zone].id for zone in zones]
         self.lb_zones = list(zones)
         self.lb_cidrs = list(public_cidrs)

@@ -39,7 +39,7 @@ class NetworkLoadBalancerArgs:
 
 
 class NetworkLoadBalancer(pulumi.ComponentResource):
-    address: pulumi.Output[str]  # what nodes put in tls-san and the kubeconfig uses
+    address: pulumi.Output[str]  # where the readiness gate connects (DNS names point here)
     dns_name: pulumi.Output[str]
     zone_id: pulumi.Output[str]
     target_group_arns: dict[int, pulumi.Output[str]]
@@ -68,8 +68,8 @@ class NetworkLoadBalancer(pulumi.ComponentResource):
                 target_type="instance",
                 vpc_id=args.vpc_id,
                 # Instance targets keep the client IP by default, and a node that reaches
-                # itself through the NLB (a joining server on 9345/6443, the local
-                # cluster agent on 443) then times out: the hairpin. Off on every group.
+                # itself through the NLB (the local cluster agent on 443) then times out:
+                # the hairpin. Off on every group.
                 preserve_client_ip="false",
                 deregistration_delay=30,
                 health_check=_health_check_args(args.health_checks.get(port, HealthCheck("TCP"))),

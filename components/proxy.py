@@ -21,18 +21,19 @@ BASE_NO_PROXY = (
 )
 
 
-def no_proxy_entries(settings: Settings) -> list[str]:
+def no_proxy_entries(settings: Settings, vpc_cidr: str) -> list[str]:
+    """`vpc_cidr`: the VPC's real CIDR (settings' vpcCidr only applies to a created VPC)."""
     entries = list(BASE_NO_PROXY) + [
         settings.cluster_cidr,
         settings.service_cidr,
-        settings.vpc_cidr,
+        vpc_cidr,
         settings.hostname,
         *settings.proxy_no_proxy,
     ]
     return list(dict.fromkeys(entries))  # keep order, drop repeats
 
 
-def proxy_spec(settings: Settings) -> Optional[ProxySpec]:
+def proxy_spec(settings: Settings, vpc_cidr: str) -> Optional[ProxySpec]:
     if not settings.proxied:
         return None
-    return ProxySpec(http=settings.proxy_http, https=settings.proxy_https, no_proxy=tuple(no_proxy_entries(settings)))
+    return ProxySpec(http=settings.proxy_http, https=settings.proxy_https, no_proxy=tuple(no_proxy_entries(settings, vpc_cidr)))

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from .templating import render
 
-HTTP_PORT, HTTPS_PORT, API_PORT, SUPERVISOR_PORT = 80, 443, 6443, 9345
+HTTP_PORT, HTTPS_PORT, API_PORT = 80, 443, 6443
 CERTIFICATE_PATH = "/etc/nginx/tls/rancher.crt"
 CERTIFICATE_KEY_PATH = "/etc/nginx/tls/rancher.key"
 
@@ -37,10 +37,10 @@ class NginxSpec:
     # Where NGINX listens and what it reaches; tests move these to loopback ports.
     listen_address: str = ""
     ports: dict = field(
-        default_factory=lambda: {"http": HTTP_PORT, "https": HTTPS_PORT, "api": API_PORT, "supervisor": SUPERVISOR_PORT}
+        default_factory=lambda: {"http": HTTP_PORT, "https": HTTPS_PORT, "api": API_PORT}
     )
     backend_ports: dict = field(
-        default_factory=lambda: {"http": HTTP_PORT, "https": HTTPS_PORT, "api": API_PORT, "supervisor": SUPERVISOR_PORT}
+        default_factory=lambda: {"http": HTTP_PORT, "https": HTTPS_PORT, "api": API_PORT}
     )
     certificate_path: str = CERTIFICATE_PATH
     certificate_key_path: str = CERTIFICATE_KEY_PATH

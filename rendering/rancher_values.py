@@ -103,8 +103,9 @@ def forwarded_headers_chart_name(distribution: str, ingress_controller: str) -> 
     return "rke2-ingress-nginx"
 
 
-def forwarded_headers_values(ingress_controller: str, trusted_cidrs: Sequence[str]) -> dict:
-    """Values making the packaged ingress trust X-Forwarded-* from the L7 load balancer only.
+def forwarded_headers_values(ingress_controller: str, trusted_cidrs: Sequence[str], timeout_seconds: int = 1800) -> dict:
+    """Values making the packaged ingress trust X-Forwarded-* from the peers it really sees
+    behind the L7 load balancer (app.trusted_forwarders: the pod network and the LB subnets).
 
     Without this the ingress overwrites X-Forwarded-Proto with "http" and Rancher
     (tls=external) redirects every request to itself.
@@ -118,8 +119,8 @@ def forwarded_headers_values(ingress_controller: str, trusted_cidrs: Sequence[st
                 "use-forwarded-headers": "true",
                 "proxy-real-ip-cidr": ",".join(trusted),
                 # WebSockets through the LB stay open as long as on the LB itself.
-                "proxy-read-timeout": "1800",
-                "proxy-send-timeout": "1800",
+                "proxy-read-timeout": str(timeout_seconds),
+                "proxy-send-timeout": str(timeout_seconds),
             }
         }
     }

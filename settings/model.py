@@ -109,7 +109,7 @@ class Settings(BaseModel):
         **_doc("Rancher's fully qualified hostname.", "FQDN inside hostedZone")
     )
     hosted_zone: str = Field(
-        **_doc("Route53 public hosted zone that holds the hostname.", "a DNS name that is a suffix of hostname")
+        **_doc("Route53 hosted zone that holds the hostname (public, or private with hostedZonePrivate).", "a DNS name that is a suffix of hostname")
     )
     hosted_zone_private: bool = Field(
         False,
@@ -132,7 +132,7 @@ class Settings(BaseModel):
     # --- versions -------------------------------------------------------------------
     rancher_version: str = Field(
         "2.14.4",
-        **_doc("Rancher chart version (rancher-stable).", "X.Y.Z with a supported minor (2.12-2.15)"),
+        **_doc("Rancher chart version, in rancherChartRepository.", "X.Y.Z with a supported minor (2.12-2.15)"),
     )
     rancher_chart_repository: str = Field(
         "stable",
@@ -284,7 +284,7 @@ class Settings(BaseModel):
         40000, **_doc("NGINX worker_rlimit_nofile.", "at least 2 x nginxWorkerConnections, at most 1048576")
     )
     nginx_proxy_timeout_seconds: int = Field(
-        1800, **_doc("L7 proxy read/send timeout for WebSockets and watches.", "900-86400")
+        1800, **_doc("NGINX proxy timeout for WebSockets and watches (L4 stream, L7 read/send, and the cluster's ingress-nginx).", "900-86400")
     )
 
     # --- TLS ------------------------------------------------------------------------
@@ -770,8 +770,9 @@ class Settings(BaseModel):
 
         vpc = _cidr(self.vpc_cidr)
         pods, services = _cidr(self.cluster_cidr), _cidr(self.service_cidr)
+        # (An existing VPC's CIDR is known only from AWS: app.check_cluster_networks.)
         for key, network in (("clusterCidr", pods), ("serviceCidr", services)):
-            if network.overlaps(vpc):
+            if self.vpc_id is None and network.overlaps(vpc):
                 problem(
                     key,
                     str(network),

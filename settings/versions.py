@@ -89,5 +89,5 @@ def rke2_ingress_controller(kubernetes_minor: int) -> str:
 
 
 def reference_chart_tag(rancher_version: str) -> str:
-    """The folder name under shared/reference/rancher-chart for this version."""
+    """The folder name under reference/rancher-chart for this version."""
     return f"v{rancher_version}"

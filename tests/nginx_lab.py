@@ -74,8 +74,8 @@ def make_certificate(directory: Path, hostname: str = HOSTNAME) -> dict[str, Pat
 
 def lab_spec(base: NginxSpec, directory: Path, certificate: Optional[dict[str, Path]] = None) -> NginxSpec:
     """The program's spec with only addresses, ports and file paths moved to the lab."""
-    ports = {name: free_port() for name in ("http", "https", "api", "supervisor")}
-    backend_ports = {name: free_port() for name in ("http", "https", "api", "supervisor")}
+    ports = {name: free_port() for name in ("http", "https", "api")}
+    backend_ports = {name: free_port() for name in ("http", "https", "api")}
     for name in ("temp", "logs"):
         (directory / name).mkdir(exist_ok=True)
     return dataclasses.replace(

@@ -39,8 +39,8 @@ LB_INBOUND = {
 
 
 def test_k3s_rules_are_exactly_the_expected_set(dev_run):
+    # Admins reach the API through the load balancer only, never a node directly.
     expected = NODE_TO_NODE_K3S | FROM_LB | LB_INBOUND | {
-        ("nodes", "tcp", 6443, 6443, ADMIN),
         ("db", "tcp", 3306, 3306, "nodes"),
     }
     assert rule_set(dev_run) == expected
@@ -48,7 +48,6 @@ def test_k3s_rules_are_exactly_the_expected_set(dev_run):
 
 def test_rke2_rules_are_exactly_the_expected_set():
     expected = NODE_TO_NODE_RKE2 | FROM_LB | LB_INBOUND | {
-        ("nodes", "tcp", 6443, 6443, ADMIN),
         ("nodes", "tcp", 9345, 9345, "lb"),  # the API target group's health check (/ping)
     }
     assert rule_set(cached_run(RKE2)) == expected
@@ -73,7 +72,7 @@ def test_datastore_reachable_from_nodes_only(dev_run):
 
 def test_rules_are_named_by_what_they_allow(dev_run):
     names = {r.name for r in dev_run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")}
-    assert {"firewall-nodes-in-tcp-6443-from-203-0-113-0-24", "firewall-lb-in-tcp-443-from-0-0-0-0-0",
+    assert {"firewall-lb-in-tcp-6443-from-203-0-113-0-24", "firewall-lb-in-tcp-443-from-0-0-0-0-0",
             "firewall-nodes-in-udp-8472-from-nodes", "firewall-db-in-tcp-3306-from-nodes"} <= names
 
 
@@ -83,7 +82,7 @@ def test_adding_an_admin_network_renames_no_other_rule(dev_run):
     after = {r.name: r.inputs for r in after_run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")}
     assert set(before) < set(after)
     assert {name: after[name] for name in before} == before  # every old rule unchanged, by name and content
-    assert sorted(set(after) - set(before)) == ["firewall-lb-in-tcp-6443-from-198-51-100-0-24", "firewall-nodes-in-tcp-6443-from-198-51-100-0-24"]
+    assert sorted(set(after) - set(before)) == ["firewall-lb-in-tcp-6443-from-198-51-100-0-24"]
 
 
 def test_rules_answer_to_their_first_release_index_names(dev_run):
@@ -96,3 +95,11 @@ def test_rules_answer_to_their_first_release_index_names(dev_run):
     names = first_release_names("firewall", distribution="rke2", admin_cidrs=[ADMIN], ssh=False, datastore=False)
     assert len(names) == 16 and names[("lb", "tcp", 9345, 9345, "nodes")] == "firewall-lb-in-15"
     assert names[("lb", "tcp", 6443, 6443, "nodes")] == "firewall-lb-in-14"
+
+
+def test_an_internal_load_balancer_serves_rancher_to_the_admins_and_the_vpc_not_the_world():
+    from conftest import PROXY
+
+    run = cached_run({**PROXY, "rancher-ha:loadBalancerScheme": "internal", "rancher-ha:adminCidrs": ["10.10.0.0/16"]})
+    web = {(r[2], r[4]) for r in rule_set(run) if r[0] == "lb" and r[2] in (80, 443)}
+    assert web == {(port, source) for port in (80, 443) for source in ("10.10.0.0/16", "10.20.0.0/16")}

@@ -9,7 +9,8 @@ from helpers import server_instances, written_file
 from offline.runner import run_stack
 
 PROXY_URL = "http://proxy.corp.example:3128"
-REQUIRED_NO_PROXY = {"10.42.0.0/16", "10.43.0.0/16", "10.0.0.0/16", ".svc", ".cluster.local", "rancher.dev.example.com",
+# 10.20.0.0/16: the existing VPC's own CIDR (from AWS), not the vpcCidr setting.
+REQUIRED_NO_PROXY = {"10.42.0.0/16", "10.43.0.0/16", "10.20.0.0/16", ".svc", ".cluster.local", "rancher.dev.example.com",
                      "169.254.169.254", "127.0.0.0/8", "localhost", "git.corp.example"}
 
 

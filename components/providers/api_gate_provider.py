@@ -3,8 +3,8 @@ balancer AND every server is a Ready node.
 
 Self-contained (standard library + pulumi.dynamic): shipped to the provider process as
 source (see shipping.py). The probe connects to the load balancer's address and checks
-the certificate against the API's stable name (SNI), so it does not depend on DNS
-having propagated to the machine running `pulumi up`.
+the certificate against a name every server's tls-san holds (the Rancher hostname, as
+SNI), so it does not depend on DNS having propagated to the machine running `pulumi up`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class ApiNotReady(Exception):
 @dataclass(frozen=True)
 class ApiProbe:
     url: str  # https://<load balancer address>:6443
-    server_name: str  # the API's stable name, in the server certificate's SANs
+    server_name: str  # a name in the server certificate's SANs (the Rancher hostname)
     ca_pem: str
     client_cert_pem: str
     client_key_pem: str
