@@ -15,7 +15,7 @@ namespaces, nothing is routed to the host):
       +-- veth (ptp pod network, 10.42.0.1 on the host side) -- svclb ns 10.42.0.5
       +-- veth                                                -- traefik ns 10.42.0.7:8000
 
-In the svclb namespace it applies the rule text of klipper-lb's entry script verbatim
+In the svclb namespace it applies the netfilter rules klipper-lb's entry script installs
 (`KLIPPER_LB_ENTRY_RULES`, k3s-io/klipper-lb@v0.4.17 `entry` lines 63 and 76-78; unchanged
 from v0.4.9, see docs/upstream-facts.md section 1), with the environment K3s gives the
 Traefik svclb pod (pkg/cloudprovider/servicelb.go `newDaemonSet`, Cluster policy:
@@ -52,7 +52,7 @@ pytestmark = pytest.mark.skipif(
     "(scripts/bootstrap.sh installs iptables; `apt-get install -y iptables iproute2`)",
 )
 
-# --- k3s-io/klipper-lb@v0.4.17:entry (identical in v0.4.9 .. v0.4.17) --------------------
+# --- the rules k3s-io/klipper-lb@v0.4.17:entry installs (the same in v0.4.9 .. v0.4.17) ---
 # Line 63, once per ${SRC_RANGES} entry:
 KLIPPER_LB_SRC_RANGE_RULE = (
     "iptables -t filter -I FORWARD -s ${src_range} -p ${DEST_PROTO} --dport ${DEST_PORT} -j ACCEPT"
