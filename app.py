@@ -290,7 +290,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
         SecureParameters(
             "cluster-state",
             SecureParametersArgs(path=node_path, values={CLUSTER_INITIALIZED: "true"}, depends_on=[access.gate]),
-            opts=pulumi.ResourceOptions.merge(guarded, pulumi.ResourceOptions(depends_on=[access.gate])),
+            opts=guarded,
         )
 
     no_proxy = no_proxy_entries(settings, network.vpc_cidr_block)

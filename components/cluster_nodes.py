@@ -124,8 +124,6 @@ class ClusterNodes(pulumi.ComponentResource):
     private_ips: list[pulumi.Output[str]]
     instance_ids: list[pulumi.Output[str]]
     user_data: list[pulumi.Output[str]]
-    # Everything the API path needs from this component (instances, target registrations).
-    api_path: list[pulumi.Resource]
 
     def __init__(self, name: str, args: ClusterNodesArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:cluster:ClusterNodes", name, None, opts)
@@ -167,7 +165,7 @@ class ClusterNodes(pulumi.ComponentResource):
                 opts=child(self),
             )
 
-        self.instances, self.user_data, self.api_path = [], [], []
+        self.instances, self.user_data = [], []
         for index in range(args.server_count):
             server = f"{name}-server-{index}"
             user_data = pulumi.Output.from_input(args.etcd_snapshot_bucket).apply(
@@ -196,15 +194,13 @@ class ClusterNodes(pulumi.ComponentResource):
                     depends_on=[parameters],
                 ),
             )
-            self.api_path.append(instance)
-            for port, group_arn in sorted(args.target_groups.items()):
-                self.api_path.append(
-                    aws.lb.TargetGroupAttachment(
-                        f"{server}-{port}",
-                        target_group_arn=group_arn,
-                        target_id=instance.id,
-                        opts=child(self, aliases=[pulumi.Alias(name=f"{server}-tg-{sorted(args.target_groups).index(port)}")]),
-                    )
+            for position, (port, group_arn) in enumerate(sorted(args.target_groups.items())):
+                aws.lb.TargetGroupAttachment(
+                    f"{server}-{port}",
+                    target_group_arn=group_arn,
+                    target_id=instance.id,
+                    # The first release named these by position.
+                    opts=child(self, aliases=[pulumi.Alias(name=f"{server}-tg-{position}")]),
                 )
             self.instances.append(instance)
             self.user_data.append(user_data)

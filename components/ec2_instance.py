@@ -6,10 +6,9 @@ absence of SSH, so server nodes and the NGINX load balancer cannot drift apart.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
-
-import base64
 
 import pulumi
 import pulumi_aws as aws
@@ -38,19 +37,25 @@ def metadata_options(hop_limit: int) -> dict:
     return dict(http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=hop_limit, instance_metadata_tags="disabled")
 
 
-@dataclass
-class InstanceSpec:
+@dataclass(kw_only=True)
+class MachineSpec:
+    """What every rancher-ha machine is made of, launched directly or by a group."""
+
     name: str
     ami: pulumi.Input[str]
     instance_type: str
     instance_profile: pulumi.Input[str]
     user_data: pulumi.Input[str]
     root_volume_gb: int
-    subnet_id: pulumi.Input[str]
     security_group_ids: Sequence[pulumi.Input[str]] = ()
     public_ip: bool = False
     imds_hop_limit: int = 1
     ssh_key_name: Optional[str] = None
+
+
+@dataclass(kw_only=True)
+class InstanceSpec(MachineSpec):
+    subnet_id: pulumi.Input[str]
     # Server nodes must not be replaced or restarted by a user-data change (etcd quorum).
     replace_on_user_data_change: bool = False
     ignore_changes: list[str] = field(default_factory=list)
@@ -82,25 +87,11 @@ def hardened_instance(parent: pulumi.Resource, spec: InstanceSpec) -> aws.ec2.In
     )
 
 
-@dataclass
-class LaunchTemplateSpec:
-    name: str
-    ami: pulumi.Input[str]
-    instance_type: str
-    instance_profile: pulumi.Input[str]
-    user_data: pulumi.Input[str]
-    root_volume_gb: int
-    security_group_ids: Sequence[pulumi.Input[str]]
-    public_ip: bool
-    imds_hop_limit: int = 1
-    ssh_key_name: Optional[str] = None
-
-
 # Ubuntu's EC2 images boot from /dev/sda1.
 UBUNTU_ROOT_DEVICE = "/dev/sda1"
 
 
-def hardened_launch_template(parent: pulumi.Resource, spec: LaunchTemplateSpec) -> aws.ec2.LaunchTemplate:
+def hardened_launch_template(parent: pulumi.Resource, spec: MachineSpec) -> aws.ec2.LaunchTemplate:
     """The same hardening as hardened_instance, for machines an Auto Scaling group launches."""
     return aws.ec2.LaunchTemplate(
         spec.name,

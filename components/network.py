@@ -70,23 +70,17 @@ class Network(pulumi.ComponentResource):
     vpc_cidr_block: str  # the same, known at program time (settings, or the VPC's own)
     node_subnet_ids: list[pulumi.Output[str]]
     lb_subnet_ids: list[pulumi.Output[str]]
-    # Zone of each node / LB subnet, aligned with the lists above (known at program time).
-    node_zones: list[str]
-    lb_zones: list[str]
     # CIDRs of the load balancer subnets: where the NGINX instance's address comes from.
     lb_cidrs: list[pulumi.Input[str]]
     nodes_public: bool
     # What internet-facing load balancers and Elastic IP associations must wait for:
     # they fail at random while the internet gateway is not yet attached.
     internet_ready: list[pulumi.Resource]
-    # The NAT gateways by zone (created VPC, private nodes), for the failure model.
-    nat_zones: list[str]
 
     def __init__(self, name: str, args: NetworkArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:network:Network", name, None, opts)
         self.nodes_public = args.node_placement == "public"
         self.internet_ready = []
-        self.nat_zones = []
         if args.existing_vpc_id:
             self._use_existing(args)
         else:
@@ -116,11 +110,8 @@ class Network(pulumi.ComponentResource):
         self.vpc_cidr_block = vpc.cidr_block
         self.node_subnet_ids = [pulumi.Output.from_input(subnet) for subnet in args.existing_node_subnet_ids]
         self.lb_subnet_ids = [pulumi.Output.from_input(subnet) for subnet in args.existing_lb_subnet_ids]
-        # Plain invokes: the zones place servers and feed the failure model.
-        self.node_zones = [aws.ec2.get_subnet(id=subnet, opts=invoke).availability_zone for subnet in args.existing_node_subnet_ids]
-        lb_subnets = [aws.ec2.get_subnet(id=subnet, opts=invoke) for subnet in args.existing_lb_subnet_ids]
-        self.lb_zones = [subnet.availability_zone for subnet in lb_subnets]
-        self.lb_cidrs = [subnet.cidr_block for subnet in lb_subnets]
+        # A plain invoke: the L7 ingress trusts these CIDRs (known in previews too).
+        self.lb_cidrs = [aws.ec2.get_subnet(id=subnet, opts=invoke).cidr_block for subnet in args.existing_lb_subnet_ids]
 
     def _create(self, name: str, args: NetworkArgs) -> None:
         zones = usable_zones()
@@ -155,11 +146,9 @@ class Network(pulumi.ComponentResource):
         self.vpc_cidr = vpc.cidr_block
         self.vpc_cidr_block = args.vpc_cidr
         self.lb_subnet_ids = [public_subnets[zone].id for zone in zones]
-        self.lb_zones = list(zones)
         self.lb_cidrs = list(public_cidrs)
         if self.nodes_public:
             self.node_subnet_ids = list(self.lb_subnet_ids)
-            self.node_zones = list(zones)
             return
 
         # One route table per zone, routing to that zone's NAT gateway, or all to the one.
@@ -175,7 +164,6 @@ class Network(pulumi.ComponentResource):
                 tags=tags(nat_name),
                 opts=child(self, depends_on=[gateway]),
             )
-        self.nat_zones = list(nat_zones)
         tables = {}
         for zone in zones:
             table = aws.ec2.RouteTable(f"{name}-private-{zone}", vpc_id=vpc.id, tags=tags(f"private-{zone}"), opts=child(self))
@@ -189,7 +177,6 @@ class Network(pulumi.ComponentResource):
             tables[zone] = (table, default)
         private_subnets = self._subnets(name, "private", dict(zip(zones, private_cidrs)), vpc, tables.__getitem__, {})
         self.node_subnet_ids = [private_subnets[zone].id for zone in zones]
-        self.node_zones = list(zones)
 
     def _subnets(self, name, kind, cidrs, vpc, table_for, extra_tags) -> dict[str, aws.ec2.Subnet]:
         """One subnet per zone, named by its zone, associated with the zone's route table."""

@@ -23,7 +23,7 @@ import pulumi_aws as aws
 from rendering import cloud_init
 from rendering.nginx import CERTIFICATE_KEY_PATH, CERTIFICATE_PATH, NginxSpec, render_nginx_conf
 
-from .ec2_instance import LaunchTemplateSpec, hardened_launch_template, ubuntu_2404_ami
+from .ec2_instance import MachineSpec, hardened_launch_template, ubuntu_2404_ami
 from .instance_role import InstanceRole, InstanceRoleArgs
 from .naming import PROJECT, child, parameter_root, stack_name, tags
 from .secure_parameters import SecureParameters, SecureParametersArgs
@@ -43,12 +43,10 @@ class NginxAddressArgs:
 class NginxAddress(pulumi.ComponentResource):
     address: pulumi.Output[str]  # public (Elastic IP): DNS, admins
     allocation_id: pulumi.Output[str]
-    arn_suffix: pulumi.Output[str]
 
     def __init__(self, name: str, args: NginxAddressArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:loadbalancer:NginxAddress", name, None, opts)
         eip = aws.ec2.Eip(name, domain="vpc", tags=tags(name), opts=child(self, depends_on=list(args.depends_on)))
-        self.eip = eip
         self.address = eip.public_ip
         self.allocation_id = eip.allocation_id
         self.register_outputs({"address": self.address, "allocation_id": self.allocation_id})
@@ -102,7 +100,6 @@ class NginxLoadBalancer(pulumi.ComponentResource):
     nginx_conf: pulumi.Output[str]
     user_data: pulumi.Output[str]
     group: aws.autoscaling.Group
-    api_path: list[pulumi.Resource]
 
     def __init__(self, name: str, args: NginxLoadBalancerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:loadbalancer:NginxLoadBalancer", name, None, opts)
@@ -157,7 +154,7 @@ class NginxLoadBalancer(pulumi.ComponentResource):
         )
         template = hardened_launch_template(
             self,
-            LaunchTemplateSpec(
+            MachineSpec(
                 name=f"{name}-instance",
                 ami=ubuntu_2404_ami(self),
                 instance_type=args.instance_type,
@@ -200,5 +197,4 @@ class NginxLoadBalancer(pulumi.ComponentResource):
             # its boot waits for the parameters (bounded) like a server's does.
             opts=child(self),
         )
-        self.api_path = [self.group, configuration]
         self.register_outputs({"nginx_conf": self.nginx_conf, "group": self.group.name})
