@@ -9,7 +9,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from .naming import child, stack_name, tags
+from .naming import child, stack_label, tags
 
 DATABASE_NAME = "k3s"
 DATABASE_USER = "k3s"
@@ -84,7 +84,8 @@ class Datastore(pulumi.ComponentResource):
             deletion_protection=args.deletion_protection,
             skip_final_snapshot=not args.final_snapshot,
             final_snapshot_identifier=(
-                pulumi.Output.concat(f"rancher-ha-{stack_name()}-k3s-final-", final_suffix.hex) if args.final_snapshot else None
+                # RDS identifiers: a letter first, letters, digits and single hyphens.
+                pulumi.Output.concat(f"rancher-ha-{stack_label()}-k3s-final-", final_suffix.hex) if args.final_snapshot else None
             ),
             tags=tags(f"{name}-mysql"),
             opts=child(self, protect=args.protect),

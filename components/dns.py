@@ -15,22 +15,20 @@ first server.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
 
-from .naming import child, stack_name, tags
+from .naming import child, stack_label, tags
 
 REGISTRATION_TTL = 30  # seconds: a replaced server's address is picked up quickly
 
 
 def private_zone_name() -> str:
     """The stack's own private zone, e.g. rancher-ha-dev.internal ('.internal' is in NO_PROXY)."""
-    label = re.sub(r"[^a-z0-9-]+", "-", stack_name().lower()).strip("-")[:40] or "stack"
-    return f"rancher-ha-{label}.internal"
+    return f"rancher-ha-{stack_label()}.internal"
 
 
 def registration_hostname() -> str:
@@ -73,8 +71,9 @@ class PrivateZone(pulumi.ComponentResource):
             type="SOA",
             ttl=60,
             records=[
+                # The provider reads this from the zone's NS values, which end in a dot.
                 zone.primary_name_server.apply(
-                    lambda server: f"{server}. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 {NEGATIVE_CACHE_SECONDS}"
+                    lambda server: f"{server.rstrip('.')}. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 {NEGATIVE_CACHE_SECONDS}"
                 )
             ],
             # Every zone is born with an SOA record: this one takes it over.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pulumi
 
 PROJECT = "rancher-ha"
@@ -9,6 +11,13 @@ PROJECT = "rancher-ha"
 
 def stack_name() -> str:
     return pulumi.get_stack()
+
+
+def stack_label(limit: int = 40) -> str:
+    """The stack name as a DNS label / S3 / RDS name part: lowercase letters, digits and
+    single hyphens ("Prod_EU.1" -> "prod-eu-1")."""
+    label = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]+", "-", stack_name().lower())).strip("-")[:limit].strip("-")
+    return label or "stack"
 
 
 def parameter_root() -> str:

@@ -8,7 +8,7 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 
-from .naming import child, stack_name, tags
+from .naming import child, stack_label, tags
 
 
 @dataclass
@@ -26,7 +26,8 @@ class SnapshotBucket(pulumi.ComponentResource):
         super().__init__("rancher-ha:backup:SnapshotBucket", name, None, opts)
         bucket = aws.s3.Bucket(
             name,
-            bucket_prefix=f"rancher-ha-{stack_name()}-etcd-"[:37],
+            # S3 names: lowercase letters, digits, hyphens; a prefix of at most 37.
+            bucket_prefix=f"rancher-ha-{stack_label(20)}-etcd-",
             force_destroy=not args.protect,
             tags=tags(name),
             opts=child(self, protect=args.protect),

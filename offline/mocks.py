@@ -148,8 +148,9 @@ class StackMocks(pulumi.runtime.Mocks):
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
             out.update(id=f"lt-{h[:17]}", latestVersion=1)
         elif typ == "aws:route53/zone:Zone":
-            out.update(id=f"Z{h.upper()}", zoneId=f"Z{h.upper()}", nameServers=[f"ns-1536.awsdns-00.co.uk"],
-                       primaryNameServer="ns-1536.awsdns-00.co.uk")
+            # As the AWS provider reports them: from the zone's NS record, with the final dot.
+            out.update(id=f"Z{h.upper()}", zoneId=f"Z{h.upper()}", nameServers=["ns-1536.awsdns-00.co.uk."],
+                       primaryNameServer="ns-1536.awsdns-00.co.uk.")
         elif typ == "aws:route53/record:Record":
             out.update(fqdn=inputs.get("name"))
         elif typ == "random:index/randomPassword:RandomPassword":

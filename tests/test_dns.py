@@ -86,3 +86,17 @@ def test_an_existing_vpc_without_dns_attributes_is_refused(monkeypatch):
     monkeypatch.setattr(mocks.StackMocks, "call", call)
     with _pytest.raises(Exception, match="enableDnsSupport and enableDnsHostnames must both be true"):
         run({**EXISTING_VPC, **RKE2})
+
+
+def test_awkward_stack_names_make_valid_dns_s3_and_rds_names():
+    """Stack names may hold capitals, '_' and '.': every name built from them is valid."""
+    import re
+
+    prod = {"rancher-ha:environment": "prod"}
+    rke2 = cached_run({**RKE2, **prod, "rancher-ha:etcdSnapshotS3": True}, stack="Prod_EU.1")
+    (bucket,) = rke2.of_type("aws:s3/bucket:Bucket")
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]{0,36}", bucket.inputs["bucketPrefix"]), bucket.inputs["bucketPrefix"]
+    k3s = cached_run(prod, stack="Prod_EU.1")
+    (database,) = k3s.of_type("aws:rds/instance:Instance")
+    assert re.fullmatch(r"[a-z](?!.*--)[a-z0-9-]{0,253}[a-z0-9]", database.inputs["finalSnapshotIdentifier"])
+    assert database.inputs["finalSnapshotIdentifier"].startswith("rancher-ha-prod-eu-1-k3s-final-")
