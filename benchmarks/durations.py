@@ -28,8 +28,13 @@ Main citations:
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Mapping
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rendering import polls  # noqa: E402  (the boot scripts' own cadences)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,25 @@ def _e(seconds: float, source: str) -> Duration:
 
 def _s(seconds: float, source: str) -> Duration:
     return Duration(seconds, source, "source")
+
+
+# Linux sends a SYN, then retransmits it after 1, 2, 4, ... s (TCP_TIMEOUT_INIT = 1 s,
+# exponential backoff; RFC 6298 section 2): retransmissions at 1, 3, 7, 15 s after the first.
+SYN_RETRANSMITS_S = (1.0, 3.0, 7.0, 15.0, 31.0)
+
+
+def mean_wait_for_a_new_route(poll: polls.Poll) -> float:
+    """Mean time from a route appearing to the next probe's SYN getting through.
+
+    Each probe sends SYNs at 0 and at the retransmission times until its connect
+    timeout; then the script sleeps `interval_s`. The route appears at a uniformly
+    random moment of that cycle; the wait is until the next SYN.
+    """
+    timeout = float(poll.connect_timeout_s or 0)
+    period = timeout + poll.interval_s
+    sends = [0.0] + [t for t in SYN_RETRANSMITS_S if t < timeout] + [period]
+    total = sum((b - a) ** 2 / 2 for a, b in zip(sends, sends[1:]))
+    return total / period
 
 
 LOCAL = "computed locally by the provider (no cloud call); estimate"
@@ -135,17 +159,36 @@ SOURCED: dict[str, Duration] = {
         " snapd, lxd: ~20-30 s) (prepare.sh.j2); estimate from those reports, not measured here",
     ),
     "phase:install#k3s": _e(
-        60,
-        "after egress: download get.k3s.io + the K3s binary (~70 MB), install without start, `snap install aws-cli`,"
-        " read the SSM parameters, RDS CA bundle; estimate",
+        35,
+        "after egress: get.k3s.io and the K3s binary (one ~70 MB file from GitHub releases, a few s), install"
+        " without start (~2 s), `snap install aws-cli` on a just-seeded snapd (~15 s), a handful of SSM reads"
+        " (~1 s each: an AWS CLI v2 process per read), the RDS CA bundle (~1 s); estimate",
     ),
     "phase:install#rke2": _e(
-        90,
-        "after egress: download get.rke2.io + the RKE2 tarball (~300 MB with the runtime), install, `snap install aws-cli`,"
-        " read the SSM parameters; estimate",
+        45,
+        "after egress: get.rke2.io, then install.sh's tarball method fetches sha256sum-amd64.txt and"
+        " rke2.linux-amd64.tar.gz from GitHub releases (tens of MB, a few s) and unpacks it (~3 s); the runtime and"
+        " the control-plane images are pulled at start, not here (phase:start#rke2; docs.rke2.io/architecture, 'Content"
+        " Bootstrap', research section 8); `snap install aws-cli` (~15 s);"
+        " the token, the first server's cluster-initialized check and the cluster CA files from SSM (~12 reads, ~1 s"
+        " each: an AWS CLI v2 process per read); estimate. A first version had 90 s on the belief that the"
+        " tarball carried the runtime (~300 MB)",
     ),
-    "phase:ssm-poll": _s(1.0, "[program] node-bootstrap.sh.j2 polls the datastore endpoint every RANCHER_HA_DATASTORE_DELAY = 2 s: mean wait 1 s"),
-    "phase:join-poll": _s(1.0, "[program] node-bootstrap.sh.j2 probes the registration /ping every 2 s: mean wait 1 s"),
+    "phase:egress-poll": _s(
+        mean_wait_for_a_new_route(polls.EGRESS),
+        f"[program] rendering/polls.py EGRESS: a probe with a {polls.EGRESS.connect_timeout_s} s connect timeout, then"
+        f" {polls.EGRESS.interval_s} s sleep; without a route the SYN is dropped, so the new route is noticed at the next"
+        " SYN (retransmitted after 1 s): mean over the cycle (mean_wait_for_a_new_route)",
+    ),
+    "phase:ssm-poll": _s(
+        polls.DATASTORE.interval_s / 2,
+        f"[program] rendering/polls.py DATASTORE: the datastore endpoint is read every {polls.DATASTORE.interval_s} s: mean wait half of it",
+    ),
+    "phase:join-poll": _s(
+        polls.JOIN.interval_s / 2,
+        f"[program] rendering/polls.py JOIN: the registration /ping is probed every {polls.JOIN.interval_s} s (refused at once"
+        " until a server listens): mean wait half of it",
+    ),
     "phase:supervisor-up": _e(
         5,
         "[research s4] the supervisor listener (K3s 6443 / RKE2 9345, /ping unauthenticated) starts in prepare(), before"

@@ -16,9 +16,9 @@ boot scripts (rendering/templates/node-bootstrap.sh.j2, nginx-bootstrap.sh.j2):
 
 - server i: running (the instance resource) -> boot (cloud-init, snap seed) -> install,
   which starts only when egress exists (the NAT route of the server's subnet: servers do
-  not depend on the NAT gateway in Pulumi, their boot waits for it);
+  not depend on the NAT gateway in Pulumi, their boot polls for it, rendering/polls.py);
 - K3s: then the ``datastore-endpoint`` SSM parameter (created after RDS), polled every
-  5 s; then "distribution start to API ready";
+  2 s (rendering/polls.py); then "distribution start to API ready";
 - RKE2 first server: start to API ready; its supervisor answers /ping early;
 - RKE2 joiners: wait for the registration record and the first server's supervisor,
   join etcd as a learner one at a time (the leader promotes every 15 s,
@@ -39,7 +39,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Sequence
 
@@ -237,8 +237,8 @@ def resource_seconds(table: Mapping[str, Duration], registration) -> float:
     return seconds(table, registration.type, _variant(registration))
 
 
-def build_model(run, stack: str, distribution: str, table_name: str) -> Model:
-    table = TABLES[table_name]
+def build_model(run, stack: str, distribution: str, table_name: str, table: Optional[Mapping[str, Duration]] = None) -> Model:
+    table = TABLES[table_name] if table is None else table
     regs = {r.urn: r for r in run.registrations}
     graph = engine_dependencies(run.registrations)
     tasks: dict[str, Task] = {}
@@ -289,7 +289,10 @@ def build_model(run, stack: str, distribution: str, table_name: str) -> Model:
     for index, server in enumerate(servers):
         name = regs[server].name
         boot = phase(f"{name}:boot", f"{name}: boot (cloud-init, snap seed)", seconds(table, "phase:boot"), [server])
-        egress = phase(f"{name}:egress", f"{name}: egress (route to NAT/IGW exists)", 0.0, egress_deps(deps_of_type(server, "aws:ec2/subnet:Subnet")))
+        # The boot polls for the way out; in a network the stack does not create it is there already.
+        routes = egress_deps(deps_of_type(server, "aws:ec2/subnet:Subnet"))
+        noticed = seconds(table, "phase:egress-poll") if routes else 0.0
+        egress = phase(f"{name}:egress", f"{name}: egress noticed (route to NAT/IGW, then the boot's probe)", noticed, routes)
         install = phase(
             f"{name}:install", f"{name}: download + install {distribution}, aws-cli, SSM reads", seconds(table, "phase:install", distribution), [boot, egress]
         )
@@ -453,6 +456,39 @@ def model_for(stack: str, table_name: str) -> Model:
     return build_model(stack_run(stack), stack, stack_distribution(stack), table_name)
 
 
+def install_range(stack: str, table_name: str = "sourced", limit: int = 300) -> list[tuple[int, int]]:
+    """The install durations (whole seconds, 0..limit) for which the ratio target holds.
+
+    "Download + install" after egress is the least certain estimate and decides whether
+    the servers or the load balancer bind, so the benchmark reports how far the result
+    stands from a different estimate rather than one figure alone.
+    """
+    distribution = stack_distribution(stack)
+    key = f"phase:install#{distribution}"
+    base = TABLES[table_name]
+    holds = []
+    for value in range(limit + 1):
+        table = dict(base)
+        table[key] = replace(base[key], seconds=float(value))
+        model = build_model(stack_run(stack), stack, distribution, table_name, table)
+        holds.append(model.ratio <= TARGET_RATIO)
+    ranges: list[tuple[int, int]] = []
+    for value, ok in enumerate(holds):
+        if ok and ranges and ranges[-1][1] == value - 1:
+            ranges[-1] = (ranges[-1][0], value)
+        elif ok:
+            ranges.append((value, value))
+    return ranges
+
+
+def format_ranges(ranges: Sequence[tuple[int, int]], limit: int = 300) -> str:
+    if not ranges:
+        return "none"
+    if list(ranges) == [(0, limit)]:
+        return f"any (0-{limit} s)"
+    return ", ".join(f"{lo}-{hi} s" if hi < limit else f">= {lo} s" for lo, hi in ranges)
+
+
 def minutes(value: float) -> str:
     return f"{int(value // 60)}m{value % 60:04.1f}s"
 
@@ -502,19 +538,21 @@ def markdown(models: Sequence[Model]) -> str:
     for m in models:
         rows.setdefault(m.stack, {})[m.table_name] = m
     lines = [
-        "| stack | cluster | sourced: total | bound | ratio | reference: total | bound | ratio | target |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| stack | cluster | sourced: total | bound | ratio | reference: total | bound | ratio | target | ratio target holds for a sourced install of |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for stack, by_table in rows.items():
         any_model = next(iter(by_table.values()))
         cells = [stack, f"{any_model.distribution} x{len(any_model.servers)}, {any_model.load_balancer}"]
         for name in ("sourced", "reference"):
             m = by_table.get(name)
-            cells += [minutes(m.total), minutes(m.bound), f"{m.ratio:.2f}"] if m else ["-", "-", "-"]
+            cells += [minutes(m.total), minutes(m.bound), f"{m.ratio:.3f}"] if m else ["-", "-", "-"]
         limit = TARGET_MINUTES.get(stack)
         misses = [x for m in by_table.values() for x in target_misses(m)]
         goal = f"<= {limit:g} min, ratio <= {TARGET_RATIO}" if limit else f"ratio <= {TARGET_RATIO}"
         cells.append(goal + (" (missed)" if misses else " (met)"))
+        key = f"phase:install#{any_model.distribution}"
+        cells.append(f"{format_ranges(install_range(stack))} (estimate {TABLES['sourced'][key].seconds:g} s)")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

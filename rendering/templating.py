@@ -12,6 +12,8 @@ from pathlib import Path
 
 import jinja2
 
+from . import polls
+
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
@@ -24,6 +26,8 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["shquote"] = lambda value: shlex.quote(str(value))
+    # Every template sees the same poll cadences the benchmark models.
+    env.globals["polls"] = polls
     return env
 
 

@@ -28,6 +28,7 @@ from conftest import NGINX_L4, NGINX_L7, PROXY, RKE2, cached_run
 from helpers import server_instances
 from rehearsal import with_real_pems, LateParameter, Scenario, boot, pem_self_signed
 from rendering.node_config import CLUSTER_CA_FILES
+from rendering import polls
 
 REHEARSAL_READY = os.geteuid() == 0 and shutil.which("unshare") is not None and Path("/usr/bin/python3").exists()
 rehearsal = pytest.mark.skipif(not REHEARSAL_READY, reason="the rehearsal needs root, unshare(1) and the system python3 with cloud-init")
@@ -280,7 +281,9 @@ def test_the_boot_waits_for_egress_then_proceeds():
         probes = egress_probes(result)
         assert [p["exit"] for p in probes] == [28, 28, 28, 0]
         assert probes[0]["argv"][-1] == "https://get.k3s.io"
-        assert result.calls_of("sleep")[:3] == [["10"]] * 3
+        # The rendered cadence (rendering/polls.py, which the benchmark models too).
+        assert result.calls_of("sleep")[:3] == [[str(polls.EGRESS.interval_s)]] * 3
+        assert all(p["argv"][p["argv"].index("--connect-timeout") + 1] == str(polls.EGRESS.connect_timeout_s) for p in probes)
         # Nothing was downloaded or installed before the way out existed.
         assert index_of(result, lambda cmd, _: cmd == "installer") > result.calls.index(probes[-1])
         assert unit_state(result, "k3s.service")["active"]

@@ -1,0 +1,33 @@
+"""How often and how long the boot scripts poll for what they wait on.
+
+One place for the cadences: the templates render them and the time-to-ready benchmark
+(benchmarks/durations.py) models its waits from them, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Poll:
+    interval_s: int  # sleep between attempts
+    attempts: int  # default bound (an environment variable may override it)
+    connect_timeout_s: Optional[int] = None  # per attempt, where the probe is a TCP connect
+
+    @property
+    def period_s(self) -> int:
+        """Worst-case time per failed attempt, sleep included."""
+        return self.interval_s + (self.connect_timeout_s or 0)
+
+
+# The way out (NAT gateway or proxy) may appear while the machine boots. Until the
+# private route exists the VPC drops the SYN, so a probe fails by its connect timeout;
+# a short one keeps the wait close to the moment the route appears. 240 x ~5 s bounds it
+# at about 20 minutes (a NAT gateway takes 1-3).
+EGRESS = Poll(interval_s=2, attempts=240, connect_timeout_s=3)
+# A joining server probes the registration address's /ping (refused until a server runs).
+JOIN = Poll(interval_s=2, attempts=900)
+# A K3s server waits for the datastore-endpoint parameter, written once RDS is available.
+DATASTORE = Poll(interval_s=2, attempts=1200)
