@@ -341,3 +341,20 @@ def test_install_range_agrees_with_the_model_at_its_edges():
             assert ratio_at(hi + 1) > ttr.TARGET_RATIO
         if lo > 0:
             assert ratio_at(lo - 1) > ttr.TARGET_RATIO
+
+
+# ---------------------------------------------------------------------------------
+# The figures in the docs are the benchmark's output, not a copy that can go stale
+# ---------------------------------------------------------------------------------
+def test_the_readme_table_is_the_benchmarks_output():
+    readme = (REPO / "README.md").read_text()
+    models = [ttr.model_for(stack, table) for stack in STACKS for table in ("sourced", "reference")]
+    assert ttr.markdown(models) in readme, "regenerate with: .venv/bin/python benchmarks/time_to_ready.py --markdown"
+
+
+def test_the_sensitivity_table_is_the_benchmarks_output():
+    doc = (REPO / "docs" / "time-to-ready.md").read_text()
+    command = re.search(r"benchmarks/time_to_ready.py --sensitivity((?: --stack \w+)+)", doc)
+    assert command, "docs/time-to-ready.md lost its command line"
+    stacks = command.group(1).split(" --stack ")[1:]
+    assert ttr.sensitivity(stacks) in doc, "regenerate with the command in docs/time-to-ready.md"
