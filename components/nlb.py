@@ -74,7 +74,11 @@ class NetworkLoadBalancer(pulumi.ComponentResource):
                 deregistration_delay=30,
                 health_check=_health_check_args(args.health_checks.get(port, HealthCheck("TCP"))),
                 tags=tags(f"{name}-{port}"),
-                opts=child(self),
+                # A target group serves one load balancer at a time: a new NLB's listeners
+                # cannot take the old groups over while the old listeners, deleted last,
+                # still hold them (TargetGroupAssociationLimit). New groups come with a new
+                # NLB; they are auto-named, so both copies can exist during the switch.
+                opts=child(self, replace_with=[balancer]),
             )
             listener = aws.lb.Listener(
                 f"{name}-{port}",

@@ -339,6 +339,17 @@ def _k8s_api_version_kind(type_token: str) -> tuple[str, str]:
     return (version if group in ("core", "") else f"{group}/{version}"), kind
 
 
+NEW_LOAD_BALANCER = "(a load balancer this update creates)"
+
+
+def _claims_clash(held: tuple, claimed: tuple) -> bool:
+    """Whether a claimed identity is taken by a held one. Most identities are exclusive;
+    a target group's association is taken only by another load balancer."""
+    if held[0] == "tg-association" or claimed[0] == "tg-association":
+        return held[0] == claimed[0] and held[1] == claimed[1] and held[2] != claimed[2]
+    return held == claimed
+
+
 def identities(r: Registration, inputs: Mapping[str, Any]) -> list[tuple]:
     """Physical identities a resource with these inputs claims in the cloud or the cluster.
     An identity containing an unknown value can match nothing and is dropped."""
@@ -365,6 +376,22 @@ def identities(r: Registration, inputs: Mapping[str, Any]) -> list[tuple]:
         found.append(("route53", i.get("zoneId"), name, i.get("type"), i.get("setIdentifier") or ""))
     elif t == "aws:lb/targetGroupAttachment:TargetGroupAttachment":
         found.append(("tg-attachment", i.get("targetGroupArn"), i.get("targetId"), i.get("port")))
+    elif t == "aws:lb/listener:Listener":
+        # ELBv2 lets a target group serve one load balancer at a time: a listener on
+        # another load balancer that forwards to it fails with TargetGroupAssociationLimit
+        # ("cannot be associated with more than one load balancer",
+        # hashicorp/terraform-provider-aws#22005). A load balancer that is being
+        # (re)created has an unknown ARN: it is a new one, never the old.
+        balancer = i.get("loadBalancerArn")
+        balancer = NEW_LOAD_BALANCER if _is_unknown(balancer) else balancer
+        actions = i.get("defaultActions")
+        for action in actions if isinstance(actions, list) else []:
+            if not isinstance(action, dict):  # unknown: forwards to a group being created
+                continue
+            groups = [action.get("targetGroupArn")] + [g.get("arn") for g in ((action.get("forward") or {}).get("targetGroups") or [])]
+            for group in groups:
+                if group and not _is_unknown(group):  # an unknown group is a new one: free
+                    found.append(("tg-association", group, balancer))
     elif t.startswith("kubernetes:helm.sh/") and t.endswith(":Release"):
         found.append(("helm-release", provider_urn(r.provider), i.get("namespace") or "default", i.get("name")))
     elif t.startswith("kubernetes:") and not t.startswith("pulumi:"):
@@ -387,6 +414,8 @@ def _describe_identity(identity: tuple) -> str:
         return f"security-group {identity[1]} rule {identity[2]} {' '.join(str(p) for p in identity[3:-1])} {identity[-1][1]}"
     if kind == "rds-final-snapshot":
         return f"RDS final snapshot identifier {identity[1]}"
+    if kind == "tg-association":
+        return f"target group {identity[1]} (one load balancer at a time; this claim: {identity[2]})"
     return " ".join(str(part) for part in identity if part != "")
 
 
@@ -955,11 +984,13 @@ def _collisions(steps, decisions, matched, olds, effective, new_regs, new_graph,
         own_old = matched.get(n.urn)
         for identity in mine:
             for held, holder, release, releaser in holders:
-                if held != identity:
+                if not _claims_clash(held, identity):
                     continue
                 if own_old is not None and holder == own_old.urn:
                     if step.op == "replace" and not step.delete_before_replace:
-                        why = "create-before-delete replacement keeps the same identity: the new copy is created while the old one still exists (set delete_before_replace or change the name)"
+                        why = ("the new copy is created while the old one still exists and still holds it"
+                               if identity[0] == "tg-association" else
+                               "create-before-delete replacement keeps the same identity: the new copy is created while the old one still exists (set delete_before_replace or change the name)")
                         _add(found, seen, Collision(identity, n.urn, holder, True, why))
                     continue
                 if release == "delete-phase":
@@ -982,8 +1013,17 @@ def _collisions(steps, decisions, matched, olds, effective, new_regs, new_graph,
     for n in new_regs:
         for identity in identities(n, effective[n.urn]):
             final.setdefault(identity, []).append(n.urn)
+    associations: dict[Any, dict[Any, str]] = {}
     for identity, urns in final.items():
-        if len(urns) > 1 and identity[0] != "rds-final-snapshot":
+        if identity[0] == "tg-association":
+            associations.setdefault(identity[1], {}).setdefault(identity[2], urns[0])
+    for group, balancers in associations.items():
+        claimants = list(balancers.values())
+        for other in claimants[1:]:
+            _add(found, seen, Collision(("tg-association", group, "two load balancers"), other, claimants[0], True,
+                                        "listeners on two load balancers of the new state forward to one target group"))
+    for identity, urns in final.items():
+        if len(urns) > 1 and identity[0] not in ("rds-final-snapshot", "tg-association"):
             for other in urns[1:]:
                 _add(found, seen, Collision(identity, other, urns[0], True, "two resources of the new state claim it"))
     # RDS final snapshot names are used at delete time.

@@ -500,3 +500,33 @@ def test_every_nlb_health_check_port_is_open_from_the_load_balancer(stack_shape)
         if not _open_from(result, groups["firewall-nodes"], groups["firewall-lb"], port)
     ]
     assert closed == []
+
+
+# -- replacing the load balancer ----------------------------------------------------------
+@pytest.mark.parametrize("shape_id", ["k3s", "rke2"])
+def test_replacing_the_load_balancer_keeps_every_server_and_tls_name(shape_id):
+    """Issue 12: the API's names belong to the stack, so a new NLB (here: internet-facing
+    to internal, which forces one) leaves every server and the kubeconfig alone. The
+    replacement must also go through: ELBv2 lets a target group serve one load balancer
+    at a time, so new listeners on the new NLB cannot take over the old groups while the
+    old listeners still hold them (they are deleted last). The groups are replaced with
+    the NLB."""
+    shape = SHAPES[shape_id]
+    p = plan(lifecycle_run(shape), lifecycle_run({**shape, "rancher-ha:loadBalancerScheme": "internal"}))
+    assert p.errors == [], p.errors
+    assert p.collisions == [], [c.describe() for c in p.collisions]
+    by_type: dict[str, dict[str, str]] = {}
+    for step in p.steps:
+        if step.phase == "update":
+            by_type.setdefault(step.type, {})[step.name] = step.op
+    assert by_type["aws:lb/loadBalancer:LoadBalancer"] == {"rancher-lb": "replace"}
+    groups = by_type["aws:lb/targetGroup:TargetGroup"]
+    assert groups and set(groups.values()) == {"replace"}, groups
+    assert set(by_type["aws:lb/targetGroupAttachment:TargetGroupAttachment"].values()) == {"replace"}
+    servers = [s for s in p.steps if is_server(s)]
+    assert servers and all(s.op == "same" and not s.ignored for s in servers), [(s.name, s.op, s.ignored) for s in servers]
+    assert by_type.get("pulumi:providers:kubernetes", {}) in ({}, {"cluster-access-k8s": "same"})
+    assert all(op == "same" for op in by_type.get("pulumi:providers:kubernetes", {}).values())
+    # The gate waits once more, for the API through the new load balancer.
+    assert by_type["pulumi-python:dynamic/rancher-ha:ApiGate"] == {"cluster-access-api-ready": "replace"}
+    assert_routine(p)

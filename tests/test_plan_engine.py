@@ -500,3 +500,34 @@ def test_the_plan_uses_the_programs_own_dynamic_provider_diffs():
     # One more server: a new node to wait for, so the gate is replaced (created again).
     grown = run_program({"rancher-ha:serverCount": 3})
     assert plan_update(old, grown, dynamic_diffs=diffs).step("cluster-access-api-ready").op == "replace"
+
+
+LISTENER = "aws:lb/listener:Listener"
+NLB = "aws:lb/loadBalancer:LoadBalancer"
+GROUP = "aws:lb/targetGroup:TargetGroup"
+
+
+def _listener(name, balancer_arn, group_arn, deps=()):
+    return reg(name, LISTENER, {"loadBalancerArn": balancer_arn, "port": 443,
+                                "defaultActions": [{"type": "forward", "targetGroupArn": group_arn}]}, deps=deps)
+
+
+def test_a_target_group_serves_one_load_balancer_at_a_time():
+    """ELBv2's TargetGroupAssociationLimit: a listener on a second load balancer cannot
+    forward to a group a listener on the first still uses."""
+    tables = Tables.of(force_new={LISTENER: {"loadBalancerArn"}, NLB: {"internal"}})
+    old_nlb = reg("nlb", NLB, {"internal": False})
+    old = state(old_nlb, _listener("l", "arn:nlb/old", "arn:tg/1", deps=(old_nlb,)))
+    # The NLB is replaced; the listener follows (force-new loadBalancerArn) onto the old group.
+    new_nlb = reg("nlb", NLB, {"internal": True})
+    moved = plan(old, state(new_nlb, _listener("l", UNKNOWN, "arn:tg/1", deps=(new_nlb,))), tables=tables)
+    assert [c.identity[:2] for c in moved.collisions] == [("tg-association", "arn:tg/1")]
+    # With a new group (unknown ARN: being created) there is nothing to collide with.
+    fresh = plan(old, state(new_nlb, _listener("l", UNKNOWN, UNKNOWN, deps=(new_nlb,))), tables=tables)
+    assert fresh.collisions == []
+    # Two listeners of one load balancer may share a group.
+    shared = state(old_nlb, _listener("l", "arn:nlb/old", "arn:tg/1"), _listener("m", "arn:nlb/old", "arn:tg/1"))
+    assert plan(old, shared, tables=tables).collisions == []
+    # ...two load balancers of the new state may not.
+    split = state(old_nlb, _listener("l", "arn:nlb/old", "arn:tg/1"), _listener("m", "arn:nlb/other", "arn:tg/1"))
+    assert {c.claimant.rsplit("::", 1)[-1] for c in plan(old, split, tables=tables).collisions} == {"m"}
