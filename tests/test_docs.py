@@ -28,6 +28,7 @@ def test_pulumi_yaml_config_matches_the_model():
     assert project["name"] == "rancher-ha" and project["stackConfigDir"] == "stacks"
     assert project["runtime"]["name"] == "python"
     # Older CLIs silently ignore replacement_trigger: certificates would never renew.
+    # (It also covers replace_with, engine support since v3.207.0: a new NLB's target groups.)
     assert project["requiredPulumiVersion"] == ">=3.226.0"
     assert project["config"] == settings_docs.project_config(), "regenerate with: python -m tools.settings_docs project"
 
