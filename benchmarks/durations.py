@@ -52,21 +52,48 @@ def _s(seconds: float, source: str) -> Duration:
     return Duration(seconds, source, "source")
 
 
-# Linux sends a SYN, then retransmits it after 1, 2, 4, ... s (TCP_TIMEOUT_INIT = 1 s,
-# exponential backoff; RFC 6298 section 2): retransmissions at 1, 3, 7, 15 s after the first.
-SYN_RETRANSMITS_S = (1.0, 3.0, 7.0, 15.0, 31.0)
+# Linux retransmits an unanswered SYN after its initial RTO of 1 s (TCP_TIMEOUT_INIT),
+# the first `tcp_syn_linear_timeouts` times without backoff, then doubling: the schedule
+# 1, 1, 1, 1, 1, 2, 4, 8 s for the default of 4 (torvalds/linux ccce324dabfe "tcp: make
+# the first N SYN RTO backoffs linear", Linux 6.5; Ubuntu 24.04 runs 6.8 or later). Older
+# kernels back off at once (1, 2, 4, ...). tests/test_egress_wait_lab.py measures it.
+UBUNTU_SYN_LINEAR_TIMEOUTS = 4
 
 
-def mean_wait_for_a_new_route(poll: polls.Poll) -> float:
+def syn_retransmits(linear_timeouts: int = UBUNTU_SYN_LINEAR_TIMEOUTS, count: int = 8) -> tuple[float, ...]:
+    """Seconds after the first SYN at which it is sent again."""
+    times, at, rto = [], 0.0, 1.0
+    for index in range(count):
+        at += rto
+        times.append(at)
+        if index >= linear_timeouts:
+            rto *= 2
+    return tuple(times)
+
+
+def syn_times(poll: polls.Poll, linear_timeouts: int = UBUNTU_SYN_LINEAR_TIMEOUTS) -> list[float]:
+    """When one probe cycle sends SYNs, from its start; the cycle lasts connect timeout + sleep."""
+    timeout = float(poll.connect_timeout_s or 0)
+    return [0.0] + [t for t in syn_retransmits(linear_timeouts) if t < timeout]
+
+
+def wait_for_a_route_appearing_at(poll: polls.Poll, moment: float, linear_timeouts: int = UBUNTU_SYN_LINEAR_TIMEOUTS) -> float:
+    """How long after `moment` (seconds from the first probe's start) a SYN gets through."""
+    period = float(poll.connect_timeout_s or 0) + poll.interval_s
+    _, offset = divmod(moment, period)
+    later = [t for t in syn_times(poll, linear_timeouts) if t >= offset]
+    return (later[0] if later else period) - offset
+
+
+def mean_wait_for_a_new_route(poll: polls.Poll, linear_timeouts: int = UBUNTU_SYN_LINEAR_TIMEOUTS) -> float:
     """Mean time from a route appearing to the next probe's SYN getting through.
 
     Each probe sends SYNs at 0 and at the retransmission times until its connect
     timeout; then the script sleeps `interval_s`. The route appears at a uniformly
     random moment of that cycle; the wait is until the next SYN.
     """
-    timeout = float(poll.connect_timeout_s or 0)
-    period = timeout + poll.interval_s
-    sends = [0.0] + [t for t in SYN_RETRANSMITS_S if t < timeout] + [period]
+    period = float(poll.connect_timeout_s or 0) + poll.interval_s
+    sends = syn_times(poll, linear_timeouts) + [period]
     total = sum((b - a) ** 2 / 2 for a, b in zip(sends, sends[1:]))
     return total / period
 
@@ -178,7 +205,8 @@ SOURCED: dict[str, Duration] = {
         mean_wait_for_a_new_route(polls.EGRESS),
         f"[program] rendering/polls.py EGRESS: a probe with a {polls.EGRESS.connect_timeout_s} s connect timeout, then"
         f" {polls.EGRESS.interval_s} s sleep; without a route the SYN is dropped, so the new route is noticed at the next"
-        " SYN (retransmitted after 1 s): mean over the cycle (mean_wait_for_a_new_route)",
+        " SYN (Linux 6.5+ resends it every 1 s at first, syn_retransmits): mean over the cycle"
+        " (mean_wait_for_a_new_route; measured against a real kernel and curl in tests/test_egress_wait_lab.py)",
     ),
     "phase:ssm-poll": _s(
         polls.DATASTORE.interval_s / 2,
