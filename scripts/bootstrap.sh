@@ -9,7 +9,7 @@ PYTHON="${PYTHON:-python3}"
 
 install_system_tools() {
   local missing=() package
-  for package in nginx libnginx-mod-stream cloud-init shellcheck iptables; do
+  for package in nginx libnginx-mod-stream cloud-init shellcheck iptables iproute2 curl; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
   done
   if [ "${#missing[@]}" -eq 0 ]; then

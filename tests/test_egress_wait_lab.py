@@ -32,7 +32,7 @@ IPTABLES = shutil.which("iptables")
 CURL = shutil.which("curl")
 pytestmark = pytest.mark.skipif(
     not (IP and IPTABLES and CURL),
-    reason="needs `ip`, `iptables` and `curl` (scripts/bootstrap.sh installs them)",
+    reason="needs `ip`, `iptables` and `curl` (scripts/bootstrap.sh installs iproute2, iptables, curl)",
 )
 
 WORLD = "198.51.100.10"  # TEST-NET-2: "the internet", an address of the lab's world namespace
