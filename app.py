@@ -21,7 +21,16 @@ from components.cluster_access import ClusterAccess, ClusterAccessArgs
 from components.cluster_ca import ClusterCa, ClusterCaArgs
 from components.cluster_nodes import NODE_PARAMETER_PATH_SUFFIX, ClusterNodes, ClusterNodesArgs
 from components.datastore import Datastore, DatastoreArgs
-from components.dns import PrivateZone, PrivateZoneArgs, RancherDns, RancherDnsArgs, registration_hostname
+from components.dns import (
+    ApiDns,
+    ApiDnsArgs,
+    LoadBalancerTarget,
+    PrivateZone,
+    PrivateZoneArgs,
+    RancherDns,
+    RancherDnsArgs,
+    registration_hostname,
+)
 from components.firewall import Firewall, FirewallArgs, firewall_rules, first_release_names
 from components.hostname_lock import HostnameGuard
 from components.naming import children_wait_for, parameter_root, stack_name
@@ -243,7 +252,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
         )
         api_path += [nginx_address, balancer]
         gate_triggers.append(balancer.group.launch_template.apply(lambda template: f"{template.id}:{template.version}"))
-        dns_target = dict(address=nginx_address.address)
+        dns_target = LoadBalancerTarget(address=nginx_address.address)
         if l7:
             forwarded_headers = (
                 values_lib.forwarded_headers_chart_name(settings.distribution, settings.ingress_controller),
@@ -253,22 +262,21 @@ def deploy(settings: Settings) -> dict[str, Any]:
             )
     else:
         api_path.append(nlb)
-        dns_target = dict(alias_dns_name=nlb.dns_name, alias_zone_id=nlb.zone_id)
-    dns = RancherDns(
-        "rancher-dns",
-        RancherDnsArgs(
-            hostname=settings.hostname,
+        dns_target = LoadBalancerTarget(alias_dns_name=nlb.dns_name, alias_zone_id=nlb.zone_id)
+    api_dns = ApiDns(
+        "api-dns",
+        ApiDnsArgs(
             api_hostname=settings.api_hostname,
             hosted_zone=settings.hosted_zone,
             hosted_zone_private=settings.hosted_zone_private,
             vpc_id=network.vpc_id,
+            target=dns_target,
             registration_addresses=nodes.private_ips if registration else (),
             private_zone_id=private_zone.zone_id if private_zone else None,
-            **dns_target,
         ),
         opts=guarded,
     )
-    api_path += [dns] + ([private_zone] if private_zone else [])
+    api_path += [api_dns] + ([private_zone] if private_zone else [])
 
     access = ClusterAccess(
         "cluster-access",
@@ -283,6 +291,20 @@ def deploy(settings: Settings) -> dict[str, Any]:
             server_addresses=nodes.private_ips,
             triggers=gate_triggers,
             wait_for=api_path,
+        ),
+        opts=guarded,
+    )
+    # Users follow the Rancher name; it moves to a new NLB only once the gate has seen the
+    # API through it (an NGINX stack's Elastic IP never moves).
+    dns = RancherDns(
+        "rancher-dns",
+        RancherDnsArgs(
+            hostname=settings.hostname,
+            hosted_zone=settings.hosted_zone,
+            hosted_zone_private=settings.hosted_zone_private,
+            vpc_id=network.vpc_id,
+            target=dns_target,
+            after=[access.gate] if nlb else [],
         ),
         opts=guarded,
     )
@@ -323,7 +345,8 @@ def deploy(settings: Settings) -> dict[str, Any]:
             ingress_private_key_pem=certificate.private_key_pem if ingress_tls else None,
             private_ca_pem=certificate.ca_pem if (certificate is not None and settings.private_ca) else None,
             forwarded_headers=forwarded_headers,
-            depends_on=[dns],
+            # Let's Encrypt's HTTP-01 challenge asks for the Rancher name.
+            depends_on=[dns] if settings.tls_source == "letsEncrypt" else [],
         ),
         opts=guarded,
     )

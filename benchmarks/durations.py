@@ -241,6 +241,15 @@ SOURCED: dict[str, Duration] = {
         "distribution start to API /readyz 200 and the node Ready: pulls the runtime, etcd, kube-apiserver and"
         " canal images, static pods; estimate",
     ),
+    "phase:nlb-registration": _e(
+        120,
+        "a target registered in a group an NLB listener uses is 'initial' until the registration completes, and"
+        " health checks start only then: [aws-nlb-hc] 'It can take a few minutes for the registration process to"
+        " complete and health checks to start'; reports: ~120 s (awsdocs/elb-network-load-balancers-user-guide#11),"
+        " 70-120 s before the first check (aws/containers-roadmap#469), AWS support quoted in"
+        " kubernetes-sigs/aws-load-balancer-controller#1834: 'expected to take between 3-5 minutes'. Whether an NLB"
+        " with no healthy target yet fails open to 'initial' targets is not documented; assumed not. Estimate: 120 s",
+    ),
     "phase:nlb-healthy": _s(
         30,
         "[program] components/nlb.py healthy_threshold 3 x interval 10 s; [aws-nlb-hc] a target is healthy after"

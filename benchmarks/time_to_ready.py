@@ -26,7 +26,8 @@ boot scripts (rendering/templates/node-bootstrap.sh.j2, nginx-bootstrap.sh.j2):
 - the readiness gate (``pulumi-python:dynamic/rancher-ha:ApiGate``) completes when the
   API is ready through the load balancer (NLB: active, target registered, and 3 checks x
   10 s after the health endpoint answers; NGINX: the ASG's instance launched, nginx
-  installed, config from SSM) AND every server is Ready, plus its own poll;
+  installed, config from SSM) AND every server is Ready, plus its own poll; an NLB
+  target is registered (minutes, durations.py) before its health checks start;
 - Helm releases and other in-cluster resources follow in their dependency order.
 
 Printed per stack: the critical chain with start/finish times, the total, the physical
@@ -370,11 +371,19 @@ def build_model(run, stack: str, distribution: str, table_name: str, table: Opti
                 for r in of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")
                 if api_group in graph[r.urn] and server in graph[r.urn]
             )
+            # Registration starts once the target is in a group a listener uses; checks
+            # start after it, and pass once the supervisor answers.
+            registered = phase(
+                f"{name}:registered",
+                f"{name}: registered with the NLB (target 'initial')",
+                seconds(table, "phase:nlb-registration"),
+                [listener, attachment],
+            )
             healthy = phase(
                 f"{name}:healthy",
                 f"{name}: healthy in the 6443 target group (3 x 10 s)",
                 seconds(table, "phase:nlb-healthy"),
-                [listener, attachment, supervisor[server]],
+                [registered, supervisor[server]],
             )
             alternatives.append([healthy, api[server]])
         through_lb = phase("api-through-lb", "API ready through the NLB (one healthy, ready server)", 0.0, [listener], any_of=alternatives)
@@ -478,10 +487,15 @@ def holding_range(stack: str, key: str, table_name: str = "sourced", limit: int 
     return ranges
 
 
-def install_range(stack: str, table_name: str = "sourced", limit: int = 300) -> list[tuple[int, int]]:
-    """"Download + install" after egress is the least certain estimate and decides whether
-    the servers or the load balancer bind, so the README table shows its range."""
-    return holding_range(stack, f"phase:install#{stack_distribution(stack)}", table_name, limit)
+AWS_REGISTRATION = "phase:nlb-registration"
+
+
+def model_without(stack: str, table_name: str, key: str) -> Model:
+    """The stack's model with one duration set to 0 (what a target's miss is owed to)."""
+    base = TABLES[table_name]
+    table = dict(base)
+    table[key] = replace(base[key], seconds=0.0)
+    return build_model(stack_run(stack), stack, stack_distribution(stack), table_name, table)
 
 
 def sensitivity_keys(stack: str) -> list[str]:
@@ -495,6 +509,8 @@ def sensitivity_keys(stack: str) -> list[str]:
         f"phase:start#{distribution}",
         "phase:supervisor-up",
     ]
+    if model_for(stack, "sourced").load_balancer == "nlb":
+        keys.append(AWS_REGISTRATION)
     if distribution == "k3s":
         keys.append(f"{RDS_TYPE}#single-az")
     return keys
@@ -566,8 +582,8 @@ def markdown(models: Sequence[Model]) -> str:
     for m in models:
         rows.setdefault(m.stack, {})[m.table_name] = m
     lines = [
-        "| stack | cluster | sourced: total | bound | ratio | reference: total | bound | ratio | target | ratio target holds for a sourced install of |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| stack | cluster | sourced: total | bound | ratio | reference: total | bound | ratio | target |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for stack, by_table in rows.items():
         any_model = next(iter(by_table.values()))
@@ -578,9 +594,10 @@ def markdown(models: Sequence[Model]) -> str:
         limit = TARGET_MINUTES.get(stack)
         misses = [x for m in by_table.values() for x in target_misses(m)]
         goal = f"<= {limit:g} min, ratio <= {TARGET_RATIO}" if limit else f"ratio <= {TARGET_RATIO}"
-        cells.append(goal + (" (missed)" if misses else " (met)"))
-        key = f"phase:install#{any_model.distribution}"
-        cells.append(f"{format_ranges(install_range(stack))} (estimate {TABLES['sourced'][key].seconds:g} s)")
+        if misses and not any(target_misses(model_without(stack, m.table_name, AWS_REGISTRATION)) for m in by_table.values()):
+            cells.append(goal + " (missed; met if NLB target registration took no time)")
+        else:
+            cells.append(goal + (" (missed)" if misses else " (met)"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -3,8 +3,10 @@ servers' registration name.
 
 All three are fixed strings, known before anything exists: they go into `tls-san`,
 the kubeconfig, the readiness gate and joiners' `server:` without any server's user
-data depending on a load balancer output. Replacing a load balancer only moves a
-record, and every TLS name stays valid.
+data depending on a load balancer output. Replacing a load balancer only moves
+records, and every TLS name stays valid. The API and registration records (ApiDns)
+come before the readiness gate; the Rancher record (RancherDns), the one users follow,
+after it when it points at an NLB.
 
 The registration name is a round-robin A record of the servers' private addresses in
 a private hosted zone the stack creates (RKE2's HA guide lists round-robin DNS as a
@@ -85,70 +87,113 @@ class PrivateZone(pulumi.ComponentResource):
 
 
 @dataclass
-class RancherDnsArgs:
-    hostname: str
+class LoadBalancerTarget:
+    """Where a public name points: an NLB (alias to its DNS name and zone) or NGINX's
+    Elastic IP (a plain A record)."""
+
+    alias_dns_name: Optional[pulumi.Input[str]] = None
+    alias_zone_id: Optional[pulumi.Input[str]] = None
+    address: Optional[pulumi.Input[str]] = None
+
+
+def _hosted_zone(parent: pulumi.Resource, hosted_zone: str, private: bool, vpc_id: pulumi.Input[str]):
+    return aws.route53.get_zone_output(
+        name=hosted_zone, private_zone=private, vpc_id=vpc_id if private else None, opts=pulumi.InvokeOptions(parent=parent)
+    )
+
+
+def _load_balancer_record(resource_name: str, zone_id, record_name: str, target: LoadBalancerTarget,
+                          opts: pulumi.ResourceOptions) -> aws.route53.Record:
+    if target.alias_dns_name is not None:
+        return aws.route53.Record(
+            resource_name,
+            zone_id=zone_id,
+            name=record_name,
+            type="A",
+            aliases=[aws.route53.RecordAliasArgs(name=target.alias_dns_name, zone_id=target.alias_zone_id, evaluate_target_health=True)],
+            opts=opts,
+        )
+    return aws.route53.Record(resource_name, zone_id=zone_id, name=record_name, type="A", ttl=60, records=[target.address], opts=opts)
+
+
+# The API and registration records were children of RancherDns until the Rancher record
+# had to wait for the readiness gate; these aliases keep their URNs' history.
+_FORMER_PARENT = ("rancher-dns", "rancher-ha:dns:RancherDns")
+
+
+def _former_parent_alias() -> pulumi.Alias:
+    return pulumi.Alias(parent=pulumi.create_urn(*_FORMER_PARENT))
+
+
+@dataclass
+class ApiDnsArgs:
     api_hostname: str
     hosted_zone: str
     hosted_zone_private: bool
     vpc_id: pulumi.Input[str]
-    # NLB: aliases to its DNS name and zone; NGINX: plain A records to its Elastic IP.
-    alias_dns_name: Optional[pulumi.Input[str]] = None
-    alias_zone_id: Optional[pulumi.Input[str]] = None
-    address: Optional[pulumi.Input[str]] = None
+    target: LoadBalancerTarget
     # RKE2: the servers' private addresses behind the registration name, in the stack's zone.
     registration_addresses: Sequence[pulumi.Input[str]] = ()
     private_zone_id: Optional[pulumi.Input[str]] = None
 
 
-class RancherDns(pulumi.ComponentResource):
-    fqdn: pulumi.Output[str]
+class ApiDns(pulumi.ComponentResource):
+    """The names the cluster and this program need: the API name (the kubeconfig's server)
+    and, for RKE2, the registration name. The readiness gate waits for them."""
+
     api_fqdn: pulumi.Output[str]
     records: list[aws.route53.Record]
 
-    def __init__(self, name: str, args: RancherDnsArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("rancher-ha:dns:RancherDns", name, None, opts)
-        zone = aws.route53.get_zone_output(
-            name=args.hosted_zone,
-            private_zone=args.hosted_zone_private,
-            vpc_id=args.vpc_id if args.hosted_zone_private else None,
-            opts=pulumi.InvokeOptions(parent=self),
+    def __init__(self, name: str, args: ApiDnsArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("rancher-ha:dns:ApiDns", name, None, opts)
+        zone = _hosted_zone(self, args.hosted_zone, args.hosted_zone_private, args.vpc_id)
+        api = _load_balancer_record(
+            "rancher-dns-api", zone.zone_id, args.api_hostname, args.target, child(self, aliases=[_former_parent_alias()])
         )
-
-        def to_load_balancer(resource_name: str, record_name: str, previous: Optional[str] = None) -> aws.route53.Record:
-            opts = child(self, aliases=[pulumi.Alias(name=previous)] if previous else None)
-            if args.alias_dns_name is not None:
-                return aws.route53.Record(
-                    resource_name,
-                    zone_id=zone.zone_id,
-                    name=record_name,
-                    type="A",
-                    aliases=[
-                        aws.route53.RecordAliasArgs(name=args.alias_dns_name, zone_id=args.alias_zone_id, evaluate_target_health=True)
-                    ],
-                    opts=opts,
-                )
-            return aws.route53.Record(
-                resource_name, zone_id=zone.zone_id, name=record_name, type="A", ttl=60, records=[args.address], opts=opts
-            )
-
-        # The first release called the Rancher record after the component.
-        rancher = to_load_balancer(f"{name}-rancher", args.hostname, previous=name)
-        api = to_load_balancer(f"{name}-api", args.api_hostname)
-        self.records = [rancher, api]
-
+        self.records = [api]
         if args.registration_addresses:
             self.records.append(
                 aws.route53.Record(
-                    f"{name}-registration",
+                    "rancher-dns-registration",
                     zone_id=args.private_zone_id,
                     name=registration_hostname(),
                     type="A",
                     ttl=REGISTRATION_TTL,
                     records=list(args.registration_addresses),
-                    opts=child(self),
+                    opts=child(self, aliases=[_former_parent_alias()]),
                 )
             )
-
-        self.fqdn = rancher.fqdn
         self.api_fqdn = api.fqdn
-        self.register_outputs({"fqdn": self.fqdn, "api_fqdn": self.api_fqdn})
+        self.register_outputs({"api_fqdn": self.api_fqdn})
+
+
+@dataclass
+class RancherDnsArgs:
+    hostname: str
+    hosted_zone: str
+    hosted_zone_private: bool
+    vpc_id: pulumi.Input[str]
+    target: LoadBalancerTarget
+    # What must be true before users are sent to the load balancer. A new NLB serves
+    # nothing until its new target groups have registered and checked their targets
+    # ("a few minutes", AWS): the record moves once the gate has seen the API through it.
+    after: Sequence[pulumi.Resource] = ()
+
+
+class RancherDns(pulumi.ComponentResource):
+    """The name users open: Rancher's hostname."""
+
+    fqdn: pulumi.Output[str]
+    records: list[aws.route53.Record]
+
+    def __init__(self, name: str, args: RancherDnsArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("rancher-ha:dns:RancherDns", name, None, opts)
+        zone = _hosted_zone(self, args.hosted_zone, args.hosted_zone_private, args.vpc_id)
+        # The first release called the Rancher record after the component.
+        rancher = _load_balancer_record(
+            f"{name}-rancher", zone.zone_id, args.hostname, args.target,
+            child(self, aliases=[pulumi.Alias(name=name)], depends_on=list(args.after)),
+        )
+        self.records = [rancher]
+        self.fqdn = rancher.fqdn
+        self.register_outputs({"fqdn": self.fqdn})

@@ -530,3 +530,23 @@ def test_replacing_the_load_balancer_keeps_every_server_and_tls_name(shape_id):
     # The gate waits once more, for the API through the new load balancer.
     assert by_type["pulumi-python:dynamic/rancher-ha:ApiGate"] == {"cluster-access-api-ready": "replace"}
     assert_routine(p)
+
+
+@pytest.mark.parametrize("shape_id", ["k3s", "rke2"])
+def test_users_are_sent_to_a_new_nlb_only_once_it_serves(shape_id):
+    """A new NLB serves nothing until its new target groups have registered and checked
+    their targets ("a few minutes", AWS). The Rancher record moves to it only after the
+    gate has seen the API through it; the API record, which the program's own Kubernetes
+    calls need, is one of the things the gate waits for."""
+    from offline.destroy import DependencyGraph
+
+    shape = SHAPES[shape_id]
+    new = lifecycle_run({**shape, "rancher-ha:loadBalancerScheme": "internal"})
+    graph = DependencyGraph(new.registrations)
+    by_name = {r.name: r.urn for r in new.registrations}
+    gate, rancher_record, api_record = by_name["cluster-access-api-ready"], by_name["rancher-dns-rancher"], by_name["rancher-dns-api"]
+    assert gate in graph.transitive_dependencies(graph.dependencies_of(rancher_record))
+    assert api_record in graph.transitive_dependencies(graph.dependencies_of(gate))
+    p = plan(lifecycle_run(shape), new)
+    order = {(s.name, s.op): s.seq for s in p.steps}
+    assert order[("rancher-dns-rancher", "update")] > order[("cluster-access-api-ready", "replace")]

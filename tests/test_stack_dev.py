@@ -61,6 +61,7 @@ def test_component_type_tokens(dev_run):
         "rancher-ha:datastore:Datastore",
         "rancher-ha:loadbalancer:NetworkLoadBalancer",
         "rancher-ha:dns:RancherDns",
+        "rancher-ha:dns:ApiDns",
         "rancher-ha:access:ClusterAccess",
         "rancher-ha:rancher:Rancher",
         "rancher-ha:pki:ClusterCa",
