@@ -263,14 +263,14 @@ def deploy(settings: Settings) -> dict[str, Any]:
     else:
         api_path.append(nlb)
         dns_target = LoadBalancerTarget(alias_dns_name=nlb.dns_name, alias_zone_id=nlb.zone_id)
+    public_names = dict(
+        hosted_zone=settings.hosted_zone, hosted_zone_private=settings.hosted_zone_private, vpc_id=network.vpc_id, target=dns_target
+    )
     api_dns = ApiDns(
         "api-dns",
         ApiDnsArgs(
+            **public_names,
             api_hostname=settings.api_hostname,
-            hosted_zone=settings.hosted_zone,
-            hosted_zone_private=settings.hosted_zone_private,
-            vpc_id=network.vpc_id,
-            target=dns_target,
             registration_addresses=nodes.private_ips if registration else (),
             private_zone_id=private_zone.zone_id if private_zone else None,
         ),
@@ -298,14 +298,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
     # API through it (an NGINX stack's Elastic IP never moves).
     dns = RancherDns(
         "rancher-dns",
-        RancherDnsArgs(
-            hostname=settings.hostname,
-            hosted_zone=settings.hosted_zone,
-            hosted_zone_private=settings.hosted_zone_private,
-            vpc_id=network.vpc_id,
-            target=dns_target,
-            after=[access.gate] if nlb else [],
-        ),
+        RancherDnsArgs(**public_names, hostname=settings.hostname, after=[access.gate] if nlb else []),
         opts=guarded,
     )
     if not k3s:

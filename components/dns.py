@@ -126,12 +126,18 @@ def _former_parent_alias() -> pulumi.Alias:
 
 
 @dataclass
-class ApiDnsArgs:
-    api_hostname: str
+class PublicNameArgs:
+    """Where the stack's public names live and what they point at."""
+
     hosted_zone: str
     hosted_zone_private: bool
     vpc_id: pulumi.Input[str]
     target: LoadBalancerTarget
+
+
+@dataclass(kw_only=True)
+class ApiDnsArgs(PublicNameArgs):
+    api_hostname: str
     # RKE2: the servers' private addresses behind the registration name, in the stack's zone.
     registration_addresses: Sequence[pulumi.Input[str]] = ()
     private_zone_id: Optional[pulumi.Input[str]] = None
@@ -167,13 +173,9 @@ class ApiDns(pulumi.ComponentResource):
         self.register_outputs({"api_fqdn": self.api_fqdn})
 
 
-@dataclass
-class RancherDnsArgs:
+@dataclass(kw_only=True)
+class RancherDnsArgs(PublicNameArgs):
     hostname: str
-    hosted_zone: str
-    hosted_zone_private: bool
-    vpc_id: pulumi.Input[str]
-    target: LoadBalancerTarget
     # What must be true before users are sent to the load balancer. A new NLB serves
     # nothing until its new target groups have registered and checked their targets
     # ("a few minutes", AWS): the record moves once the gate has seen the API through it.
