@@ -34,7 +34,12 @@ from pathlib import Path
 from typing import Mapping
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from components.providers.api_gate_provider import POLL_INTERVAL_SECONDS  # noqa: E402  (the gate's cadence)
 from rendering import polls  # noqa: E402  (the boot scripts' own cadences)
+
+# One `aws ssm get-parameter`: the AWS CLI v2 process start-up (its bundled Python) and one
+# HTTPS request to SSM. Estimate; not measured here.
+AWS_CLI_CALL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -173,9 +178,9 @@ SOURCED: dict[str, Duration] = {
     "default": _e(1, "type not in the table: a synchronous API call; estimate"),
     # --- the readiness gate (pulumi-python:dynamic/rancher-ha:ApiGate) ------------
     "phase:gate-poll": _s(
-        1.0 + 0.5,
-        "[program] components/providers/api_gate_provider.py polls every 2 s: mean wait 1 s + one /readyz and"
-        " /api/v1/nodes round trip (~0.5 s, estimate)",
+        POLL_INTERVAL_SECONDS / 2 + 0.5,
+        f"[program] components/providers/api_gate_provider.py polls every {POLL_INTERVAL_SECONDS:g} s: mean wait half of it"
+        " + one /readyz and /api/v1/nodes round trip (~0.5 s, estimate)",
     ),
     # --- inside the server machines (rendering/templates/node-bootstrap.sh.j2) ----
     "phase:boot": _e(
@@ -208,9 +213,11 @@ SOURCED: dict[str, Duration] = {
         " SYN (Linux 6.5+ resends it every 1 s at first, syn_retransmits): mean over the cycle"
         " (mean_wait_for_a_new_route; measured against a real kernel and curl in tests/test_egress_wait_lab.py)",
     ),
-    "phase:ssm-poll": _s(
-        polls.DATASTORE.interval_s / 2,
-        f"[program] rendering/polls.py DATASTORE: the datastore endpoint is read every {polls.DATASTORE.interval_s} s: mean wait half of it",
+    "phase:ssm-poll": _e(
+        (polls.DATASTORE.interval_s + AWS_CLI_CALL_S) / 2 + AWS_CLI_CALL_S,
+        f"[program] rendering/polls.py DATASTORE: an AWS CLI read, then {polls.DATASTORE.interval_s} s sleep, so a cycle of"
+        f" interval + one call (AWS_CLI_CALL_S, estimate): a mean wait of half a cycle for the next read to start, plus"
+        " that read",
     ),
     "phase:join-poll": _s(
         polls.JOIN.interval_s / 2,

@@ -30,4 +30,6 @@ EGRESS = Poll(interval_s=2, attempts=240, connect_timeout_s=3)
 # A joining server probes the registration address's /ping (refused until a server runs).
 JOIN = Poll(interval_s=2, attempts=900)
 # A K3s server waits for the datastore-endpoint parameter, written once RDS is available.
-DATASTORE = Poll(interval_s=2, attempts=1200)
+# Each attempt is an AWS CLI process (about a second), so 1800 attempts bound it at about
+# an hour (RDS Multi-AZ takes 10-20 minutes; the provider's own timeout is 50).
+DATASTORE = Poll(interval_s=1, attempts=1800)

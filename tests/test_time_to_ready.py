@@ -324,7 +324,8 @@ def test_join_and_datastore_waits_are_the_scripts_cadence():
     dev = {r.urn: r for r in ttr.stack_run("dev").registrations}
     k3s = boot_script(dev[ttr.model_for("dev", "sourced").servers[0]])
     datastore_sleep = int(re.search(r'SSM_DELAY="\$\{RANCHER_HA_DATASTORE_DELAY:-(\d+)\}"', k3s).group(1))
-    assert SOURCED["phase:ssm-poll"].seconds == datastore_sleep / 2
+    call = durations.AWS_CLI_CALL_S
+    assert SOURCED["phase:ssm-poll"].seconds == (datastore_sleep + call) / 2 + call
 
 
 # ---------------------------------------------------------------------------------

@@ -97,10 +97,15 @@ def probe_once(probe: ApiProbe, context: ssl.SSLContext, request_timeout: float)
         return f"{type(error).__name__}: {error}"
 
 
+# How often the gate asks again: a probe is two small requests, and every second the
+# gate waits for nothing is a second of every first `pulumi up`.
+POLL_INTERVAL_SECONDS = 1.0
+
+
 def wait_for_api(
     probe: ApiProbe,
     timeout_seconds: float,
-    interval_seconds: float = 2.0,
+    interval_seconds: float = POLL_INTERVAL_SECONDS,
     request_timeout: float = 10.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -143,7 +148,7 @@ class ApiGateProvider(ResourceProvider):
         attempts = wait_for_api(
             probe_from(props),
             timeout_seconds=float(props["timeoutSeconds"]),
-            interval_seconds=float(props.get("intervalSeconds") or 2),
+            interval_seconds=float(props.get("intervalSeconds") or POLL_INTERVAL_SECONDS),
         )
         return CreateResult(id_=props["url"], outs={**props, "attempts": attempts})
 
