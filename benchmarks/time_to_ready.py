@@ -179,7 +179,11 @@ def engine_dependencies(registrations: Sequence) -> dict[str, set[str]]:
     for r in registrations:
         if not r.custom:
             continue
+        # The SDK also awaits the URNs of replace_with and deleted_with targets before it
+        # registers (pulumi/runtime/resource.py), and a URN resolves when that resource's
+        # step is done: they are waits like any dependency.
         raw = set(r.dependencies) | {d for deps in r.property_dependencies.values() for d in deps}
+        raw |= set(getattr(r, "replace_with", None) or ()) | ({r.deleted_with} if getattr(r, "deleted_with", None) else set())
         graph[r.urn] = set().union(*(expand(d) for d in raw)) - {r.urn} if raw else set()
     return graph
 
