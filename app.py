@@ -338,8 +338,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
             ingress_private_key_pem=certificate.private_key_pem if ingress_tls else None,
             private_ca_pem=certificate.ca_pem if (certificate is not None and settings.private_ca) else None,
             forwarded_headers=forwarded_headers,
-            # Let's Encrypt's HTTP-01 challenge asks for the Rancher name.
-            depends_on=[dns] if settings.tls_source == "letsEncrypt" else [],
+            rancher_after=[dns],
         ),
         opts=guarded,
     )

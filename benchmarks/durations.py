@@ -40,6 +40,8 @@ from rendering import polls  # noqa: E402  (the boot scripts' own cadences)
 # One `aws ssm get-parameter`: the AWS CLI v2 process start-up (its bundled Python) and one
 # HTTPS request to SSM. Estimate; not measured here.
 AWS_CLI_CALL_S = 1.0
+SSM_REQUEST_S = 0.1  # of which the HTTPS round trip to SSM in the region (estimate)
+GATE_PROBE_S = 0.5  # the gate's two requests through the load balancer (estimate)
 
 
 @dataclass(frozen=True)
@@ -178,9 +180,10 @@ SOURCED: dict[str, Duration] = {
     "default": _e(1, "type not in the table: a synchronous API call; estimate"),
     # --- the readiness gate (pulumi-python:dynamic/rancher-ha:ApiGate) ------------
     "phase:gate-poll": _s(
-        POLL_INTERVAL_SECONDS / 2 + 0.5,
-        f"[program] components/providers/api_gate_provider.py polls every {POLL_INTERVAL_SECONDS:g} s: mean wait half of it"
-        " + one /readyz and /api/v1/nodes round trip (~0.5 s, estimate)",
+        (POLL_INTERVAL_SECONDS + GATE_PROBE_S) / 2 + GATE_PROBE_S,
+        f"[program] components/providers/api_gate_provider.py probes, then sleeps {POLL_INTERVAL_SECONDS:g} s: a cycle of"
+        " interval + one probe (/readyz and /api/v1/nodes, ~0.5 s from the operator's machine, estimate): mean wait"
+        " half a cycle, plus the probe that passes",
     ),
     # --- inside the server machines (rendering/templates/node-bootstrap.sh.j2) ----
     "phase:boot": _e(
@@ -214,10 +217,10 @@ SOURCED: dict[str, Duration] = {
         " (mean_wait_for_a_new_route; measured against a real kernel and curl in tests/test_egress_wait_lab.py)",
     ),
     "phase:ssm-poll": _e(
-        (polls.DATASTORE.interval_s + AWS_CLI_CALL_S) / 2 + AWS_CLI_CALL_S,
+        (polls.DATASTORE.interval_s + AWS_CLI_CALL_S) / 2 + SSM_REQUEST_S,
         f"[program] rendering/polls.py DATASTORE: an AWS CLI read, then {polls.DATASTORE.interval_s} s sleep, so a cycle of"
-        f" interval + one call (AWS_CLI_CALL_S, estimate): a mean wait of half a cycle for the next read to start, plus"
-        " that read",
+        f" interval + one call (AWS_CLI_CALL_S, estimate); the request goes out at the end of the CLI's start-up, so"
+        " the parameter is seen at the next request (mean half a cycle) plus that request's round trip",
     ),
     "phase:join-poll": _s(
         polls.JOIN.interval_s / 2,
@@ -255,12 +258,14 @@ SOURCED: dict[str, Duration] = {
         " complete and health checks to start'; reports: ~120 s (awsdocs/elb-network-load-balancers-user-guide#11),"
         " 70-120 s before the first check (aws/containers-roadmap#469), AWS support quoted in"
         " kubernetes-sigs/aws-load-balancer-controller#1834: 'expected to take between 3-5 minutes'. Whether an NLB"
-        " with no healthy target yet fails open to 'initial' targets is not documented; assumed not. Estimate: 120 s",
+        " with no healthy target yet sends connections to 'initial' targets is not documented: aws/containers-roadmap#469"
+        " reports that it does (for IP targets); assumed not here, unmeasured. Estimate: 120 s",
     ),
     "phase:nlb-healthy": _s(
-        30,
-        "[program] components/nlb.py healthy_threshold 3 x interval 10 s; [aws-nlb-hc] a target is healthy after"
-        " healthy_threshold consecutive successful checks",
+        10 / 2 + (3 - 1) * 10,
+        "[program] components/nlb.py healthy_threshold 3, interval 10 s; [aws-nlb-hc] a target is healthy after"
+        " healthy_threshold consecutive successful checks: the first check that can pass comes within an interval"
+        " (mean 5 s), the third 2 intervals after it",
     ),
     # --- inside the NGINX machine (nginx-bootstrap.sh.j2) -------------------------
     "phase:nginx-install": _e(

@@ -184,6 +184,9 @@ def engine_dependencies(registrations: Sequence) -> dict[str, set[str]]:
         # step is done: they are waits like any dependency.
         raw = set(r.dependencies) | {d for deps in r.property_dependencies.values() for d in deps}
         raw |= set(getattr(r, "replace_with", None) or ()) | ({r.deleted_with} if getattr(r, "deleted_with", None) else set())
+        # A resource's explicit provider must be registered (configured) before it.
+        if r.provider and "::" in r.provider:
+            raw.add(r.provider.rsplit("::", 1)[0])
         graph[r.urn] = set().union(*(expand(d) for d in raw)) - {r.urn} if raw else set()
     return graph
 
@@ -385,7 +388,7 @@ def build_model(run, stack: str, distribution: str, table_name: str, table: Opti
             )
             healthy = phase(
                 f"{name}:healthy",
-                f"{name}: healthy in the 6443 target group (3 x 10 s)",
+                f"{name}: healthy in the 6443 target group (3 checks, 10 s apart)",
                 seconds(table, "phase:nlb-healthy"),
                 [registered, supervisor[server]],
             )

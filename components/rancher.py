@@ -31,7 +31,10 @@ class RancherArgs:
     private_ca_pem: Optional[pulumi.Input[str]] = None
     # L7: (HelmChartConfig name, values) for the packaged ingress controller.
     forwarded_headers: Optional[tuple[str, pulumi.Input[dict]]] = None
-    depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
+    # What the Rancher release (alone) waits for besides the gate: the Rancher name's
+    # record, which Rancher's agents and Let's Encrypt look up (a lookup before it exists
+    # is cached as "no such name"). cert-manager does not wait for it.
+    rancher_after: Sequence[pulumi.Resource] = field(default_factory=list)
 
 
 class Rancher(pulumi.ComponentResource):
@@ -48,7 +51,7 @@ class Rancher(pulumi.ComponentResource):
             # (deleted_with the cluster's provider): `helm uninstall` of a cluster being
             # deleted could only fail.
             return child(
-                self, provider=args.provider, depends_on=[args.gate, *args.depends_on, *extra], deleted_with=args.provider
+                self, provider=args.provider, depends_on=[args.gate, *extra], deleted_with=args.provider
             )
 
         password = random.RandomPassword(f"{name}-bootstrap-password", length=24, special=False, opts=child(self))
@@ -126,7 +129,7 @@ class Rancher(pulumi.ComponentResource):
             namespace.metadata.name,
             self.values,
             timeout=1200,
-            opts=in_cluster(namespace, *rancher_dependencies),
+            opts=in_cluster(namespace, *rancher_dependencies, *args.rancher_after),
         )
         self.release_status = release.status
         self.register_outputs({"release": release.name})

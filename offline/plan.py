@@ -383,7 +383,9 @@ def identities(r: Registration, inputs: Mapping[str, Any]) -> list[tuple]:
         # hashicorp/terraform-provider-aws#22005). A load balancer that is being
         # (re)created has an unknown ARN: it is a new one, never the old.
         balancer = i.get("loadBalancerArn")
-        balancer = NEW_LOAD_BALANCER if _is_unknown(balancer) else balancer
+        if _is_unknown(balancer):  # named by the resource it comes from: two new ones differ
+            source = (r.property_dependencies or {}).get("loadBalancerArn") or []
+            balancer = f"{NEW_LOAD_BALANCER} {source[0].rsplit('::', 1)[-1]}" if source else NEW_LOAD_BALANCER
         actions = i.get("defaultActions")
         for action in actions if isinstance(actions, list) else []:
             if not isinstance(action, dict):  # unknown: forwards to a group being created

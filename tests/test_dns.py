@@ -100,3 +100,22 @@ def test_awkward_stack_names_make_valid_dns_s3_and_rds_names():
     (database,) = k3s.of_type("aws:rds/instance:Instance")
     assert re.fullmatch(r"[a-z](?!.*--)[a-z0-9-]{0,253}[a-z0-9]", database.inputs["finalSnapshotIdentifier"])
     assert database.inputs["finalSnapshotIdentifier"].startswith("rancher-ha-prod-eu-1-k3s-final-")
+
+
+@pytest.mark.parametrize("overrides", [{}, {"rancher-ha:loadBalancerType": "nginx", "rancher-ha:loadBalancerLayer": "l4"}],
+                         ids=["nlb", "nginx"])
+def test_rancher_waits_for_its_name_and_cert_manager_does_not(overrides):
+    """Rancher's agents look the Rancher name up as soon as Rancher runs: a lookup before
+    the record exists is cached as "no such name" (the zone's negative TTL). cert-manager
+    needs no name, so the record's propagation runs beside it."""
+    from offline.destroy import DependencyGraph
+
+    run = cached_run(overrides)
+    graph = DependencyGraph(run.registrations)
+    by_name = {r.name: r.urn for r in run.registrations}
+    waits = lambda name: graph.transitive_dependencies(graph.dependencies_of(by_name[name]))  # noqa: E731
+    assert by_name["rancher-dns-rancher"] in waits("rancher")
+    assert by_name["rancher-dns-rancher"] not in waits("cert-manager")
+    # Behind an NLB the record itself waits for the gate (users move only once it serves).
+    gate = by_name["cluster-access-api-ready"]
+    assert (gate in waits("rancher-dns-rancher")) == (not overrides)

@@ -11,6 +11,7 @@ returns. Only the lab's own namespaces carry traffic; nothing reaches the host's
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -30,10 +31,13 @@ from rendering.templating import render  # noqa: E402
 IP = shutil.which("ip")
 IPTABLES = shutil.which("iptables")
 CURL = shutil.which("curl")
-pytestmark = pytest.mark.skipif(
-    not (IP and IPTABLES and CURL),
-    reason="needs `ip`, `iptables` and `curl` (scripts/bootstrap.sh installs iproute2, iptables, curl)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not (IP and IPTABLES and CURL),
+        reason="needs `ip`, `iptables` and `curl` (scripts/bootstrap.sh installs iproute2, iptables, curl)",
+    ),
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root (CI runs as root)"),
+]
 
 WORLD = "198.51.100.10"  # TEST-NET-2: "the internet", an address of the lab's world namespace
 PORT = 8080
@@ -90,11 +94,12 @@ def lab(tmp_path):
         assert node not in left and world not in left, f"lab namespaces left behind: {left}"
 
 
-def host_syn_linear_timeouts() -> int:
-    """The kernel this lab runs on: Linux 6.5+ has the sysctl (default 4); older kernels
-    back off exponentially from the first retransmission (0)."""
-    path = Path("/proc/sys/net/ipv4/tcp_syn_linear_timeouts")
-    return int(path.read_text()) if path.exists() else 0
+def syn_linear_timeouts(namespace: str) -> int:
+    """The setting the probe's namespace has (it is per network namespace): Linux 6.5+ has
+    the sysctl (default 4); older kernels back off exponentially from the first resend (0)."""
+    done = subprocess.run([IP, "netns", "exec", namespace, "cat", "/proc/sys/net/ipv4/tcp_syn_linear_timeouts"],
+                          capture_output=True, text=True, timeout=5)
+    return int(done.stdout) if done.returncode == 0 and done.stdout.strip() else 0
 
 
 def blackhole(world: str, on: bool) -> None:
@@ -109,14 +114,19 @@ def test_the_wait_notices_a_new_route_when_the_model_says(lab, opens_at):
     started = time.monotonic()
     probe = subprocess.Popen([IP, "netns", "exec", node, "bash", "-c", f'. {script} && wait_for_egress "$0"',
                               f"http://{WORLD}:{PORT}/"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(max(0.0, started + opens_at - time.monotonic()))
-    blackhole(world, False)
-    opened = time.monotonic()
-    _, stderr = probe.communicate(timeout=30)
-    noticed = time.monotonic()
+    try:
+        time.sleep(max(0.0, started + opens_at - time.monotonic()))
+        blackhole(world, False)
+        opened = time.monotonic()
+        _, stderr = probe.communicate(timeout=30)
+        noticed = time.monotonic()
+    finally:
+        if probe.poll() is None:
+            probe.kill()
+            probe.wait(timeout=5)
     assert probe.returncode == 0, stderr
     measured = noticed - opened
-    expected = durations.wait_for_a_route_appearing_at(polls.EGRESS, opened - started, host_syn_linear_timeouts())
+    expected = durations.wait_for_a_route_appearing_at(polls.EGRESS, opened - started, syn_linear_timeouts(node))
     # Process start-up of bash and each curl adds a few tens of milliseconds per probe.
     assert measured == pytest.approx(expected, abs=0.4), (measured, expected)
 

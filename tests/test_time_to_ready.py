@@ -242,10 +242,10 @@ def test_api_through_the_nlb_waits_for_health_checks():
 MISSED_FOR_NLB_REGISTRATION = {"prod"}
 
 
-# dev's 13 minutes (reference durations) are missed by half a second: a model whose
-# estimates are seconds apart cannot tell that from met, and the README says so. The
-# test pins it both ways, so a slower program or a faster one must update it.
-DEV_REFERENCE_SECONDS = (780.0, 781.0)
+# dev's 13 minutes (reference durations) are met by a fraction of a second: a model
+# whose estimates are seconds apart cannot tell that from missed, and the README says so.
+# The test pins it both ways, so a slower program or a faster one must update it.
+DEV_REFERENCE_SECONDS = (779.0, 780.0)
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -260,7 +260,7 @@ def test_time_to_ready_targets(stack):
     elif stack == "dev":
         low, high = DEV_REFERENCE_SECONDS
         assert low < model.total <= high, "\n" + ttr.report(model)
-        assert ttr.target_misses(model) == [f"total {ttr.minutes(model.total)} > 13 min"]
+        assert not misses, "\n" + ttr.report(model)
     else:
         assert not misses, "\n" + ttr.report(model)
 
@@ -335,7 +335,7 @@ def test_join_and_datastore_waits_are_the_scripts_cadence():
     k3s = boot_script(dev[ttr.model_for("dev", "sourced").servers[0]])
     datastore_sleep = int(re.search(r'SSM_DELAY="\$\{RANCHER_HA_DATASTORE_DELAY:-(\d+)\}"', k3s).group(1))
     call = durations.AWS_CLI_CALL_S
-    assert SOURCED["phase:ssm-poll"].seconds == (datastore_sleep + call) / 2 + call
+    assert SOURCED["phase:ssm-poll"].seconds == (datastore_sleep + call) / 2 + durations.SSM_REQUEST_S
 
 
 # ---------------------------------------------------------------------------------
