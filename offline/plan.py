@@ -147,8 +147,9 @@ def _split(path: str) -> list:
 _MISSING = object()
 
 
-def _get(value: Any, path: str) -> Any:
-    for part in _split(path):
+def _walk(value: Any, parts: list) -> Any:
+    """The value at `parts` inside `value`, or _MISSING."""
+    for part in parts:
         if isinstance(part, int) and isinstance(value, list) and part < len(value):
             value = value[part]
         elif isinstance(part, str) and isinstance(value, dict) and part in value:
@@ -158,16 +159,15 @@ def _get(value: Any, path: str) -> Any:
     return value
 
 
+def _get(value: Any, path: str) -> Any:
+    return _walk(value, _split(path))
+
+
 def _set(root: dict, path: str, value: Any) -> bool:
     parts = _split(path)
-    target: Any = root
-    for part in parts[:-1]:
-        if isinstance(part, int) and isinstance(target, list) and part < len(target):
-            target = target[part]
-        elif isinstance(part, str) and isinstance(target, dict) and part in target:
-            target = target[part]
-        else:
-            return False
+    target = _walk(root, parts[:-1])
+    if target is _MISSING:
+        return False
     last = parts[-1] if parts else None
     if isinstance(last, int) and isinstance(target, list) and last < len(target):
         target[last] = value
