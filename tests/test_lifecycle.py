@@ -550,3 +550,31 @@ def test_users_are_sent_to_a_new_nlb_only_once_it_serves(shape_id):
     p = plan(lifecycle_run(shape), new)
     order = {(s.name, s.op): s.seq for s in p.steps}
     assert order[("rancher-dns-rancher", "update")] > order[("cluster-access-api-ready", "replace")]
+
+
+# -- from the last landed revision (stop 14) -------------------------------------------------
+LAST_LANDED = "acadfd1"  # the API and registration records were children of RancherDns there
+
+
+@pytest.fixture(scope="module")
+def last_landed_plans():
+    from tools.plan import base_states
+
+    olds, errors = base_states(LAST_LANDED, ["dev", "prod"])
+    assert errors == {}, errors
+    return {stack: plan(olds[stack], run_stack(stack)) for stack in ("dev", "prod")}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_dns_records_moved_to_apidns_keep_their_identity(last_landed_plans, stack):
+    """The aliases to the former parent make the moved records the same resources: a
+    delete and create of a Route53 record with the same name would collide."""
+    p = last_landed_plans[stack]
+    assert p.errors == [] and p.collisions == [], [c.describe() for c in p.collisions]
+    records = [(s.op, s.name) for s in p.steps if s.type == "aws:route53/record:Record" and s.op in ("create", "delete", "replace")]
+    assert records == [], records
+    moved = [s for s in p.steps if s.name in ("rancher-dns-api", "rancher-dns-registration")]
+    assert moved and all(s.old_urn.split("::")[2].startswith("rancher-ha:dns:RancherDns$") for s in moved), [
+        (s.name, s.old_urn) for s in moved
+    ]
+    assert [s.name for s in p.steps if s.type == "rancher-ha:dns:ApiDns"] == ["api-dns"]
