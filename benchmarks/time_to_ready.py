@@ -601,10 +601,14 @@ def markdown(models: Sequence[Model]) -> str:
         limit = TARGET_MINUTES.get(stack)
         misses = [x for m in by_table.values() for x in target_misses(m)]
         goal = f"<= {limit:g} min, ratio <= {TARGET_RATIO}" if limit else f"ratio <= {TARGET_RATIO}"
+        reference = by_table.get("reference")
+        at_the_limit = limit is not None and reference is not None and 0 <= limit * 60 - reference.total < 1.0
         if misses and not any(target_misses(model_without(stack, m.table_name, AWS_REGISTRATION)) for m in by_table.values()):
             cells.append(goal + " (missed; met if NLB target registration took no time)")
+        elif misses:
+            cells.append(goal + " (missed)")
         else:
-            cells.append(goal + (" (missed)" if misses else " (met)"))
+            cells.append(goal + (" (met, within a second: at the limit)" if at_the_limit else " (met)"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

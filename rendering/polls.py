@@ -25,8 +25,13 @@ class Poll:
 # The way out (NAT gateway or proxy) may appear while the machine boots. Until the
 # private route exists the VPC drops the SYN, so a probe fails by its connect timeout;
 # a short one keeps the wait close to the moment the route appears. 240 x ~5 s bounds it
-# at about 20 minutes (a NAT gateway takes 1-3).
+# at about 20 minutes (a NAT gateway takes 1-3); a probe that connects but hangs is cut
+# at 20 s.
 EGRESS = Poll(interval_s=2, attempts=240, connect_timeout_s=3)
+# Through a proxy the connect timeout also covers the CONNECT and the TLS handshake
+# with the far end (curl's CURLOPT_CONNECTTIMEOUT): a slow proxy must not fail every
+# probe. The proxy is there from the start, so the short timeout buys nothing.
+EGRESS_VIA_PROXY = Poll(interval_s=2, attempts=100, connect_timeout_s=10)
 # A joining server probes the registration address's /ping (refused until a server runs).
 JOIN = Poll(interval_s=2, attempts=900)
 # A K3s server waits for the datastore-endpoint parameter, written once RDS is available.

@@ -411,6 +411,10 @@ def test_proxy_settings_reach_the_installer_and_snapd_and_spare_the_registration
         assert install["env"]["HTTPS_PROXY"] == PROXY_URL and install["env"]["NO_PROXY"] == values["NO_PROXY"]
         downloads = [c for c in result.calls if c["cmd"] == "curl" and c["argv"][-1] == "https://get.rke2.io"]
         assert downloads and all(c.get("via_proxy") == PROXY_URL for c in downloads if c["exit"] == 0)
+        # Through a proxy the connect timeout covers the CONNECT and the far TLS handshake too.
+        probes = egress_probes(result)
+        assert probes and all(p["argv"][p["argv"].index("--connect-timeout") + 1] == str(polls.EGRESS_VIA_PROXY.connect_timeout_s)
+                              for p in probes)
         assert ["set", "system", f"proxy.http={PROXY_URL}", f"proxy.https={PROXY_URL}"] in result.calls_of("snap")
         assert result.state["snap"]["system"] == {"proxy.http": PROXY_URL, "proxy.https": PROXY_URL}
         snaps = result.calls_of("snap")

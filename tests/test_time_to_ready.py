@@ -280,7 +280,8 @@ def egress_cadence(script: str) -> polls_module.Poll:
     """(sleep, per-attempt timeout) of wait_for_egress, as the rendered script has them."""
     match = re.search(r'retry "\$EGRESS_ATTEMPTS" (\d+) curl ([^\n]*)', script)
     assert match, "wait_for_egress not found in the boot script"
-    timeout = re.search(r"--connect-timeout (\d+)", match.group(2)) or re.search(r"--max-time (\d+)", match.group(2))
+    timeout = (re.search(r'--connect-timeout "\$\{2:-(\d+)\}"', match.group(2)) or re.search(r"--connect-timeout (\d+)", match.group(2))
+               or re.search(r"--max-time (\d+)", match.group(2)))
     return polls_module.Poll(interval_s=int(match.group(1)), attempts=1, connect_timeout_s=int(timeout.group(1)))
 
 
