@@ -234,7 +234,7 @@ def test_pull_request_target_never_checks_out_the_head():
 # -- supply chain and the test job ---------------------------------------------------------
 def test_every_action_is_pinned_by_commit_with_its_tag():
     """Issue 20: a tag can be moved; a commit cannot. Each `uses:` is `owner/repo@<40 hex>  # vX.Y.Z`
-    (the tag's commit, read from the action's repository: CHANGELOG.md, "Actions pinned")."""
+    (the tag's commit, read from the action's repository: the table in CHANGELOG.md)."""
     unpinned, commits = [], {}
     for path in WORKFLOWS:
         for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -248,6 +248,8 @@ def test_every_action_is_pinned_by_commit_with_its_tag():
             commits.setdefault(pinned["action"], set()).add((pinned["sha"], pinned["tag"]))
     assert unpinned == []
     assert {action: pins for action, pins in commits.items() if len(pins) > 1} == {}, "one commit per action everywhere"
+    recorded = re.findall(r"^  \| ([\w./-]+) \| (v[\d.]+) \| `([0-9a-f]{40})` \|$", (REPO_ROOT / "CHANGELOG.md").read_text(), re.M)
+    assert {a: {(sha, tag)} for a, tag, sha in recorded} == commits, "CHANGELOG.md's table of pinned commits"
 
 
 def _test_suite_steps():
