@@ -295,3 +295,18 @@ def test_dependabot_updates_the_actions_and_the_python_pins():
     updates = {u["package-ecosystem"]: u for u in yaml.safe_load(DEPENDABOT.read_text())["updates"]}
     assert {"github-actions", "pip"} <= set(updates)
     assert all(u["directory"] == "/" and u["schedule"]["interval"] for u in updates.values())
+
+
+def test_pulumi_runs_with_the_locked_virtualenv():
+    """Pulumi.yaml's `virtualenv: .venv`: Pulumi creates a missing .venv from requirements.txt
+    (no hashes; pulumi/pulumi sdk/python/toolchain/pip.go EnsureVenv) and uses an existing one
+    as it is, so every job that runs Pulumi builds .venv from the lock first."""
+    unlocked = []
+    for name, workflow in _all_workflows().items():
+        for job_name, job in workflow["jobs"].items():
+            steps = job.get("steps", [])
+            runs_pulumi = [i for i, s in enumerate(steps) if s.get("uses", "").startswith("pulumi/actions") and "command" in s.get("with", {})]
+            locked = [i for i, s in enumerate(steps) if "create_venv requirements.txt" in s.get("run", "")]
+            if runs_pulumi and not (locked and min(locked) < min(runs_pulumi)):
+                unlocked.append(f"{name}:{job_name}")
+    assert unlocked == []
