@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_iam_seams import Request, _as_list, _conditions_hold, _wildcard, evaluate
+from conftest import RKE2, cached_run
+from test_iam_seams import (Request, _as_list, _conditions_hold, _created_parameters, _parameter_arn, _wildcard, evaluate,
+                            snapshot_client_requests)
 from tools import ci_roles
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -191,3 +193,19 @@ def test_a_deploy_cannot_widen_who_may_deploy(action):
     ci_role = f"arn:aws:iam::{SITE.account}:role{ci_roles.ROLE_PATH}rancher-ha-deploy-prod"
     assert evaluate(DEPLOY, Request(action, ci_role)) == "Deny"
     assert evaluate(DEPLOY, Request("iam:UpdateOpenIDConnectProviderThumbprint", SITE.oidc_provider)) == "Deny"
+
+
+@pytest.fixture(scope="module")
+def snapshot_stack():
+    """rke2 with S3 snapshots: the program's own parameters and snapshot bucket."""
+    return cached_run({**RKE2, "rancher-ha:etcdSnapshotS3": True})
+
+
+def test_the_preview_role_reads_none_of_the_programs_parameters_or_snapshots(snapshot_stack):
+    """Against what the program creates: its SSM parameter names and its bucket's real name."""
+    parameters = _created_parameters(snapshot_stack)
+    assert parameters
+    assert {n: evaluate(PREVIEW, Request("ssm:GetParameter", _parameter_arn(n))) for n in parameters} == {n: "Deny" for n in parameters}
+    (bucket,) = snapshot_stack.of_type("aws:s3/bucket:Bucket")
+    reads = {what: r for what, r in snapshot_client_requests(bucket.outputs["bucket"]).items() if r.action == "s3:GetObject"}
+    assert reads and {what: evaluate(PREVIEW, r) for what, r in reads.items()} == {what: "Deny" for what in reads}
