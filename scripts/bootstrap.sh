@@ -25,15 +25,19 @@ install_system_tools() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The virtualenv from the lock of a requirements file (requirements.txt ->
+# requirements.lock): every package pinned and checked against its sha256
+# (--require-hashes); scripts/lock.sh writes the locks from requirements*.txt.
 create_venv() {
-  local requirements="$1"
+  local requirements="$1" lock
+  lock="$REPO_ROOT/${requirements%.txt}.lock"
   if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
   fi
   local log
   log="$(mktemp)"
   # Quiet on success; the whole pip log on failure.
-  if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -r "$REPO_ROOT/$requirements" >"$log" 2>&1; then
+  if ! "$VENV/bin/python" -m pip install --disable-pip-version-check --require-hashes -r "$lock" >"$log" 2>&1; then
     cat "$log" >&2
     rm -f "$log"
     return 1

@@ -1,0 +1,211 @@
+"""The CI roles (tools/ci_roles.py, docs/ci-roles/) evaluated as AWS would.
+
+Who may assume a role: AssumeRoleWithWebIdentity with a GitHub OIDC token, whose claims
+are condition keys `token.actions.githubusercontent.com:<claim>`. The `sub` claim by default
+(GitHub docs, "About security hardening with OpenID Connect", example subject claims):
+  a job in environment E:            repo:<owner>/<repo>:environment:E
+  a pull_request job (no environment): repo:<owner>/<repo>:pull_request
+  a branch push (no environment):      repo:<owner>/<repo>:ref:refs/heads/<branch>
+`aud` is what configure-aws-credentials asks for: sts.amazonaws.com.
+The condition and action logic is tests/test_iam_seams.py's evaluator; a trust policy adds
+the Principal, matched here against the OIDC provider the token comes from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import RKE2, cached_run
+from test_iam_seams import (Request, _as_list, _conditions_hold, _created_parameters, _parameter_arn, _wildcard, evaluate,
+                            snapshot_client_requests)
+from tools import ci_roles
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SITE = ci_roles.Site()
+ROLES = ci_roles.roles(SITE)
+HOST = ci_roles.OIDC_HOST
+
+
+def evaluate_trust(policy: dict, federated: str, claims: dict[str, str], action: str = "sts:AssumeRoleWithWebIdentity") -> str:
+    """'Allow', 'Deny' or 'ImplicitDeny' for a web-identity token from `federated` with `claims`."""
+    request = Request(action, "", {f"{HOST}:{claim}": value for claim, value in claims.items()})
+
+    def applies(statement: dict) -> bool:
+        for unsupported in ("NotAction", "NotPrincipal", "Resource", "NotResource"):
+            if unsupported in statement:
+                raise NotImplementedError(unsupported)
+        principals = statement["Principal"]
+        if set(principals) != {"Federated"}:
+            raise NotImplementedError(f"principal {principals}")
+        return (federated in _as_list(principals["Federated"])
+                and any(_wildcard(a, action, case_sensitive=False) for a in _as_list(statement["Action"]))
+                and _conditions_hold(statement.get("Condition") or {}, request))
+
+    applying = [s for s in _as_list(policy["Statement"]) if applies(s)]
+    if any(s["Effect"] == "Deny" for s in applying):
+        return "Deny"
+    return "Allow" if any(s["Effect"] == "Allow" for s in applying) else "ImplicitDeny"
+
+
+def token(sub: str, aud: str = ci_roles.AUDIENCE) -> dict[str, str]:
+    return {"sub": sub, "aud": aud}
+
+
+def who_may_assume(claims: dict[str, str], federated: str = SITE.oidc_provider) -> set[str]:
+    return {name for name, docs in ROLES.items() if evaluate_trust(docs["trust"], federated, claims) == "Allow"}
+
+
+def test_the_trust_evaluator_itself():
+    policy = {"Statement": [{"Effect": "Allow", "Principal": {"Federated": "arn:p"}, "Action": "sts:AssumeRoleWithWebIdentity",
+                             "Condition": {"StringLike": {f"{HOST}:sub": "repo:o/r:*"}, "StringEquals": {f"{HOST}:aud": "sts.amazonaws.com"}}}]}
+    assert evaluate_trust(policy, "arn:p", token("repo:o/r:pull_request")) == "Allow"
+    assert evaluate_trust(policy, "arn:other", token("repo:o/r:pull_request")) == "ImplicitDeny"
+    assert evaluate_trust(policy, "arn:p", token("repo:o/x:pull_request")) == "ImplicitDeny"
+    assert evaluate_trust(policy, "arn:p", token("repo:o/r:pull_request", aud="other")) == "ImplicitDeny"
+    assert evaluate_trust(policy, "arn:p", {"aud": "sts.amazonaws.com"}) == "ImplicitDeny"  # no sub: no match
+    assert evaluate_trust(policy, "arn:p", token("repo:o/r:x"), action="sts:AssumeRole") == "ImplicitDeny"
+    with pytest.raises(NotImplementedError):
+        evaluate_trust({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "*"}]}, "arn:p", {})
+
+
+def test_the_committed_documents_are_what_the_generator_writes():
+    committed = {p.name: p.read_text() for p in (REPO_ROOT / "docs" / "ci-roles").glob("*.json")}
+    assert committed == ci_roles.files(SITE), "regenerate: python tools/ci_roles.py"
+
+
+def test_a_pull_request_job_may_assume_no_role():
+    """Issue 17: a pull request's code gets no role by asking for a token; a PR can edit the
+    workflows, so only a subject GitHub issues after an environment's rules can be trusted."""
+    assert who_may_assume(token(f"repo:{SITE.repo}:pull_request")) == set()
+
+
+def test_the_approved_preview_gets_the_preview_role_only():
+    assert who_may_assume(token(f"repo:{SITE.repo}:environment:preview")) == {"rancher-ha-preview"}
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
+def test_each_deploy_environment_gets_its_own_deploy_role_only(environment):
+    assert who_may_assume(token(f"repo:{SITE.repo}:environment:{environment}")) == {f"rancher-ha-deploy-{environment}"}
+
+
+@pytest.mark.parametrize("claims", [
+    token(f"repo:{SITE.repo}:ref:refs/heads/feature"),  # a branch push, outside any environment
+    token(f"repo:{SITE.repo}:ref:refs/heads/main"),  # even main, outside the environment
+    token(f"repo:{SITE.repo}:environment:Prod-copy"),
+    token("repo:someone-else/REPO:environment:prod"),  # a fork or another repository
+    token(f"repo:{SITE.repo}:environment:prod", aud="https://github.com/OWNER"),
+    {"aud": ci_roles.AUDIENCE},
+])
+def test_no_role_for_other_tokens(claims):
+    assert who_may_assume(claims) == set()
+
+
+def test_another_identity_provider_is_not_trusted():
+    assert who_may_assume(token(f"repo:{SITE.repo}:environment:prod"), federated="arn:aws:iam::999999999999:oidc-provider/x") == set()
+
+
+def _workflows():
+    return {p.name: yaml.safe_load(p.read_text()) for p in (REPO_ROOT / ".github" / "workflows").glob("*.yml")}
+
+
+def test_every_environment_that_asks_for_a_token_has_exactly_one_role():
+    """The environments the workflows run credentialed jobs in are the roles' subjects."""
+    environments = set()
+    for workflow in _workflows().values():
+        for job in workflow["jobs"].values():
+            permissions = job.get("permissions", workflow.get("permissions")) or {}
+            if permissions.get("id-token") != "write" or "environment" not in job:
+                continue
+            environment = job["environment"]
+            environments |= set(ci_roles.DEPLOY_ENVIRONMENTS) if environment == "${{ inputs.stack }}" else {environment}
+    subjects = {docs["trust"]["Statement"][0]["Condition"]["StringEquals"][f"{HOST}:sub"] for docs in ROLES.values()}
+    assert subjects == {SITE.subject(e) for e in environments}
+    assert len(subjects) == len(ROLES)
+
+
+# -- what the roles may do -----------------------------------------------------------------
+PREVIEW = [ROLES["rancher-ha-preview"]["permissions"]]
+DEPLOY = [ROLES["rancher-ha-deploy-prod"]["permissions"]]
+STATE = f"arn:aws:s3:::{SITE.state_bucket}"
+
+
+@pytest.mark.parametrize("request_", [
+    Request("ec2:DescribeVpcs", "*"),
+    Request("ec2:DescribeImages", "*"),
+    Request("route53:ListHostedZonesByName", "*"),
+    Request("s3:ListBucket", STATE),
+    Request("s3:GetObject", f"{STATE}/.pulumi/meta.yaml"),
+    Request("s3:GetObject", f"{STATE}/.pulumi/stacks/rancher-ha/dev.json"),
+    Request("s3:GetObject", f"{STATE}/.pulumi/stacks/rancher-ha/staging.json.gz"),
+    Request("kms:Decrypt", SITE.secrets_key),
+], ids=lambda r: f"{r.action} {r.resource}")
+def test_the_preview_role_reads_what_a_preview_reads(request_):
+    assert evaluate(PREVIEW, request_) == "Allow"
+
+
+@pytest.mark.parametrize("request_", [
+    Request("ec2:RunInstances", "*"),
+    Request("ec2:TerminateInstances", "*"),
+    Request("ec2:GetConsoleOutput", "*"),
+    Request("iam:CreateRole", "arn:aws:iam::111122223333:role/x"),
+    Request("iam:PassRole", "arn:aws:iam::111122223333:role/x"),
+    Request("s3:PutObject", f"{STATE}/.pulumi/stacks/rancher-ha/dev.json"),
+    Request("s3:DeleteObject", f"{STATE}/.pulumi/stacks/rancher-ha/dev.json"),
+    Request("s3:GetObject", f"{STATE}/.pulumi/stacks/rancher-ha/prod.json"),
+    Request("s3:GetObject", "arn:aws:s3:::rancher-ha-dev-etcd-0123/rancher-ha/dev/etcd-snapshot-x"),
+    Request("ssm:GetParameter", "arn:aws:ssm:eu-west-1:111122223333:parameter/rancher-ha/dev/server-ca-key"),
+    Request("ssm:PutParameter", "arn:aws:ssm:eu-west-1:111122223333:parameter/rancher-ha/dev/x"),
+    Request("kms:Decrypt", f"arn:aws:kms:eu-west-1:111122223333:key/ANOTHER_KEY"),
+    Request("kms:Encrypt", SITE.secrets_key),
+    Request("route53:ChangeResourceRecordSets", "*"),
+    Request("secretsmanager:GetSecretValue", "*"),
+], ids=lambda r: f"{r.action} {r.resource}")
+def test_the_preview_role_cannot_write_or_read_secrets_elsewhere(request_):
+    assert evaluate(PREVIEW, request_) != "Allow"
+
+
+def test_the_preview_role_allows_no_write_action():
+    """Every action it allows is a read (Describe/Get/List), bar kms:Decrypt of the one key."""
+    allowed = [a for s in PREVIEW[0]["Statement"] if s["Effect"] == "Allow" for a in _as_list(s["Action"])]
+    assert [a for a in allowed if not re.fullmatch(r"[a-z0-9]+:(Describe|Get|List)\w*\*?", a) and a != "kms:Decrypt"] == []
+
+
+def test_the_deploy_role_covers_every_aws_type_the_program_creates():
+    """reference/upstream/force-new/aws.json lists every AWS type the program creates (the
+    offline plan refuses a type it has no data for): each type's service is granted."""
+    types = json.loads((REPO_ROOT / "reference" / "upstream" / "force-new" / "aws.json").read_text())["resources"]
+    modules = {t.split(":")[1].split("/")[0] for t in types}
+    assert modules <= set(ci_roles.SERVICE_PREFIXES), f"add the IAM prefix of {modules - set(ci_roles.SERVICE_PREFIXES)}"
+    for module in modules:
+        prefix = ci_roles.SERVICE_PREFIXES[module]
+        resource = f"arn:aws:iam::{SITE.account}:role/rancher-server-role-0" if prefix == "iam" else "*"
+        action = "iam:PutRolePolicy" if prefix == "iam" else f"{prefix}:TagResource"
+        assert evaluate(DEPLOY, Request(action, resource)) == "Allow", module
+
+
+@pytest.mark.parametrize("action", ["iam:UpdateAssumeRolePolicy", "iam:AttachRolePolicy", "iam:PutRolePolicy", "iam:DeleteRole"])
+def test_a_deploy_cannot_widen_who_may_deploy(action):
+    ci_role = f"arn:aws:iam::{SITE.account}:role{ci_roles.ROLE_PATH}rancher-ha-deploy-prod"
+    assert evaluate(DEPLOY, Request(action, ci_role)) == "Deny"
+    assert evaluate(DEPLOY, Request("iam:UpdateOpenIDConnectProviderThumbprint", SITE.oidc_provider)) == "Deny"
+
+
+@pytest.fixture(scope="module")
+def snapshot_stack():
+    """rke2 with S3 snapshots: the program's own parameters and snapshot bucket."""
+    return cached_run({**RKE2, "rancher-ha:etcdSnapshotS3": True})
+
+
+def test_the_preview_role_reads_none_of_the_programs_parameters_or_snapshots(snapshot_stack):
+    """Against what the program creates: its SSM parameter names and its bucket's real name."""
+    parameters = _created_parameters(snapshot_stack)
+    assert parameters
+    assert {n: evaluate(PREVIEW, Request("ssm:GetParameter", _parameter_arn(n))) for n in parameters} == {n: "Deny" for n in parameters}
+    (bucket,) = snapshot_stack.of_type("aws:s3/bucket:Bucket")
+    reads = {what: r for what, r in snapshot_client_requests(bucket.outputs["bucket"]).items() if r.action == "s3:GetObject"}
+    assert reads and {what: evaluate(PREVIEW, r) for what, r in reads.items()} == {what: "Deny" for what in reads}
