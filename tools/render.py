@@ -19,6 +19,7 @@ settings error. Usage: python -m tools.render <stack> [<stack> ...] | --all [--o
 
   --dump-state FILE  write the stacks' registrations as JSON instead of rendering (tools/plan.py)
   --plan BASE_REF    print the offline plan (offline/plan.py) from BASE_REF to the working tree
+  --diff BASE_REF    write the render's diff from BASE_REF to the working tree (tools/render_diff.py)
 """
 
 from __future__ import annotations
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help=argparse.SUPPRESS)
     parser.add_argument("--dump-state", type=Path, metavar="FILE", help="write the registrations as JSON (for tools.plan)")
     parser.add_argument("--plan", metavar="BASE_REF", help="print the offline plan from BASE_REF to the working tree")
+    parser.add_argument("--diff", metavar="BASE_REF", help="write render diff.md/diff.patch from BASE_REF to the working tree")
     args = parser.parse_args(argv)
     stacks = sorted(p.name.split(".")[1] for p in args.stacks_dir.glob("Pulumi.*.yaml")) if args.all else args.stacks
     if not stacks:
@@ -226,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         for stack, error in sorted(errors.items()):
             print(f"{stack}: {error}", file=sys.stderr)
         return 2 if errors else 0
+    if args.diff:
+        from tools.render_diff import render_diff
+
+        text, diff_failed = render_diff(args.diff, stacks, args.out)
+        print(text)
+        return 2 if diff_failed else 0
     if args.plan:
         from tools.plan import plan_markdown
 
