@@ -91,11 +91,15 @@ class StackMocks(pulumi.runtime.Mocks):
         self.secret_values: set[str] = set()
         self._pending: dict[tuple[str, str], dict] = {}
         self._interface_ips: dict[str, str] = {}
+        # Every value the mocks invented (ids, addresses, endpoints, ARNs): the render marks
+        # them, so no reviewer takes a mock address for a real one.
+        self.invented: set[str] = set()
 
     # -- resources ----------------------------------------------------------------
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
         inputs = dict(args.inputs)
         computed = {} if self.preview else self._computed(args.typ, args.name, inputs)
+        self._remember(computed, inputs)
         state = {**inputs, **computed}
         for key in ("result", "privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"):
             if isinstance(computed.get(key), str):
@@ -107,6 +111,12 @@ class StackMocks(pulumi.runtime.Mocks):
         with self.lock:
             self._pending[(args.typ, args.name)] = state
         return resource_id, state
+
+    def _remember(self, invented: Any, given: Any = None) -> None:
+        """Record the strings in `invented` that the program did not give the mocks itself."""
+        given_strings = set(_strings(given))
+        with self.lock:
+            self.invented.update(value for value in _strings(invented) if len(value) >= 8 and value not in given_strings)
 
     def _computed(self, typ: str, name: str, inputs: dict) -> dict:
         h = digest(typ, name)
@@ -173,7 +183,17 @@ class StackMocks(pulumi.runtime.Mocks):
         return out
 
     # -- invokes ------------------------------------------------------------------
+    # Invokes whose answers are what AWS would say for the region itself, not invented data.
+    REAL_ANSWERS = ("aws:index/getAvailabilityZones:getAvailabilityZones", "aws:index/getRegion:getRegion",
+                    "aws:index/getPartition:getPartition")
+
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, Optional[list]]:
+        answer, failures = self._answer(args)
+        if args.token not in self.REAL_ANSWERS:
+            self._remember(answer, args.args)
+        return answer, failures
+
+    def _answer(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, Optional[list]]:
         token, inputs = args.token, args.args
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             names = [f"{self.region}{letter}" for letter in "abc"]
@@ -280,6 +300,17 @@ def _partition(region: str) -> str:
     if region.startswith("cn-"):
         return "aws-cn"
     return "aws"
+
+
+def _strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
 
 
 def ip_in(cidr: str, address: str) -> bool:

@@ -542,12 +542,39 @@ class Plan:
             details += [f"ignored: {self._change(c)}" for c in step.ignored]
             lines.append(f"| {step.seq} | {op} | `{step.type}` | {_md(step.name)} | {'<br>'.join(details)} |")
         lines.append("")
+        lines += self._user_data_diffs()
         return "\n".join(lines)
+
+    def _user_data_diffs(self) -> list[str]:
+        """Each changed user data as a unified diff of the files the machine receives."""
+        from offline import machine_files
+
+        lines: list[str] = []
+        for step in self.steps:
+            for change, ignored in [(c, False) for c in step.changes] + [(c, True) for c in step.ignored]:
+                if change.path != "userData" or change.secret or not isinstance(change.new, str):
+                    continue
+                old = change.old if isinstance(change.old, str) else None
+                diff = self._redact(machine_files.unified_diff(old, change.new, step.name))
+                if not diff:
+                    continue
+                if not lines:
+                    lines += ["### User data changes (the files the machine receives)", ""]
+                lines += [f"#### {_md(step.name)}: {_user_data_effect(step, ignored)}", "", "```diff", diff.rstrip("\n"), "```", ""]
+        return lines
+
+    def _redact(self, text: str) -> str:
+        for secret in sorted(self.secrets, key=lambda s: (-len(s), s)):
+            if secret and secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
 
     def _change(self, change: Change) -> str:
         marker = " (replace)" if change.replaces else ""
         if change.secret:
             return f"`{change.path}`: {REDACTED} → {REDACTED}{marker}"
+        if change.path == "userData" and isinstance(change.old, str) and isinstance(change.new, str):
+            return f"`userData`: changed, see its diff below{marker}"
         return f"`{change.path}`: {self._show(change.old)} → {'(known after replacement)' if change.unknown else self._show(change.new)}{marker}"
 
     def _show(self, value: Any) -> str:
@@ -555,15 +582,22 @@ class Plan:
             return "∅"
         if _is_unknown(value):
             return "(unknown)"
-        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-        for secret in sorted(self.secrets, key=lambda s: (-len(s), s)):
-            if secret and secret in text:
-                text = text.replace(secret, REDACTED)
+        text = self._redact(value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str))
         if len(text) > 60:
             import hashlib
 
             text = f"{text[:40]}… ({len(text)} chars, sha256 {hashlib.sha256(text.encode()).hexdigest()[:8]})"
         return f"`{_md(text)}`".replace("\n", " ")
+
+
+def _user_data_effect(step: Step, ignored: bool) -> str:
+    if ignored:
+        return "ignored on the running machine (ignoreChanges); takes effect on a replacement"
+    if step.op == "replace":
+        return "the machine is replaced and boots with it"
+    if step.type == "aws:ec2/launchTemplate:LaunchTemplate":
+        return "a new launch template version: machines launched from now on boot with it"
+    return f"{step.op}: the running machine does not re-run cloud-init; it takes effect on a replacement"
 
 
 def _brief(reason: str, limit: int = 90) -> str:

@@ -40,6 +40,7 @@ class MockRun:
     outputs: dict[str, OutputValue]
     secret_values: set[str]
     logs: list[str] = field(default_factory=list)
+    mock_values: set[str] = field(default_factory=set)  # strings the mocks invented (ids, addresses)
 
     def of_type(self, type_token: str) -> list[Registration]:
         return sorted((r for r in self.registrations if r.type == type_token), key=lambda r: r.name)
@@ -125,7 +126,8 @@ def run_program(
         error.registrations = list(mocks.registrations)  # type: ignore[attr-defined]
         raise
     registrations = sorted(mocks.registrations, key=lambda r: r.urn)
-    return MockRun(registrations=registrations, outputs=collected, secret_values=set(mocks.secret_values), logs=logs)
+    return MockRun(registrations=registrations, outputs=collected, secret_values=set(mocks.secret_values), logs=logs,
+                   mock_values=set(mocks.invented) - set(mocks.secret_values))
 
 
 def run_stack(stack: str, preview: bool = False, overrides: Optional[Mapping[str, Any]] = None, stacks_dir: Path = STACKS_DIR) -> MockRun:

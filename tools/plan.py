@@ -19,13 +19,14 @@ through the aliases the mocks record (`Registration.aliases`, URNs).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
@@ -128,17 +129,25 @@ def _git(*args: str, cwd: Path = REPO_ROOT) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-def base_states(base_ref: str, stacks: list[str], python: str = sys.executable) -> tuple[dict[str, MockRun], dict[str, str]]:
-    """Run the program at base_ref in a temporary worktree; stack -> MockRun, stack -> error."""
+@contextlib.contextmanager
+def base_tree(base_ref: str) -> Iterator[Path]:
+    """The program at base_ref, checked out in a temporary worktree (removed afterwards; the
+    main work tree and its index are untouched)."""
     commit = _git("rev-parse", "--verify", f"{base_ref}^{{commit}}").strip()
-    with tempfile.TemporaryDirectory(prefix="rancher-ha-plan-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="rancher-ha-base-") as tmp:
         tree = Path(tmp) / "base"
         _git("worktree", "add", "--detach", "--quiet", str(tree), commit)
         try:
-            return _run_in_tree(tree, stacks, python)
+            yield tree
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO_ROOT, capture_output=True)
             subprocess.run(["git", "worktree", "prune"], cwd=REPO_ROOT, capture_output=True)
+
+
+def base_states(base_ref: str, stacks: list[str], python: str = sys.executable) -> tuple[dict[str, MockRun], dict[str, str]]:
+    """Run the program at base_ref in a temporary worktree; stack -> MockRun, stack -> error."""
+    with base_tree(base_ref) as tree:
+        return _run_in_tree(tree, stacks, python)
 
 
 def _run_in_tree(tree: Path, stacks: list[str], python: str) -> tuple[dict[str, MockRun], dict[str, str]]:

@@ -3,23 +3,29 @@
 Runs the real program (settings, components, templates) under deterministic mocks and
 writes what a reviewer needs to see into a folder:
 
-  summary.md                  counts by type, endpoints, what is reachable from the internet
+  summary.md                  counts by type, quotas, endpoints, what is reachable from the internet
   resources.yaml              the resource tree: type, name, parent, inputs (secrets redacted)
-  user-data/<instance>.yaml   each machine's cloud-init user data
-  node-config/<instance>.yaml each server's K3s/RKE2 config.yaml (before secrets are added at boot)
+  machines/<machine>/user-data.yaml  what cloud-init does with the machine's user data: the
+                              files it writes (each shown as its own file) and the commands it runs
+  machines/<machine>/files/<path>    each of those files as the machine receives it (boot
+                              scripts, the K3s/RKE2 base config.yaml, systemd units, proxy settings)
   nginx/nginx.conf            the NGINX load balancer's configuration, if any
   helm/<release>.values.yaml  the Helm values (secrets redacted)
 
-Two runs of the same stack write byte-identical files. A bad stack exits 2 with the
+Values the offline mocks invented (ids, addresses, endpoints, ARNs, the account) are marked
+`«mock:…»` wherever they appear: they stand for what AWS will assign. Two runs of the same
+stack write byte-identical files. A bad stack exits 2 with the
 settings error. Usage: python -m tools.render <stack> [<stack> ...] | --all [--out DIR]
 
   --dump-state FILE  write the stacks' registrations as JSON instead of rendering (tools/plan.py)
   --plan BASE_REF    print the offline plan (offline/plan.py) from BASE_REF to the working tree
+  --diff BASE_REF    write the render's diff from BASE_REF to the working tree (tools/render_diff.py)
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 from collections import Counter
@@ -34,12 +40,12 @@ if str(REPO_ROOT) not in sys.path:
 
 from offline.mocks import Registration  # noqa: E402
 from offline.runner import STACKS_DIR, MockRun, run_stack  # noqa: E402
-import base64  # noqa: E402
 
-from rendering.cloud_init import BASE_CONFIG_PATH  # noqa: E402
+from offline import machine_files  # noqa: E402
 from settings import SettingsError  # noqa: E402
 
 REDACTED = "[secret]"
+MOCK_MARK = "«mock:{}»"
 WORLD = ("0.0.0.0/0", "::/0")
 
 
@@ -87,13 +93,18 @@ def render(run: MockRun, out: Path) -> None:
     if out.exists():
         shutil.rmtree(out)
     secrets = _secret_strings(run)
+    mock_values = set(getattr(run, "mock_values", ()))
+
+    def write(path: Path, text: str) -> None:
+        _write(path, mark_mock_values(text, mock_values))
+
     components = {r.urn for r in run.registrations if not r.custom}
 
     tree = []
     for registration in run.registrations:
         inputs = _redact(_redact_paths(registration.inputs, registration.secret_inputs), secrets)
         if "userData" in inputs:
-            inputs["userData"] = f"see user-data/{registration.name}.yaml"
+            inputs["userData"] = f"see machines/{registration.name}/"
         if registration.type == "kubernetes:helm.sh/v3:Release":
             inputs["values"] = f"see helm/{registration.inputs.get('name')}.values.yaml"
         if registration.type.startswith("pulumi-python:dynamic/"):
@@ -109,31 +120,39 @@ def render(run: MockRun, out: Path) -> None:
                 "inputs": inputs,
             }
         )
-    _write(out / "resources.yaml", _dump(tree))
+    write(out / "resources.yaml", _dump(tree))
 
-    for instance in run.of_type("aws:ec2/instance:Instance"):
-        user_data = instance.inputs.get("userData")
-        if not isinstance(user_data, str):
+    # Every machine (server instances, and the NGINX launch template) as cloud-init sees it.
+    machines = [*run.of_type("aws:ec2/instance:Instance"), *run.of_type("aws:ec2/launchTemplate:LaunchTemplate")]
+    for machine in machines:
+        user_data = machine.inputs.get("userData")
+        split = machine_files.split(user_data, shown_at="files") if isinstance(user_data, str) else None
+        if split is None:
             continue
-        _write(out / "user-data" / f"{instance.name}.yaml", _redact(user_data, secrets))
-        for entry in yaml.safe_load(user_data).get("write_files", []):
-            if entry["path"] == BASE_CONFIG_PATH:
-                _write(out / "node-config" / f"{instance.name}.yaml", entry["content"])
+        folder = out / "machines" / machine.name
+        write(folder / "user-data.yaml", _redact(machine_files.layout_yaml(split), secrets))
+        for path, content in split.files.items():
+            write(folder / "files" / path.lstrip("/"), _redact(content, secrets))
 
     # The NGINX load balancer boots from a launch template; its configuration is in SSM.
-    for template in run.of_type("aws:ec2/launchTemplate:LaunchTemplate"):
-        encoded = template.inputs.get("userData")
-        if isinstance(encoded, str):
-            _write(out / "user-data" / f"{template.name}.yaml", _redact(base64.b64decode(encoded).decode(), secrets))
     for parameter in run.of_type("aws:ssm/parameter:Parameter"):
         if parameter.inputs.get("name", "").endswith("/nginx/nginx.conf"):
-            _write(out / "nginx" / "nginx.conf", parameter.inputs["value"])
+            write(out / "nginx" / "nginx.conf", parameter.inputs["value"])
 
     for release in run.of_type("kubernetes:helm.sh/v3:Release"):
         values = _redact(_redact_values(release), secrets)
-        _write(out / "helm" / f"{release.inputs['name']}.values.yaml", _dump(values))
+        write(out / "helm" / f"{release.inputs['name']}.values.yaml", _dump(values))
 
-    _write(out / "summary.md", _summary(run))
+    write(out / "summary.md", _summary(run))
+
+
+def mark_mock_values(text: str, mock_values: set[str]) -> str:
+    """Wrap every value the mocks invented in `«mock:…»`, in one pass (longest first), so a
+    mock address inside a mock ARN is not marked twice."""
+    if not mock_values:
+        return text
+    pattern = re.compile("|".join(re.escape(v) for v in sorted(mock_values, key=lambda v: (-len(v), v))))
+    return pattern.sub(lambda match: MOCK_MARK.format(match.group(0)), text)
 
 
 def _redact_values(release: Registration) -> dict:
@@ -152,6 +171,8 @@ def _write(path: Path, text: str) -> None:
 def _summary(run: MockRun) -> str:
     counts = Counter(r.type for r in run.resources)
     lines = ["# Offline render", ""]
+    lines += ["Values marked `«mock:…»` were invented by the offline mocks (ids, addresses, endpoints, ARNs, "
+              "the account): AWS assigns the real ones.", ""]
     lines += ["## Outputs", "", "| output | value |", "|---|---|"]
     for name in sorted(run.outputs):
         output = run.outputs[name]
@@ -195,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR, help=argparse.SUPPRESS)
     parser.add_argument("--dump-state", type=Path, metavar="FILE", help="write the registrations as JSON (for tools.plan)")
     parser.add_argument("--plan", metavar="BASE_REF", help="print the offline plan from BASE_REF to the working tree")
+    parser.add_argument("--diff", metavar="BASE_REF", help="write render diff.md/diff.patch from BASE_REF to the working tree")
     args = parser.parse_args(argv)
     stacks = sorted(p.name.split(".")[1] for p in args.stacks_dir.glob("Pulumi.*.yaml")) if args.all else args.stacks
     if not stacks:
@@ -206,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         for stack, error in sorted(errors.items()):
             print(f"{stack}: {error}", file=sys.stderr)
         return 2 if errors else 0
+    if args.diff:
+        from tools.render_diff import render_diff
+
+        text, diff_failed = render_diff(args.diff, stacks, args.out)
+        print(text)
+        return 2 if diff_failed else 0
     if args.plan:
         from tools.plan import plan_markdown
 

@@ -1,0 +1,117 @@
+"""Mutation check: break the code the way an audit would, and require the suite to notice.
+
+Each mutation names one claim the project leans on, the code that makes it true, a small
+edit that breaks it, and the tests that must then FAIL. The check copies the working tree
+(tracked and new files, edits included) into a temporary folder, applies the edit there
+(never to the work tree), runs those tests, and reports a mutation as
+
+  killed    the tests failed: they guard the claim
+  survived  the tests passed: they cannot fail for this break (the finding an audit made)
+  stale     the code to break is no longer there exactly once: update the mutation
+
+  python -m tools.mutation_check [NAME ...]       (exit 1 unless every mutation is killed)
+
+tests/test_mutations.py runs every mutation in the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 900
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    claim: str
+    path: str
+    find: str
+    replace: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS: tuple[Mutation, ...] = (
+    Mutation(
+        name="nlb-target-groups-not-replaced-with-the-nlb",
+        claim="a new NLB gets new target groups (a target group serves one load balancer at a time)",
+        path="components/nlb.py",
+        find="opts=child(self, replace_with=[balancer]),",
+        replace="opts=child(self),",
+        tests=("tests/test_lifecycle.py::test_replacing_the_load_balancer_keeps_every_server_and_tls_name[rke2]",),
+    ),
+    Mutation(
+        name="nginx-reads-its-certificate-from-the-wrong-parameter",
+        claim="the NGINX instance's first boot installs its certificate from the parameter the program writes",
+        path="rendering/templates/nginx-refresh.sh.j2",
+        find='fetch_parameter tls.crt "$STAGE/tls.crt" 0644',
+        replace='fetch_parameter nginx/tls.crt "$STAGE/tls.crt" 0644',
+        tests=("tests/test_first_boot.py::test_nginx_instance_boots_and_its_config_passes_real_nginx[stack:staging]",),
+    ),
+)
+
+
+def copy_working_tree(target: Path, source: Path = REPO_ROOT) -> Path:
+    """The tracked and new (not ignored) files as they are now, edits included."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=source,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        path = source / name
+        if path.is_file() and not path.is_symlink():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target / name)
+    # The test tools the suite installs (helm, actionlint, other Pythons) are reused, not copied.
+    tools = source / ".tools"
+    if tools.exists() and not (target / ".tools").exists():
+        (target / ".tools").symlink_to(tools.resolve())
+    return target
+
+
+def apply(mutation: Mutation, tree: Path) -> bool:
+    """Apply the edit in `tree`; False when the code to break is not there exactly once."""
+    path = tree / mutation.path
+    text = path.read_text() if path.is_file() else ""
+    if text.count(mutation.find) != 1:
+        return False
+    path.write_text(text.replace(mutation.find, mutation.replace))
+    return True
+
+
+def run(mutation: Mutation, python: str = sys.executable) -> tuple[str, str]:
+    """(verdict, pytest's last lines)."""
+    with tempfile.TemporaryDirectory(prefix="rancher-ha-mutant-") as tmp:
+        tree = copy_working_tree(Path(tmp) / "tree")
+        if not apply(mutation, tree):
+            return "stale", f"{mutation.path}: the text to break is not there exactly once"
+        done = subprocess.run([python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutation.tests],
+                              cwd=tree, capture_output=True, text=True, timeout=TIMEOUT_S)
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        # pytest: 0 all passed, 1 some failed; anything else (errors, nothing collected) proves nothing.
+        verdict = {0: "survived", 1: "killed"}.get(done.returncode, f"error (pytest exit {done.returncode})")
+        return verdict, tail
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.mutation_check", description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="mutations to run (default: all)")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTATIONS if not args.names or m.name in args.names]
+    failed = False
+    for mutation in chosen:
+        verdict, tail = run(mutation)
+        print(f"{verdict:9} {mutation.name}: {mutation.claim}")
+        if verdict != "killed":
+            failed = True
+            print("    " + tail.replace("\n", "\n    "))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
