@@ -78,6 +78,16 @@ def test_pull_request_workflow_shape():
     assert pulumi_step["with"]["suppress-outputs"] is True
 
 
+def test_pull_requests_get_the_render_diff_from_their_base_as_a_comment():
+    plan = _load("pull-request.yml")["jobs"]["plan"]
+    runs = "\n".join(step.get("run", "") for step in plan["steps"])
+    assert 'bash scripts/render.sh --diff "$BASE_SHA" --all --out render' in runs
+    script = next(s for s in plan["steps"] if s.get("uses", "").startswith("actions/github-script"))["with"]["script"]
+    assert "'render/diff.md'" in script and "'render/plan.md'" in script
+    uploaded = next(s for s in plan["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))["with"]["path"]
+    assert {"render/plan.md", "render/diff.md", "render/diff.patch"} <= set(uploaded.split())
+
+
 def test_deploy_goes_through_environments_in_order():
     jobs = _load("deploy.yml")["jobs"]
     assert jobs["dev"]["needs"] == "test" and jobs["staging"]["needs"] == "dev" and jobs["prod"]["needs"] == "staging"
