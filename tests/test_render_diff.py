@@ -46,6 +46,11 @@ def test_a_one_line_template_change_is_a_one_line_diff_in_the_pull_request_comme
     assert len(changed) == 2 * len(servers) and all(("--max-time 20" in l) if l[0] == "-" else ("--max-time 30" in l) for l in changed)
     comment = (tmp_path / "out" / "diff.md").read_text()
     assert "| dev | 2 |" in comment and "usr/local/sbin/rancher-ha-bootstrap" in comment
+    # The README shows this very diff as what a reviewer sees.
+    readme = (REPO_ROOT / "README.md").read_text().split("### What a reviewer sees in a pull request", 1)[1]
+    shown = readme.split("```diff\n", 1)[1].split("```", 1)[0]
+    first_file = patch.split("--- a/dev/machines/rancher-server-1/", 1)[0]
+    assert shown == first_file
 
 
 def test_no_change_says_so(tmp_path):
