@@ -6,7 +6,11 @@ restarted servers, databases and buckets, and two resources claiming the same ph
 identity at the same time (the `InvalidPermission.Duplicate` class of failures).
 
 Engine semantics, as read in pulumi/pulumi at commit 1b5949891b3cefcb9974752b24a5ecef0acc86c8
-(pkg/resource/deploy/step_generator.go unless another file is named):
+(pkg/resource/deploy/step_generator.go unless another file is named). That commit is on the
+way to v3.260.0, the first release in which a `deletedWith` target's replacement replaces
+the dependent (5cd93859e8, #23818); from v3.226.0 to it, nothing else the plan models
+changed. The plan models that engine, and `requiredPulumiVersion` in Pulumi.yaml accepts no
+older CLI (ENGINE_FEATURES; tests/test_plan_engine.py checks both; docs/upstream-facts.md).
 
 - Matching: by URN, or by an alias URN of the new resource (`generateAliases` /
   `getOldResource`, 621-713); a child of an aliased parent is also found under the parent's
@@ -24,7 +28,11 @@ Engine semantics, as read in pulumi/pulumi at commit 1b5949891b3cefcb9974752b24a
 - replace_on_changes (`applyReplaceOnChanges`, 3170-3230): a changed path contained in one
   of the listed paths turns the change into a replacement ("*" = any).
 - Replacement mode (`continueStepsFromDiff`, 2041-2165): create-before-delete unless
-  `deleteBeforeReplace` (the option overrides the provider's choice, 2043-2046). For
+  delete-before-replace: the provider's `DeleteBeforeReplace` in its diff, overridden by the
+  resource option whenever the program set it, true or false (`goal.DeleteBeforeReplace`, a
+  *bool, 2043-2046; source_eval.go:2350-2356 sets it when `deleteBeforeReplaceDefined`). An
+  engine-level replace (`replaceWith`, `deletedWith`, a replaced provider, `--replace`,
+  a trigger) never asks the provider, so only the option can make it delete-before-replace. For
   create-before-delete "the delete step is generated later on, after all creates/updates
   finish" (2164) — `GenerateDeletes` runs in `performPostSteps` only once the program has
   finished and every step has completed (deployment_executor.go:326-332, 486-553), in
@@ -65,6 +73,16 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from .destroy import DependencyGraph, direct_edges, provider_urn, schedule_rounds, topological_order
 from .mocks import Registration
+
+# The engine features the plan models, with the first CLI release that has each (the
+# commit in pulumi/pulumi; docs/upstream-facts.md). Pulumi.yaml's requiredPulumiVersion
+# must accept none older than the newest of them.
+ENGINE_FEATURES: dict[str, tuple[str, str]] = {
+    "replaceWith replaces with its targets": ("3.207.0", "32235a17d287d5a63407a3ba8bfab1d4870089ad"),
+    "replacementTrigger, without spurious replacements": ("3.226.0", "v3.226.0"),
+    "deletedWith replaces with its target": ("3.260.0", "5cd93859e8a79cef4886fbd00048c15406ddd018"),
+}
+ENGINE_MIN_VERSION = max((v for v, _ in ENGINE_FEATURES.values()), key=lambda v: tuple(int(p) for p in v.split(".")))
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi.runtime.rpc.UNKNOWN
 REDACTED = "[secret]"
@@ -728,7 +746,10 @@ def plan_update(
         if _trigger_replaces(getattr(n, "replacement_trigger", None), getattr(o, "replacement_trigger", None)):
             reasons.append("replacement_trigger changed")
 
-        # The provider's diff.
+        # The provider's diff. After an engine-level reason the engine never asks the provider
+        # (diff returns early; generateStepsFromDiff skips it for a trigger), so its
+        # DeleteBeforeReplace does not count; the plan still diffs, to show what changed.
+        engine_level = bool(reasons)
         dbr_from_provider: Optional[bool] = None
         if n.type.startswith(DYNAMIC_PREFIX):
             olds_state = {k: v for k, v in (o.outputs or o.inputs).items() if k != "__provider"}
@@ -798,7 +819,7 @@ def plan_update(
 
         if step.replace_reasons:
             step.op = "replace"
-            step.delete_before_replace = bool(n.delete_before_replace) or bool(dbr_from_provider)
+            step.delete_before_replace = _delete_before_replace(n.delete_before_replace, None if engine_level else dbr_from_provider)
             replaced.add(n.urn)
             if n.protect and o.protect:
                 errors.append(f"{n.name} is protected and cannot be replaced ({'; '.join(step.replace_reasons)})")
@@ -912,6 +933,11 @@ def _table(lookup: Callable[[str], Any], r: Registration, default: Any, notes: O
 
 def _is_secret(path: str, n: Registration, o: Optional[Registration]) -> bool:
     return any(_overlaps(p, path) for p in _secret_paths(n, o))
+
+
+def _delete_before_replace(option: Optional[bool], from_provider: Optional[bool]) -> bool:
+    """continueStepsFromDiff (2043-2046): the provider's choice unless the option was set."""
+    return bool(from_provider) if option is None else bool(option)
 
 
 def _trigger_replaces(new: Any, old: Any) -> bool:

@@ -15,6 +15,8 @@ from offline.destroy import UntargetedDeleteError, check_in_cluster_deletes, des
 from offline.mocks import Registration
 from offline.plan import UNKNOWN, Tables, plan_update
 
+from conftest import REPO_ROOT
+
 STACK_URN = "urn:pulumi:test::rancher-ha::pulumi:pulumi:Stack::rancher-ha-test"
 THING = "aws:test/thing:Thing"
 INSTANCE = "aws:ec2/instance:Instance"
@@ -531,3 +533,70 @@ def test_a_target_group_serves_one_load_balancer_at_a_time():
     # ...two load balancers of the new state may not.
     split = state(old_nlb, _listener("l", "arn:nlb/old", "arn:tg/1"), _listener("m", "arn:nlb/other", "arn:tg/1"))
     assert {c.claimant.rsplit("::", 1)[-1] for c in plan(old, split, tables=tables).collisions} == {"m"}
+
+
+# -- engine version and delete-before-replace -----------------------------------------------
+def test_the_minimum_cli_has_every_engine_behaviour_the_plan_models():
+    """The plan models pulumi/pulumi's step generator from v3.260.0 on (deletedWith replaces
+    with its target, 5cd93859e8); an older CLI would plan differently from it."""
+    import yaml
+
+    from offline.plan import ENGINE_FEATURES, ENGINE_MIN_VERSION
+
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    spec = project["requiredPulumiVersion"]
+    assert spec.startswith(">="), spec
+    minimum = tuple(int(p) for p in spec[2:].split("."))
+    for feature, (version, _commit) in ENGINE_FEATURES.items():
+        assert minimum >= tuple(int(p) for p in version.split(".")), f"{spec} accepts a CLI without: {feature} ({version})"
+    assert ENGINE_MIN_VERSION == "3.260.0" and minimum == (3, 260, 0)
+    assert f"Pulumi CLI](https://www.pulumi.com/docs/install/) {ENGINE_MIN_VERSION[:-2]} or newer" in (REPO_ROOT / "README.md").read_text()
+
+
+DBR_GATE = "pulumi-python:dynamic/rancher-ha:Dbr"
+
+
+def _dbr_diff(provider_dbr: bool):
+    def diff(_id, olds, news):
+        changed = [k for k in news if olds.get(k) != news.get(k)]
+        return SimpleNamespace(changes=bool(changed), replaces=changed, delete_before_replace=provider_dbr)
+    return diff
+
+
+@pytest.mark.parametrize(
+    "option, provider_dbr, expected",
+    [(None, True, True), (None, False, False), (False, True, False), (True, False, True), (True, True, True), (False, False, False)],
+)
+def test_the_delete_before_replace_option_overrides_the_provider_both_ways(option, provider_dbr, expected):
+    """continueStepsFromDiff: `deleteBeforeReplace := diff.DeleteBeforeReplace; if
+    goal.DeleteBeforeReplace != nil { deleteBeforeReplace = *goal.DeleteBeforeReplace }`."""
+    old = reg("thing", DBR_GATE, {"zone": "a"}, delete_before_replace=option)
+    new = reg("thing", DBR_GATE, {"zone": "b"}, delete_before_replace=option)
+    result = plan(state(old), state(new), dynamic_diffs={DBR_GATE: _dbr_diff(provider_dbr)})
+    assert result.step("thing", "replace").delete_before_replace is expected
+    ops = [(s.op, s.phase) for s in result.steps]
+    assert ops == ([("delete", "update"), ("replace", "update")] if expected else [("replace", "update"), ("delete", "delete")])
+
+
+def test_an_engine_level_replacement_does_not_ask_the_provider_for_delete_before_replace():
+    """diff() returns early for replaceWith/deletedWith/provider; the provider's
+    DeleteBeforeReplace never reaches continueStepsFromDiff then."""
+    a_old, a_new = reg("a", THING, {"zone": "z1"}), reg("a", THING, {"zone": "z2"})
+    b_old = reg("b", DBR_GATE, {"x": 1}, replace_with=[a_old.urn])
+    b_new = reg("b", DBR_GATE, {"x": 2}, replace_with=[a_new.urn])
+    result = plan(state(a_old, b_old), state(a_new, b_new), dynamic_diffs={DBR_GATE: _dbr_diff(True)})
+    assert not result.step("b", "replace").delete_before_replace
+
+
+def test_the_mocks_record_whether_the_program_set_delete_before_replace():
+    from pulumi.runtime.proto import resource_pb2
+
+    from offline.mocks import RecordingMonitor, StackMocks
+
+    mocks = StackMocks(region="eu-west-1", preview=False)
+    monitor = RecordingMonitor(mocks)
+    for name, defined, value in (("unset", False, False), ("off", True, False), ("on", True, True)):
+        monitor.RegisterResource(resource_pb2.RegisterResourceRequest(
+            type=THING, name=name, custom=True, deleteBeforeReplaceDefined=defined, deleteBeforeReplace=value))
+    recorded = {r.name: r.delete_before_replace for r in mocks.registrations}
+    assert recorded == {"unset": None, "off": False, "on": True}
