@@ -895,27 +895,66 @@ def plan_update(
     return Plan(steps=steps, collisions=collisions, notes=list(dict.fromkeys(notes)), title=title, secrets=secrets, errors=errors)
 
 
+# Group changes that start an instance refresh (terraform-provider-aws
+# internal/service/autoscaling/group.go, resourceGroupUpdate: `shouldRefreshInstances` on a
+# change of launch_configuration, launch_template or mixed_instances_policy, else on a change
+# of any property named in instance_refresh.triggers; no refresh without instance_refresh).
+REFRESH_PATHS = ("launchConfiguration", "launchTemplate", "mixedInstancesPolicy")
+GROUP = "aws:autoscaling/group:Group"
+
+
+def _camel(name: str) -> str:
+    head, *rest = str(name).split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def instance_refresh_starts(group_inputs: Mapping[str, Any], changed_paths: Iterable[str]) -> bool:
+    """Whether an update of an Auto Scaling group with these inputs and changes rolls its
+    instances (starts an instance refresh)."""
+    refresh = group_inputs.get("instanceRefresh")
+    if not isinstance(refresh, Mapping) or not refresh:
+        return False
+    changed = list(changed_paths)
+    if any(_overlaps(path, c) for path in REFRESH_PATHS for c in changed):
+        return True
+    triggers = [_camel(t) for t in refresh.get("triggers") or [] if t]
+    return any(_overlaps(t, c) for t in triggers for c in changed)
+
+
 def _launch_template_rollouts(steps: list, new_regs, notes: list) -> None:
     """A launch template update creates a new version (terraform-provider-aws
     resourceLaunchTemplateUpdate: CreateLaunchTemplateVersion, latest_version + 1), so an
-    Auto Scaling group that follows `latest_version` is updated and its instance refresh
-    rolls its instances. The mocks cannot bump the version, so the plan adds that step."""
+    Auto Scaling group whose version follows `latest_version` is updated (the mocks cannot
+    bump the version, so the plan adds that change). A group update rolls the group's
+    instances only when the group has an instance refresh that the change triggers
+    (instance_refresh_starts); otherwise the running instances keep the old version."""
     changed = {step.urn for step in steps if step.type == "aws:ec2/launchTemplate:LaunchTemplate" and step.op in ("update", "replace")}
-    if not changed:
-        return
     by_urn = {r.urn: r for r in new_regs}
     for step in steps:
         r = by_urn.get(step.urn)
-        if r is None or step.type != "aws:autoscaling/group:Group" or step.replacement:
+        if r is None or step.type != GROUP or step.replacement or step.op == "delete":
             continue
-        if set(r.property_dependencies.get("launchTemplate", [])) & changed:
-            if step.op == "same":
-                step.op = "update"
-                step.changes.append(Change("launchTemplate.version", "n", "n+1"))
-            message = (f"{step.name}: a new launch template version rolls its instance (instance refresh); "
-                       "for the NGINX load balancer that is a short outage while the replacement boots")
-            step.notes.append(message)
-            notes.append(message)
+        version = (r.inputs.get("launchTemplate") or {}).get("version") if isinstance(r.inputs.get("launchTemplate"), Mapping) else None
+        follows = set(r.property_dependencies.get("launchTemplate", [])) & changed and version not in ("$Latest", "$Default")
+        if follows and step.op == "same":
+            step.op = "update"
+            step.changes.append(Change("launchTemplate.version", "n", "n+1"))
+        if step.op != "update":
+            continue
+        paths = [c.path for c in step.changes]
+        if instance_refresh_starts(r.inputs, paths):
+            refresh = r.inputs["instanceRefresh"]
+            message = (f"{step.name}: a new launch template version rolls its instance (instance refresh, "
+                       f"{refresh.get('strategy', 'Rolling')}); for the NGINX load balancer that is a short outage while the replacement boots"
+                       if any(_overlaps("launchTemplate", p) for p in paths) else
+                       f"{step.name}: the change of {', '.join(paths)} starts an instance refresh: its instances are rolled")
+        elif any(_overlaps(path, p) for path in REFRESH_PATHS for p in paths):
+            message = (f"{step.name}: the launch template changes but the group starts no instance refresh: its running "
+                       "instances keep the old version until they are replaced (start an instance refresh by hand)")
+        else:
+            continue
+        step.notes.append(message)
+        notes.append(message)
 
 
 def _table(lookup: Callable[[str], Any], r: Registration, default: Any, notes: Optional[list] = None) -> Any:

@@ -441,19 +441,48 @@ def test_the_plan_of_a_real_change_prints_without_secrets(admin_cidr_plan):
         assert secret.strip() not in text
 
 
+# The resources a `helm uninstall` needs to reach the API: the servers and the load balancer path.
+API_PATH = ("aws:ec2/instance:Instance", "aws:lb/loadBalancer:LoadBalancer", "aws:lb/listener:Listener",
+            "aws:lb/targetGroup:TargetGroup", "aws:lb/targetGroupAttachment:TargetGroupAttachment",
+            "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "aws:ec2/securityGroup:SecurityGroup",
+            "aws:ec2/natGateway:NatGateway", "aws:ec2/route:Route", "aws:rds/instance:Instance")
+
+
 def test_destroying_the_dev_stack_is_scheduled_and_checked():
+    from dataclasses import replace
+
     from conftest import run
 
     dev = run()
     schedule = destroy_schedule(dev)
     assert {s.urn for s in schedule} == {r.urn for r in dev.registrations}
+    assert [s.order for s in schedule] == list(range(len(schedule)))
+    assert [s.round for s in schedule] == sorted(s.round for s in schedule)
     by_urn = {s.urn: s for s in schedule}
     for r in dev.registrations:  # children before parents, dependents before dependencies
-        for dep in [r.parent, *r.dependencies]:
+        for dep in [r.parent, *r.dependencies, *(u for us in r.property_dependencies.values() for u in us)]:
             if dep in by_urn:
                 assert by_urn[r.urn].round < by_urn[dep].round, (r.name, dep)
-    # The check runs; what it finds is the program's business (reported, not asserted here).
-    assert isinstance(check_in_cluster_deletes(dev, schedule, ["aws:lb/listener:Listener"]), list)
+    k8s = [s for s in schedule if s.type.startswith("kubernetes:")]
+    provider = [s for s in schedule if s.type == "pulumi:providers:kubernetes"]
+    gate = [s for s in schedule if s.type == "pulumi-python:dynamic/rancher-ha:ApiGate"]
+    api_path = [s for s in schedule if s.type in API_PATH]
+    assert {s.name for s in k8s} >= {"rancher", "cert-manager", "rancher-namespace"} and len(provider) == len(gate) == 1
+    assert {s.type for s in api_path} >= {"aws:ec2/instance:Instance", "aws:lb/listener:Listener", "aws:lb/loadBalancer:LoadBalancer"}
+    # A destroy takes the cluster with it: no `helm uninstall`, no namespace delete is attempted.
+    for step in k8s:
+        assert step.skipped and step.reason == f"deleted with {provider[0].name}", step
+    # Even if they were attempted, every in-cluster delete and the provider's complete before the
+    # gate's, and the gate's before anything on the API path starts.
+    assert max(s.round for s in k8s + provider) < gate[0].round < min(s.round for s in api_path)
+    attempted = [replace(s, skipped=False) for s in schedule]
+    assert check_in_cluster_deletes(dev, attempted, API_PATH) == []
+    # The check itself finds an in-cluster delete that would start with the path's.
+    listener = next(s for s in attempted if s.type == "aws:lb/listener:Listener")
+    raced = [replace(s, round=listener.round) if s.name == "rancher" and s.type.startswith("kubernetes:helm") else s for s in attempted]
+    assert len(check_in_cluster_deletes(dev, raced, API_PATH)) == 1
+    # The identity lock, which every component depends on, goes last.
+    assert schedule[-2].type == "pulumi-python:dynamic/rancher-ha:IdentityLock" and schedule[-1].type == "rancher-ha:guard:HostnameGuard"
 
 
 def test_dump_state_and_the_fallback_for_old_revisions_agree(tmp_path):
@@ -600,3 +629,38 @@ def test_the_mocks_record_whether_the_program_set_delete_before_replace():
             type=THING, name=name, custom=True, deleteBeforeReplaceDefined=defined, deleteBeforeReplace=value))
     recorded = {r.name: r.delete_before_replace for r in mocks.registrations}
     assert recorded == {"unset": None, "off": False, "on": True}
+
+
+# -- Auto Scaling groups: what rolls the instances ----------------------------------------------
+TEMPLATE, ASG = "aws:ec2/launchTemplate:LaunchTemplate", "aws:autoscaling/group:Group"
+
+
+def _group_plan(refresh, version="1", group_change=None):
+    t_old, t_new = reg("lt", TEMPLATE, {"userData": "a"}), reg("lt", TEMPLATE, {"userData": "b"})
+    inputs = {"launchTemplate": {"id": "lt-1", "version": version}, "desiredCapacity": 1}
+    if refresh is not None:
+        inputs["instanceRefresh"] = refresh
+    g_old = reg("group", ASG, inputs, propdeps={"launchTemplate": [t_old]})
+    new_inputs = {**inputs, **(group_change or {})}
+    g_new = reg("group", ASG, new_inputs, propdeps={"launchTemplate": [t_new]})
+    return plan(state(t_old, g_old), state(t_new if group_change is None else t_old, g_new), tables=Tables.of())
+
+
+def test_a_group_following_the_template_is_rolled_only_with_an_instance_refresh():
+    rolled = _group_plan({"strategy": "Rolling"})
+    assert rolled.step("group").op == "update"
+    assert any("rolls its instance (instance refresh, Rolling)" in n for n in rolled.step("group").notes)
+    kept = _group_plan(None)
+    assert kept.step("group").op == "update"
+    assert not any("rolls" in n for n in kept.notes)
+    assert any("starts no instance refresh" in n for n in kept.step("group").notes)
+    # "$Latest" is not a version change: the group is not updated, nothing is rolled.
+    latest = _group_plan({"strategy": "Rolling"}, version="$Latest")
+    assert latest.step("group").op == "same" and not latest.notes
+
+
+def test_instance_refresh_triggers_roll_the_group_on_their_own_properties():
+    change = {"desiredCapacity": 2}
+    assert not _group_plan({"strategy": "Rolling"}, group_change=change).notes
+    triggered = _group_plan({"strategy": "Rolling", "triggers": ["desired_capacity"]}, group_change=change)
+    assert any("desiredCapacity starts an instance refresh" in n for n in triggered.notes)
