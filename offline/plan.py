@@ -495,6 +495,7 @@ class Plan:
     title: str = "Offline plan"
     secrets: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
+    refused: bool = False  # a provider's check failed: the preview fails, nothing changes
 
     def counts(self) -> dict[str, int]:
         """Custom resources per operation; a replacement's delete half is not a delete."""
@@ -622,6 +623,71 @@ def _flag_kind(r: Registration) -> str:
     return ""
 
 
+def _dynamic_methods(providers: Mapping[str, Any]) -> tuple[dict, dict]:
+    """(type -> diff, type -> check) from providers or bare diff callables."""
+    diffs, checks = {}, {}
+    for type_token, value in providers.items():
+        if callable(getattr(value, "diff", None)):
+            diffs[type_token] = value.diff
+            if callable(getattr(value, "check", None)):
+                checks[type_token] = value.check
+        else:
+            diffs[type_token] = value
+    return diffs, checks
+
+
+def _check_failures(n: Registration, o: Optional[Registration], check: Optional[Callable]) -> list[str]:
+    """The engine Checks a resource's inputs before it diffs them (step_generator.go
+    1325-1348): with the old inputs for an update, without them for a create."""
+    if check is None:
+        return []
+    olds = {k: v for k, v in (o.inputs if o is not None else {}).items() if k != "__provider"}
+    news = {k: v for k, v in n.inputs.items() if k != "__provider"}
+    result = check(olds, news)
+    failures = (result.get("failures") if isinstance(result, Mapping) else getattr(result, "failures", None)) or []
+    found = []
+    for failure in failures:
+        prop = failure.get("property") if isinstance(failure, Mapping) else getattr(failure, "property", "")
+        reason = failure.get("reason") if isinstance(failure, Mapping) else getattr(failure, "reason", "")
+        found.append(f"REFUSED in preview by {n.name} ({n.type}): {prop + ': ' if prop else ''}{reason}")
+    return found
+
+
+# Updates the provider plans in place but the AWS API refuses, so the real `up` fails at
+# that step (after a clean preview). (type, path, refused(old, new), why and the safe way).
+# Not here, because they are allowed: a launch template's smaller blockDeviceMappings
+# volumeSize (a new version; new instances get new volumes), an aws:ebs/volume:Volume's
+# smaller size (the provider replaces the volume: CustomizeDiff ForceNewIfChange).
+def _shrinks(old: Any, new: Any) -> bool:
+    try:
+        return float(new) < float(old)
+    except (TypeError, ValueError):
+        return False
+
+
+AWS_REJECTED_UPDATES: list[tuple[str, str, Callable[[Any, Any], bool], str]] = [
+    (SERVER_INSTANCE, "rootBlockDevice.volumeSize", _shrinks,
+     "an EBS volume cannot shrink (EC2 ModifyVolume: InvalidParameterValue \"New size cannot be smaller than existing "
+     "size\"; Amazon EBS User Guide, \"Modify a volume using Amazon EBS Elastic Volumes\"). The safe way: keep the size "
+     "at {old} GiB or more; a smaller disk needs a new instance."),
+    (SERVER_INSTANCE, "ebsBlockDevices.volumeSize", _shrinks,
+     "an EBS volume cannot shrink (EC2 ModifyVolume). The safe way: keep the size at {old} GiB or more."),
+    (RDS_INSTANCE, "allocatedStorage", _shrinks,
+     "RDS cannot reduce a DB instance's allocated storage (Amazon RDS User Guide, \"Increasing DB instance storage "
+     "capacity\": \"You can't reduce the amount of storage for a DB instance after storage has been allocated\"). The "
+     "safe way: keep it at {old} GiB or more; a smaller database is a new instance restored from a snapshot."),
+]
+
+
+def _rejected_update(type_token: str, change: "Change") -> str:
+    if change.replaces or change.unknown or change.secret:
+        return ""
+    for rule_type, path, refused, why in AWS_REJECTED_UPDATES:
+        if rule_type == type_token and _normalise(change.path) == path and refused(change.old, change.new):
+            return f"`{change.path}` {change.old} → {change.new} is refused by AWS: {why.format(old=change.old, new=change.new)}"
+    return ""
+
+
 def _dynamic_result(result: Any) -> tuple[bool, list[str], Optional[bool]]:
     if isinstance(result, Mapping):
         get = result.get
@@ -662,13 +728,14 @@ def plan_update(
     old,
     new,
     tables: Optional[Tables] = None,
-    dynamic_diffs: Optional[Mapping[str, Callable[[str, dict, dict], Any]]] = None,
+    dynamic_diffs: Optional[Mapping[str, Any]] = None,
     title: str = "Offline plan",
 ) -> Plan:
     """Plan `pulumi up` from the state `old` (a MockRun, or None for a new stack) to the
-    program run `new`."""
+    program run `new`. `dynamic_diffs` maps a dynamic resource type to its provider (its
+    `check` and `diff` are used, as the engine uses them) or to a bare `diff` callable."""
     tables = tables or Tables.from_module()
-    dynamic_diffs = dict(dynamic_diffs or {})
+    dynamic_diffs, dynamic_checks = _dynamic_methods(dynamic_diffs or {})
     old_regs: list[Registration] = list(old.registrations) if old is not None else []
     new_regs: list[Registration] = list(new.registrations)
     olds = {r.urn: r for r in old_regs}
@@ -695,6 +762,13 @@ def plan_update(
         if o is not None and o.urn in claimed:
             errors.append(f"{n.name} and {claimed[o.urn].rsplit('::', 1)[-1]} both claim the old resource {o.urn} (duplicate alias)")
             o = None
+        refusals = _check_failures(n, o, dynamic_checks.get(n.type))
+        if refusals:
+            # issueCheckErrors marks the resource invalid and the step generator bails
+            # ("resource ... is invalid", step_generator.go:1346-1348, 1476-1477): the
+            # preview fails, and `pulumi up` changes nothing.
+            return Plan(steps=[], collisions=[], title=title, errors=refusals, refused=True,
+                        notes=[f"`pulumi up` stops in its preview at {n.name}: nothing is changed"])
         if o is None:
             continue
         claimed[o.urn] = n.urn
@@ -825,6 +899,11 @@ def plan_update(
                 errors.append(f"{n.name} is protected and cannot be replaced ({'; '.join(step.replace_reasons)})")
         elif changes:
             step.op = "update"
+            for change in changes:
+                rejection = _rejected_update(n.type, change)
+                if rejection:
+                    errors.append(f"{n.name}: {rejection}")
+                    step.flag = step.flag or f"REJECTED BY AWS {n.name}: `{change.path}` {change.old} → {change.new}"
         if step.old_urn and step.op != "replace":
             rewrites[n.urn] = [
                 (str(n.outputs[k]), str(o.outputs[k])) for k in sorted(set(n.outputs or {}) & set(o.outputs or {}))
@@ -832,7 +911,9 @@ def plan_update(
             ]
 
         kind = _flag_kind(n)
-        if kind and step.op == "replace":
+        if step.flag:
+            pass
+        elif kind and step.op == "replace":
             step.flag = f"REPLACE {kind} {n.name} ({'; '.join(_brief(r) for r in step.replace_reasons)})"
         elif kind and step.stop_start:
             step.flag = f"STOP/START {kind} {n.name} (changes {', '.join(step.stop_start)})"

@@ -246,6 +246,41 @@ def test_a_locked_setting_is_refused_with_the_setting_and_the_safe_way(key, edit
     assert IdentityLockProvider().check(olds, olds).failures == []
 
 
+@pytest.mark.parametrize("key, edit", LOCKED_EDITS, ids=[k for k, _ in LOCKED_EDITS])
+def test_the_plan_refuses_a_locked_edit_as_the_engine_does(key, edit):
+    """The engine Checks the lock before it diffs anything: the preview fails with the lock's
+    own message and `pulumi up` changes nothing (no "replace 58", no collisions)."""
+    from components.providers.identity_lock_provider import IdentityLockProvider
+
+    old, new = lifecycle_run(), lifecycle_run(edit)
+    p = plan(old, new)
+    expected = {f.property: f.reason for f in IdentityLockProvider().check(_lock_inputs(old), _lock_inputs(new)).failures}
+    assert p.refused and p.steps == [] and p.collisions == [] and p.counts() == {}
+    assert any(e.startswith("REFUSED in preview by rancher-hostname-lock") and f"{key}: {expected[key]}" in e for e in p.errors), p.errors
+    assert expected[key] in p.to_markdown().replace("\\|", "|")
+
+
+# -- updates the AWS API refuses ---------------------------------------------------------------
+def test_shrinking_the_server_root_volumes_is_flagged_as_refused_by_aws():
+    bigger = {"rancher-ha:serverRootVolumeGb": 100}
+    p = plan(lifecycle_run(bigger), lifecycle_run({"rancher-ha:serverRootVolumeGb": 80}))
+    servers = [s for s in p.steps if is_server(s)]
+    assert servers and all(s.op == "update" and s.flag.startswith("REJECTED BY AWS") for s in servers), [(s.name, s.op, s.flag) for s in servers]
+    refused = [e for e in p.errors if "rootBlockDevice.volumeSize` 100 → 80 is refused by AWS" in e]
+    assert len(refused) == len(servers) and all("keep the size at 100 GiB or more" in e for e in refused), p.errors
+    assert "REJECTED BY AWS" in p.to_markdown()
+    grown = plan(lifecycle_run(bigger), lifecycle_run({"rancher-ha:serverRootVolumeGb": 120}))
+    assert grown.errors == [] and not grown.flagged
+
+
+def test_shrinking_the_datastore_storage_is_flagged_as_refused_by_aws():
+    p = plan(lifecycle_run({"rancher-ha:dbAllocatedStorageGb": 40}), lifecycle_run({"rancher-ha:dbAllocatedStorageGb": 20}))
+    (db,) = [s for s in p.steps if s.type == RDS_INSTANCE]
+    assert db.op == "update" and db.flag.startswith("REJECTED BY AWS"), db
+    assert any("allocatedStorage` 40 → 20 is refused by AWS" in e and "can't reduce" in e for e in p.errors), p.errors
+    assert plan(lifecycle_run({"rancher-ha:dbAllocatedStorageGb": 20}), lifecycle_run({"rancher-ha:dbAllocatedStorageGb": 40})).errors == []
+
+
 def test_routine_edits_pass_the_identity_lock():
     from components.providers.identity_lock_provider import IdentityLockProvider
 

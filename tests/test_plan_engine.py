@@ -664,3 +664,29 @@ def test_instance_refresh_triggers_roll_the_group_on_their_own_properties():
     assert not _group_plan({"strategy": "Rolling"}, group_change=change).notes
     triggered = _group_plan({"strategy": "Rolling", "triggers": ["desired_capacity"]}, group_change=change)
     assert any("desiredCapacity starts an instance refresh" in n for n in triggered.notes)
+
+
+def test_a_dynamic_providers_check_runs_before_its_diff_and_a_failure_stops_the_up():
+    lock = "pulumi-python:dynamic/rancher-ha:Lock"
+    calls = []
+
+    class Provider:
+        def check(self, olds, news):
+            calls.append(("check", dict(olds), dict(news)))
+            bad = olds.get("cidr") not in (None, news.get("cidr"))
+            return SimpleNamespace(inputs=news, failures=[SimpleNamespace(property="cidr", reason="set it back to 10.0.0.0/16")] if bad else [])
+
+        def diff(self, _id, olds, news):
+            calls.append(("diff",))
+            return SimpleNamespace(changes=olds != news, replaces=[], delete_before_replace=None)
+
+    old = reg("lock", lock, {"cidr": "10.0.0.0/16", "__provider": "p"})
+    vpc_old, vpc_new = reg("vpc", THING, {"zone": "10.0.0.0/16"}), reg("vpc", THING, {"zone": "10.1.0.0/16"})
+    refused = plan(state(old, vpc_old), state(reg("lock", lock, {"cidr": "10.1.0.0/16", "__provider": "p"}), vpc_new),
+                   dynamic_diffs={lock: Provider()})
+    assert calls == [("check", {"cidr": "10.0.0.0/16"}, {"cidr": "10.1.0.0/16"})]  # no diff after a failed check
+    assert refused.steps == [] and refused.counts() == {}
+    assert refused.errors == [f"REFUSED in preview by lock ({lock}): cidr: set it back to 10.0.0.0/16"]
+    calls.clear()
+    created = plan(None, state(reg("lock", lock, {"cidr": "10.1.0.0/16"})), dynamic_diffs={lock: Provider()})
+    assert calls == [("check", {}, {"cidr": "10.1.0.0/16"})] and created.errors == []
