@@ -15,7 +15,7 @@ older CLI (ENGINE_FEATURES; tests/test_plan_engine.py checks both; docs/upstream
 - Matching: by URN, or by an alias URN of the new resource (`generateAliases` /
   `getOldResource`, 621-713); a child of an aliased parent is also found under the parent's
   old type chain (`inheritedChildAlias`, 590-619).
-- Diff order (`diff`, 2884-2960): `replaceWith` first — replace when any listed resource is
+- Diff order (`diff`, 2884-2960): `--replace` (`isTargetedReplace`) first, then `replaceWith` — replace when any listed resource is
   being replaced (2895-2907) — then a `deletedWith` target being replaced (2910-2918), then
   a changed provider reference (2921-2927), then the provider's own Diff.
   `replacementTrigger` (`generateStepsFromDiff`, 1797-1818; `shouldTriggerReplace`,
@@ -730,12 +730,15 @@ def plan_update(
     tables: Optional[Tables] = None,
     dynamic_diffs: Optional[Mapping[str, Any]] = None,
     title: str = "Offline plan",
+    replace: Iterable[str] = (),
 ) -> Plan:
     """Plan `pulumi up` from the state `old` (a MockRun, or None for a new stack) to the
     program run `new`. `dynamic_diffs` maps a dynamic resource type to its provider (its
-    `check` and `diff` are used, as the engine uses them) or to a bare `diff` callable."""
+    `check` and `diff` are used, as the engine uses them) or to a bare `diff` callable.
+    `replace` lists the URNs given to `pulumi up --replace`."""
     tables = tables or Tables.from_module()
     dynamic_diffs, dynamic_checks = _dynamic_methods(dynamic_diffs or {})
+    replace_urns = set(replace)
     old_regs: list[Registration] = list(old.registrations) if old is not None else []
     new_regs: list[Registration] = list(new.registrations)
     olds = {r.urn: r for r in old_regs}
@@ -808,7 +811,9 @@ def plan_update(
         effective[n.urn] = news
         step.ignored = ignored_changes
 
-        # Engine-level reasons, in `diff`'s order.
+        # Engine-level reasons, in `diff`'s order: `--replace` (isTargetedReplace) first.
+        if n.urn in replace_urns or o.urn in replace_urns:
+            reasons.append("--replace")
         for target in n.replace_with or []:
             if target in replaced:
                 reasons.append(f"replace_with: {target.rsplit('::', 1)[-1]} is replaced")
