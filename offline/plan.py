@@ -550,7 +550,7 @@ class Plan:
             if step.op == "replace":
                 op = "replace (delete-before-replace)" if step.delete_before_replace else "replace"
             if step.op == "delete" and step.phase == "update":
-                op = "delete (before replace)"
+                op = "delete (before replace, skipped: deleted with)" if step.skipped else "delete (before replace)"
             if step.op == "delete" and step.round is not None:
                 what = "delete old copy" if step.replacement else "delete"
                 op = f"{what} (round {step.round}{', skipped: deleted with' if step.skipped else ''})"
@@ -941,11 +941,17 @@ def plan_update(
         if step.op == "replace" and step.delete_before_replace:
             o = matched[n.urn]
             chain = [d for d in _replaced_dependents(n.urn, new_graph, replaced) if matched[d].urn not in early_deleted]
+            # Every delete of the chain is generated (sg.deletes) before any runs, and the old
+            # copy is marked deleted too (5cd93859e8): a dependent deleted_with one of them
+            # makes no provider call (isDeletedWith at apply time).
+            chain_olds = {o.urn} | {matched[d].urn for d in chain}
             for d in reversed(chain):
                 dep_step = decisions[d]
                 dep_step.delete_before_replace = True
                 dep_step.notes.append(f"deleted before {n.name} is replaced (delete-before-replace chain)")
-                steps.append(_delete_step(matched[d], phase="update", dbr=True))
+                delete = _delete_step(matched[d], phase="update", dbr=True)
+                delete.skipped = bool(matched[d].deleted_with) and matched[d].deleted_with in chain_olds | early_deleted
+                steps.append(delete)
                 early_deleted.add(matched[d].urn)
             if o.urn not in early_deleted:
                 steps.append(_delete_step(o, phase="update", dbr=True))

@@ -215,6 +215,19 @@ def test_deleted_with_a_replaced_resource_is_replaced_too():
     assert plan(state(a_old, b_old), state(a_new, b_new)).step("b").op == "replace"
 
 
+def test_a_delete_before_replace_takes_its_deleted_with_dependents_without_calling_their_provider():
+    """pulumi 3.260 (5cd93859e8): the dependent is replaced with its target; the target's old
+    copy is marked deleted before any delete runs, so the dependent's delete is skipped."""
+    a_old = reg("a", THING, {"zone": "z1"}, delete_before_replace=True)
+    a_new = reg("a", THING, {"zone": "z2"}, delete_before_replace=True)
+    b_old = reg("b", THING, {"x": 1}, deleted_with=a_old.urn)
+    b_new = reg("b", THING, {"x": 1}, deleted_with=a_new.urn)
+    result = plan(state(a_old, b_old), state(a_new, b_new))
+    assert [(s.op, s.name, s.skipped) for s in result.steps] == [
+        ("delete", "b", True), ("delete", "a", False), ("replace", "a", False), ("replace", "b", False)]
+    assert "delete (before replace, skipped: deleted with)" in result.to_markdown()
+
+
 @pytest.mark.parametrize(
     "old_trigger, new_trigger, op",
     [("v1", "v2", "replace"), ("v1", "v1", "same"), (None, "v1", "same"), ("v1", None, "same"),
