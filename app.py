@@ -17,7 +17,7 @@ from typing import Any
 
 import pulumi
 
-from components.cluster_access import ClusterAccess, ClusterAccessArgs
+from components.cluster_access import ClusterAccess, ClusterAccessArgs, cluster_identifier
 from components.cluster_ca import ClusterCa, ClusterCaArgs
 from components.cluster_nodes import NODE_PARAMETER_PATH_SUFFIX, ClusterNodes, ClusterNodesArgs
 from components.datastore import Datastore, DatastoreArgs
@@ -56,6 +56,8 @@ def locked_settings(settings: Settings) -> dict[str, Any]:
         "hostname": settings.hostname,
         "distribution": settings.distribution,
         "nodePlacement": settings.node_placement,
+        # Not a setting: the stack name makes it; a stack rename must not replace the provider.
+        "clusterIdentifier": cluster_identifier(),
     }
     if settings.vpc_id:
         locked.update(vpcId=settings.vpc_id, nodeSubnetIds=list(settings.node_subnet_ids))

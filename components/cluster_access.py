@@ -38,6 +38,16 @@ class ClusterAccessArgs:
     wait_for: Sequence[pulumi.Resource] = field(default_factory=list)
 
 
+def cluster_identifier() -> str:
+    """The Kubernetes provider's clusterIdentifier: the provider is replaced only when it
+    changes (pulumi-kubernetes `Provider(cluster_identifier=...)`), and a replaced provider
+    replaces every in-cluster resource with it (their provider changes, and they are
+    deleted_with it), creating the fixed-name releases and namespace while the old ones still
+    exist. The stacks deployed so far hold rancher-ha-<stack>; the identity lock refuses any
+    change of it (a stack rename), so it never changes on a deployed stack."""
+    return f"rancher-ha-{stack_name()}"
+
+
 class ClusterAccess(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]  # secret
     server_url: str
@@ -46,7 +56,7 @@ class ClusterAccess(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterAccessArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:access:ClusterAccess", name, None, opts)
-        cluster_name = f"rancher-ha-{stack_name()}"
+        cluster_name = cluster_identifier()
         self.server_url = f"https://{args.api_hostname}:{API_PORT}"
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(args.server_ca_pem, args.admin_cert_pem, args.admin_key_pem).apply(

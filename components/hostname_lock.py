@@ -41,6 +41,13 @@ REFUSALS = {
         "moving servers between public and private subnets replaces every server at once. Set {key} back to "
         "{old}; to move, " + NEW_STACK + "."
     ),
+    "clusterIdentifier": (
+        "the Kubernetes provider knows this cluster as {old} (clusterIdentifier, rancher-ha-<stack name>); {new} "
+        "would replace the provider and, with it, every in-cluster resource: the fixed-name rancher and cert-manager "
+        "Helm releases and the cattle-system namespace would be created again while the old ones still exist, and the "
+        "update would fail half-way. If you renamed the stack, rename the stack back to the name it was deployed "
+        "with; to move Rancher to a stack of another name, " + NEW_STACK + "."
+    ),
     "nodeSubnetIds": (
         "the servers live in these subnets; new subnets would replace every server at once. Set {key} back "
         "to {old}; to move servers, " + NEW_STACK + "."

@@ -72,7 +72,9 @@ class Registration:
     protect: bool = False
     # What the engine needs to plan an update or a destroy (see offline/plan.py).
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
-    delete_before_replace: bool = False
+    # The deleteBeforeReplace option: None when the program did not set it (the provider's
+    # diff decides), True or False when it did (it overrides the provider either way).
+    delete_before_replace: Optional[bool] = None
     replace_on_changes: list[str] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)  # old URNs this resource was known by
     deleted_with: str = ""
@@ -251,7 +253,11 @@ class RecordingMonitor(MockMonitor):
                         property_dependencies={
                             key: list(value.urns) for key, value in request.propertyDependencies.items()
                         },
-                        delete_before_replace=bool(request.deleteBeforeReplace),
+                        delete_before_replace=(
+                            bool(request.deleteBeforeReplace)
+                            if request.deleteBeforeReplaceDefined or request.deleteBeforeReplace
+                            else None
+                        ),
                         replace_on_changes=list(request.replaceOnChanges),
                         aliases=_alias_urns(request, pulumi.get_stack(), pulumi.get_project()),
                         deleted_with=request.deletedWith,

@@ -6,12 +6,16 @@ restarted servers, databases and buckets, and two resources claiming the same ph
 identity at the same time (the `InvalidPermission.Duplicate` class of failures).
 
 Engine semantics, as read in pulumi/pulumi at commit 1b5949891b3cefcb9974752b24a5ecef0acc86c8
-(pkg/resource/deploy/step_generator.go unless another file is named):
+(pkg/resource/deploy/step_generator.go unless another file is named). That commit is on the
+way to v3.260.0, the first release in which a `deletedWith` target's replacement replaces
+the dependent (5cd93859e8, #23818); from v3.226.0 to it, nothing else the plan models
+changed. The plan models that engine, and `requiredPulumiVersion` in Pulumi.yaml accepts no
+older CLI (ENGINE_FEATURES; tests/test_plan_engine.py checks both; docs/upstream-facts.md).
 
 - Matching: by URN, or by an alias URN of the new resource (`generateAliases` /
   `getOldResource`, 621-713); a child of an aliased parent is also found under the parent's
   old type chain (`inheritedChildAlias`, 590-619).
-- Diff order (`diff`, 2884-2960): `replaceWith` first — replace when any listed resource is
+- Diff order (`diff`, 2884-2960): `--replace` (`isTargetedReplace`) first, then `replaceWith` — replace when any listed resource is
   being replaced (2895-2907) — then a `deletedWith` target being replaced (2910-2918), then
   a changed provider reference (2921-2927), then the provider's own Diff.
   `replacementTrigger` (`generateStepsFromDiff`, 1797-1818; `shouldTriggerReplace`,
@@ -24,7 +28,11 @@ Engine semantics, as read in pulumi/pulumi at commit 1b5949891b3cefcb9974752b24a
 - replace_on_changes (`applyReplaceOnChanges`, 3170-3230): a changed path contained in one
   of the listed paths turns the change into a replacement ("*" = any).
 - Replacement mode (`continueStepsFromDiff`, 2041-2165): create-before-delete unless
-  `deleteBeforeReplace` (the option overrides the provider's choice, 2043-2046). For
+  delete-before-replace: the provider's `DeleteBeforeReplace` in its diff, overridden by the
+  resource option whenever the program set it, true or false (`goal.DeleteBeforeReplace`, a
+  *bool, 2043-2046; source_eval.go:2350-2356 sets it when `deleteBeforeReplaceDefined`). An
+  engine-level replace (`replaceWith`, `deletedWith`, a replaced provider, `--replace`,
+  a trigger) never asks the provider, so only the option can make it delete-before-replace. For
   create-before-delete "the delete step is generated later on, after all creates/updates
   finish" (2164) — `GenerateDeletes` runs in `performPostSteps` only once the program has
   finished and every step has completed (deployment_executor.go:326-332, 486-553), in
@@ -65,6 +73,16 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from .destroy import DependencyGraph, direct_edges, provider_urn, schedule_rounds, topological_order
 from .mocks import Registration
+
+# The engine features the plan models, with the first CLI release that has each (the
+# commit in pulumi/pulumi; docs/upstream-facts.md). Pulumi.yaml's requiredPulumiVersion
+# must accept none older than the newest of them.
+ENGINE_FEATURES: dict[str, tuple[str, str]] = {
+    "replaceWith replaces with its targets": ("3.207.0", "32235a17d287d5a63407a3ba8bfab1d4870089ad"),
+    "replacementTrigger, without spurious replacements": ("3.226.0", "v3.226.0"),
+    "deletedWith replaces with its target": ("3.260.0", "5cd93859e8a79cef4886fbd00048c15406ddd018"),
+}
+ENGINE_MIN_VERSION = max((v for v, _ in ENGINE_FEATURES.values()), key=lambda v: tuple(int(p) for p in v.split(".")))
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi.runtime.rpc.UNKNOWN
 REDACTED = "[secret]"
@@ -477,6 +495,7 @@ class Plan:
     title: str = "Offline plan"
     secrets: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
+    refused: bool = False  # a provider's check failed: the preview fails, nothing changes
 
     def counts(self) -> dict[str, int]:
         """Custom resources per operation; a replacement's delete half is not a delete."""
@@ -531,7 +550,7 @@ class Plan:
             if step.op == "replace":
                 op = "replace (delete-before-replace)" if step.delete_before_replace else "replace"
             if step.op == "delete" and step.phase == "update":
-                op = "delete (before replace)"
+                op = "delete (before replace, skipped: deleted with)" if step.skipped else "delete (before replace)"
             if step.op == "delete" and step.round is not None:
                 what = "delete old copy" if step.replacement else "delete"
                 op = f"{what} (round {step.round}{', skipped: deleted with' if step.skipped else ''})"
@@ -638,6 +657,71 @@ def _flag_kind(r: Registration) -> str:
     return ""
 
 
+def _dynamic_methods(providers: Mapping[str, Any]) -> tuple[dict, dict]:
+    """(type -> diff, type -> check) from providers or bare diff callables."""
+    diffs, checks = {}, {}
+    for type_token, value in providers.items():
+        if callable(getattr(value, "diff", None)):
+            diffs[type_token] = value.diff
+            if callable(getattr(value, "check", None)):
+                checks[type_token] = value.check
+        else:
+            diffs[type_token] = value
+    return diffs, checks
+
+
+def _check_failures(n: Registration, o: Optional[Registration], check: Optional[Callable]) -> list[str]:
+    """The engine Checks a resource's inputs before it diffs them (step_generator.go
+    1325-1348): with the old inputs for an update, without them for a create."""
+    if check is None:
+        return []
+    olds = {k: v for k, v in (o.inputs if o is not None else {}).items() if k != "__provider"}
+    news = {k: v for k, v in n.inputs.items() if k != "__provider"}
+    result = check(olds, news)
+    failures = (result.get("failures") if isinstance(result, Mapping) else getattr(result, "failures", None)) or []
+    found = []
+    for failure in failures:
+        prop = failure.get("property") if isinstance(failure, Mapping) else getattr(failure, "property", "")
+        reason = failure.get("reason") if isinstance(failure, Mapping) else getattr(failure, "reason", "")
+        found.append(f"REFUSED in preview by {n.name} ({n.type}): {prop + ': ' if prop else ''}{reason}")
+    return found
+
+
+# Updates the provider plans in place but the AWS API refuses, so the real `up` fails at
+# that step (after a clean preview). (type, path, refused(old, new), why and the safe way).
+# Not here, because they are allowed: a launch template's smaller blockDeviceMappings
+# volumeSize (a new version; new instances get new volumes), an aws:ebs/volume:Volume's
+# smaller size (the provider replaces the volume: CustomizeDiff ForceNewIfChange).
+def _shrinks(old: Any, new: Any) -> bool:
+    try:
+        return float(new) < float(old)
+    except (TypeError, ValueError):
+        return False
+
+
+AWS_REJECTED_UPDATES: list[tuple[str, str, Callable[[Any, Any], bool], str]] = [
+    (SERVER_INSTANCE, "rootBlockDevice.volumeSize", _shrinks,
+     "an EBS volume cannot shrink (EC2 ModifyVolume: InvalidParameterValue \"New size cannot be smaller than existing "
+     "size\"; Amazon EBS User Guide, \"Modify a volume using Amazon EBS Elastic Volumes\"). The safe way: keep the size "
+     "at {old} GiB or more; a smaller disk needs a new instance."),
+    (SERVER_INSTANCE, "ebsBlockDevices.volumeSize", _shrinks,
+     "an EBS volume cannot shrink (EC2 ModifyVolume). The safe way: keep the size at {old} GiB or more."),
+    (RDS_INSTANCE, "allocatedStorage", _shrinks,
+     "RDS cannot reduce a DB instance's allocated storage (Amazon RDS User Guide, \"Increasing DB instance storage "
+     "capacity\": \"You can't reduce the amount of storage for a DB instance after storage has been allocated\"). The "
+     "safe way: keep it at {old} GiB or more; a smaller database is a new instance restored from a snapshot."),
+]
+
+
+def _rejected_update(type_token: str, change: "Change") -> str:
+    if change.replaces or change.unknown or change.secret:
+        return ""
+    for rule_type, path, refused, why in AWS_REJECTED_UPDATES:
+        if rule_type == type_token and _normalise(change.path) == path and refused(change.old, change.new):
+            return f"`{change.path}` {change.old} → {change.new} is refused by AWS: {why.format(old=change.old, new=change.new)}"
+    return ""
+
+
 def _dynamic_result(result: Any) -> tuple[bool, list[str], Optional[bool]]:
     if isinstance(result, Mapping):
         get = result.get
@@ -678,13 +762,17 @@ def plan_update(
     old,
     new,
     tables: Optional[Tables] = None,
-    dynamic_diffs: Optional[Mapping[str, Callable[[str, dict, dict], Any]]] = None,
+    dynamic_diffs: Optional[Mapping[str, Any]] = None,
     title: str = "Offline plan",
+    replace: Iterable[str] = (),
 ) -> Plan:
     """Plan `pulumi up` from the state `old` (a MockRun, or None for a new stack) to the
-    program run `new`."""
+    program run `new`. `dynamic_diffs` maps a dynamic resource type to its provider (its
+    `check` and `diff` are used, as the engine uses them) or to a bare `diff` callable.
+    `replace` lists the URNs given to `pulumi up --replace`."""
     tables = tables or Tables.from_module()
-    dynamic_diffs = dict(dynamic_diffs or {})
+    dynamic_diffs, dynamic_checks = _dynamic_methods(dynamic_diffs or {})
+    replace_urns = set(replace)
     old_regs: list[Registration] = list(old.registrations) if old is not None else []
     new_regs: list[Registration] = list(new.registrations)
     olds = {r.urn: r for r in old_regs}
@@ -711,6 +799,13 @@ def plan_update(
         if o is not None and o.urn in claimed:
             errors.append(f"{n.name} and {claimed[o.urn].rsplit('::', 1)[-1]} both claim the old resource {o.urn} (duplicate alias)")
             o = None
+        refusals = _check_failures(n, o, dynamic_checks.get(n.type))
+        if refusals:
+            # issueCheckErrors marks the resource invalid and the step generator bails
+            # ("resource ... is invalid", step_generator.go:1346-1348, 1476-1477): the
+            # preview fails, and `pulumi up` changes nothing.
+            return Plan(steps=[], collisions=[], title=title, errors=refusals, refused=True,
+                        notes=[f"`pulumi up` stops in its preview at {n.name}: nothing is changed"])
         if o is None:
             continue
         claimed[o.urn] = n.urn
@@ -750,7 +845,9 @@ def plan_update(
         effective[n.urn] = news
         step.ignored = ignored_changes
 
-        # Engine-level reasons, in `diff`'s order.
+        # Engine-level reasons, in `diff`'s order: `--replace` (isTargetedReplace) first.
+        if n.urn in replace_urns or o.urn in replace_urns:
+            reasons.append("--replace")
         for target in n.replace_with or []:
             if target in replaced:
                 reasons.append(f"replace_with: {target.rsplit('::', 1)[-1]} is replaced")
@@ -762,7 +859,10 @@ def plan_update(
         if _trigger_replaces(getattr(n, "replacement_trigger", None), getattr(o, "replacement_trigger", None)):
             reasons.append("replacement_trigger changed")
 
-        # The provider's diff.
+        # The provider's diff. After an engine-level reason the engine never asks the provider
+        # (diff returns early; generateStepsFromDiff skips it for a trigger), so its
+        # DeleteBeforeReplace does not count; the plan still diffs, to show what changed.
+        engine_level = bool(reasons)
         dbr_from_provider: Optional[bool] = None
         if n.type.startswith(DYNAMIC_PREFIX):
             olds_state = {k: v for k, v in (o.outputs or o.inputs).items() if k != "__provider"}
@@ -832,12 +932,17 @@ def plan_update(
 
         if step.replace_reasons:
             step.op = "replace"
-            step.delete_before_replace = bool(n.delete_before_replace) or bool(dbr_from_provider)
+            step.delete_before_replace = _delete_before_replace(n.delete_before_replace, None if engine_level else dbr_from_provider)
             replaced.add(n.urn)
             if n.protect and o.protect:
                 errors.append(f"{n.name} is protected and cannot be replaced ({'; '.join(step.replace_reasons)})")
         elif changes:
             step.op = "update"
+            for change in changes:
+                rejection = _rejected_update(n.type, change)
+                if rejection:
+                    errors.append(f"{n.name}: {rejection}")
+                    step.flag = step.flag or f"REJECTED BY AWS {n.name}: `{change.path}` {change.old} → {change.new}"
         if step.old_urn and step.op != "replace":
             rewrites[n.urn] = [
                 (str(n.outputs[k]), str(o.outputs[k])) for k in sorted(set(n.outputs or {}) & set(o.outputs or {}))
@@ -845,7 +950,9 @@ def plan_update(
             ]
 
         kind = _flag_kind(n)
-        if kind and step.op == "replace":
+        if step.flag:
+            pass
+        elif kind and step.op == "replace":
             step.flag = f"REPLACE {kind} {n.name} ({'; '.join(_brief(r) for r in step.replace_reasons)})"
         elif kind and step.stop_start:
             step.flag = f"STOP/START {kind} {n.name} (changes {', '.join(step.stop_start)})"
@@ -868,11 +975,17 @@ def plan_update(
         if step.op == "replace" and step.delete_before_replace:
             o = matched[n.urn]
             chain = [d for d in _replaced_dependents(n.urn, new_graph, replaced) if matched[d].urn not in early_deleted]
+            # Every delete of the chain is generated (sg.deletes) before any runs, and the old
+            # copy is marked deleted too (5cd93859e8): a dependent deleted_with one of them
+            # makes no provider call (isDeletedWith at apply time).
+            chain_olds = {o.urn} | {matched[d].urn for d in chain}
             for d in reversed(chain):
                 dep_step = decisions[d]
                 dep_step.delete_before_replace = True
                 dep_step.notes.append(f"deleted before {n.name} is replaced (delete-before-replace chain)")
-                steps.append(_delete_step(matched[d], phase="update", dbr=True))
+                delete = _delete_step(matched[d], phase="update", dbr=True)
+                delete.skipped = bool(matched[d].deleted_with) and matched[d].deleted_with in chain_olds | early_deleted
+                steps.append(delete)
                 early_deleted.add(matched[d].urn)
             if o.urn not in early_deleted:
                 steps.append(_delete_step(o, phase="update", dbr=True))
@@ -908,27 +1021,66 @@ def plan_update(
     return Plan(steps=steps, collisions=collisions, notes=list(dict.fromkeys(notes)), title=title, secrets=secrets, errors=errors)
 
 
+# Group changes that start an instance refresh (terraform-provider-aws
+# internal/service/autoscaling/group.go, resourceGroupUpdate: `shouldRefreshInstances` on a
+# change of launch_configuration, launch_template or mixed_instances_policy, else on a change
+# of any property named in instance_refresh.triggers; no refresh without instance_refresh).
+REFRESH_PATHS = ("launchConfiguration", "launchTemplate", "mixedInstancesPolicy")
+GROUP = "aws:autoscaling/group:Group"
+
+
+def _camel(name: str) -> str:
+    head, *rest = str(name).split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def instance_refresh_starts(group_inputs: Mapping[str, Any], changed_paths: Iterable[str]) -> bool:
+    """Whether an update of an Auto Scaling group with these inputs and changes rolls its
+    instances (starts an instance refresh)."""
+    refresh = group_inputs.get("instanceRefresh")
+    if not isinstance(refresh, Mapping) or not refresh:
+        return False
+    changed = list(changed_paths)
+    if any(_overlaps(path, c) for path in REFRESH_PATHS for c in changed):
+        return True
+    triggers = [_camel(t) for t in refresh.get("triggers") or [] if t]
+    return any(_overlaps(t, c) for t in triggers for c in changed)
+
+
 def _launch_template_rollouts(steps: list, new_regs, notes: list) -> None:
     """A launch template update creates a new version (terraform-provider-aws
     resourceLaunchTemplateUpdate: CreateLaunchTemplateVersion, latest_version + 1), so an
-    Auto Scaling group that follows `latest_version` is updated and its instance refresh
-    rolls its instances. The mocks cannot bump the version, so the plan adds that step."""
+    Auto Scaling group whose version follows `latest_version` is updated (the mocks cannot
+    bump the version, so the plan adds that change). A group update rolls the group's
+    instances only when the group has an instance refresh that the change triggers
+    (instance_refresh_starts); otherwise the running instances keep the old version."""
     changed = {step.urn for step in steps if step.type == "aws:ec2/launchTemplate:LaunchTemplate" and step.op in ("update", "replace")}
-    if not changed:
-        return
     by_urn = {r.urn: r for r in new_regs}
     for step in steps:
         r = by_urn.get(step.urn)
-        if r is None or step.type != "aws:autoscaling/group:Group" or step.replacement:
+        if r is None or step.type != GROUP or step.replacement or step.op == "delete":
             continue
-        if set(r.property_dependencies.get("launchTemplate", [])) & changed:
-            if step.op == "same":
-                step.op = "update"
-                step.changes.append(Change("launchTemplate.version", "n", "n+1"))
-            message = (f"{step.name}: a new launch template version rolls its instance (instance refresh); "
-                       "for the NGINX load balancer that is a short outage while the replacement boots")
-            step.notes.append(message)
-            notes.append(message)
+        version = (r.inputs.get("launchTemplate") or {}).get("version") if isinstance(r.inputs.get("launchTemplate"), Mapping) else None
+        follows = set(r.property_dependencies.get("launchTemplate", [])) & changed and version not in ("$Latest", "$Default")
+        if follows and step.op == "same":
+            step.op = "update"
+            step.changes.append(Change("launchTemplate.version", "n", "n+1"))
+        if step.op != "update":
+            continue
+        paths = [c.path for c in step.changes]
+        if instance_refresh_starts(r.inputs, paths):
+            refresh = r.inputs["instanceRefresh"]
+            message = (f"{step.name}: a new launch template version rolls its instance (instance refresh, "
+                       f"{refresh.get('strategy', 'Rolling')}); for the NGINX load balancer that is a short outage while the replacement boots"
+                       if any(_overlaps("launchTemplate", p) for p in paths) else
+                       f"{step.name}: the change of {', '.join(paths)} starts an instance refresh: its instances are rolled")
+        elif any(_overlaps(path, p) for path in REFRESH_PATHS for p in paths):
+            message = (f"{step.name}: the launch template changes but the group starts no instance refresh: its running "
+                       "instances keep the old version until they are replaced (start an instance refresh by hand)")
+        else:
+            continue
+        step.notes.append(message)
+        notes.append(message)
 
 
 def _table(lookup: Callable[[str], Any], r: Registration, default: Any, notes: Optional[list] = None) -> Any:
@@ -946,6 +1098,11 @@ def _table(lookup: Callable[[str], Any], r: Registration, default: Any, notes: O
 
 def _is_secret(path: str, n: Registration, o: Optional[Registration]) -> bool:
     return any(_overlaps(p, path) for p in _secret_paths(n, o))
+
+
+def _delete_before_replace(option: Optional[bool], from_provider: Optional[bool]) -> bool:
+    """continueStepsFromDiff (2043-2046): the provider's choice unless the option was set."""
+    return bool(from_provider) if option is None else bool(option)
 
 
 def _trigger_replaces(new: Any, old: Any) -> bool:

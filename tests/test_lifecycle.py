@@ -52,10 +52,10 @@ def lifecycle_run(overrides: Optional[dict] = None, today: str = BASE_DATE, stac
     return _runs[key]
 
 
-def plan(old, new):
+def plan(old, new, **options):
     from tools.plan import program_dynamic_diffs
 
-    return plan_update(old, new, dynamic_diffs=program_dynamic_diffs())
+    return plan_update(old, new, dynamic_diffs=program_dynamic_diffs(), **options)
 
 
 def is_server(step) -> bool:
@@ -173,7 +173,9 @@ def test_ssh_key_on_the_nginx_shape_updates_the_launch_template_only():
 def test_a_launch_template_update_shows_that_nginx_is_rolled():
     p = plan(lifecycle_run(NGINX_L7), lifecycle_run({**NGINX_L7, "rancher-ha:sshKeyName": "ops-break-glass"}))
     group = p.step("nginx-lb-group")
-    assert group.op in ("update", "replace") or any("nginx-lb-group" in n or "NGINX" in n for n in p.notes)
+    assert group.op == "update" and "launchTemplate.version" in [c.path for c in group.changes]
+    # Rolled only because the group has an instance refresh (offline.plan.instance_refresh_starts).
+    assert [n for n in group.notes if "rolls its instance (instance refresh" in n], group.notes
 
 
 # -- certificate renewal --------------------------------------------------------------------
@@ -242,6 +244,116 @@ def test_a_locked_setting_is_refused_with_the_setting_and_the_safe_way(key, edit
     assert "back to" in reason and "new stack" in reason and "rancher-backup" in reason, reason
     # The unchanged stack is not refused.
     assert IdentityLockProvider().check(olds, olds).failures == []
+
+
+@pytest.mark.parametrize("key, edit", LOCKED_EDITS, ids=[k for k, _ in LOCKED_EDITS])
+def test_the_plan_refuses_a_locked_edit_as_the_engine_does(key, edit):
+    """The engine Checks the lock before it diffs anything: the preview fails with the lock's
+    own message and `pulumi up` changes nothing (no "replace 58", no collisions)."""
+    from components.providers.identity_lock_provider import IdentityLockProvider
+
+    old, new = lifecycle_run(), lifecycle_run(edit)
+    p = plan(old, new)
+    expected = {f.property: f.reason for f in IdentityLockProvider().check(_lock_inputs(old), _lock_inputs(new)).failures}
+    assert p.refused and p.steps == [] and p.collisions == [] and p.counts() == {}
+    assert any(e.startswith("REFUSED in preview by rancher-hostname-lock") and f"{key}: {expected[key]}" in e for e in p.errors), p.errors
+    assert expected[key] in p.to_markdown().replace("\\|", "|")
+
+
+# -- the Kubernetes provider: what replaces it, and why it must not be ------------------------
+K8S_PROVIDER_TYPE = "pulumi:providers:kubernetes"
+# The rancher release's namespace is the namespace's output: unknown while the namespace is
+# replaced, so the plan cannot name its collision; the namespace's own comes first anyway.
+FIXED_IN_CLUSTER = {("helm-release", "cert-manager"), ("Namespace", "cattle-system")}
+
+
+def _fixed_name_collisions(p) -> set:
+    found = set()
+    for collision in p.collisions:
+        identity = collision.identity
+        if identity[0] == "helm-release":
+            found.add(("helm-release", identity[-1]))
+        elif identity[0] == "k8s" and identity[3] == "Namespace":
+            found.add(("Namespace", identity[-1]))
+    return found
+
+
+def _stack_renamed(result, old: str, new: str):
+    """The state after `pulumi stack rename old new`: every URN names the new stack; inputs
+    and outputs are what was deployed."""
+    from dataclasses import replace as copy_with
+    from types import SimpleNamespace
+
+    def swap(value):
+        if isinstance(value, str):
+            return value.replace(f"urn:pulumi:{old}::", f"urn:pulumi:{new}::")
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        if isinstance(value, dict):
+            return {k: swap(v) for k, v in value.items()}
+        return value
+
+    fields = ("urn", "parent", "dependencies", "provider", "property_dependencies", "aliases", "deleted_with", "replace_with")
+    return SimpleNamespace(
+        registrations=[copy_with(r, **{f: swap(getattr(r, f)) for f in fields}) for r in result.registrations],
+        secret_values=set(result.secret_values),
+    )
+
+
+def test_replacing_the_kubernetes_provider_collides_on_the_fixed_name_releases_and_namespace():
+    """`pulumi up --replace <provider>`: every in-cluster resource is replaced with it (its
+    provider is replaced, and it is deleted_with the provider), create-before-delete, so the
+    new `rancher`/`cert-manager` releases and the cattle-system namespace are created while
+    the old ones still exist: the real `up` fails half-way. The plan shows it."""
+    dev = lifecycle_run()
+    (provider,) = [r.urn for r in dev.registrations if r.type == K8S_PROVIDER_TYPE]
+    p = plan(dev, dev, replace=[provider])
+    assert p.step("cluster-access-k8s").op == "replace"
+    in_cluster = {s.name: s for s in p.steps if s.type.startswith("kubernetes:") and not s.replacement}
+    for name in ("rancher", "cert-manager", "rancher-namespace"):
+        step = in_cluster[name]
+        assert step.op == "replace" and not step.delete_before_replace, step
+        assert "deleted_with: cluster-access-k8s is replaced" in step.replace_reasons
+    assert _fixed_name_collisions(p) >= FIXED_IN_CLUSTER, [c.describe() for c in p.collisions]
+
+
+def test_a_stack_rename_is_refused_before_it_replaces_the_kubernetes_provider():
+    """A stack rename changes the provider's clusterIdentifier (rancher-ha-<stack>), which
+    replaces the provider and every in-cluster resource, as above. The identity lock refuses
+    it in preview, naming the identifier the cluster was deployed with."""
+    from tools.plan import program_dynamic_diffs
+
+    old = _stack_renamed(lifecycle_run(), "dev", "dev-renamed")
+    new = lifecycle_run({"rancher-ha:environment": "dev"}, stack="dev-renamed")
+    # Without the lock's check, this is what the engine would do:
+    unchecked = plan_update(old, new, dynamic_diffs={t: provider.diff for t, provider in program_dynamic_diffs().items()})
+    assert "clusterIdentifier" in [c.path for c in unchecked.step("cluster-access-k8s", "replace").changes]
+    assert _fixed_name_collisions(unchecked) >= FIXED_IN_CLUSTER
+    p = plan(old, new)
+    assert p.refused and p.steps == []
+    (refusal,) = [e for e in p.errors if "clusterIdentifier" in e]
+    assert "'rancher-ha-dev'" in refusal and "rename the stack back" in refusal and "Kubernetes provider" in refusal, refusal
+
+
+# -- updates the AWS API refuses ---------------------------------------------------------------
+def test_shrinking_the_server_root_volumes_is_flagged_as_refused_by_aws():
+    bigger = {"rancher-ha:serverRootVolumeGb": 100}
+    p = plan(lifecycle_run(bigger), lifecycle_run({"rancher-ha:serverRootVolumeGb": 80}))
+    servers = [s for s in p.steps if is_server(s)]
+    assert servers and all(s.op == "update" and s.flag.startswith("REJECTED BY AWS") for s in servers), [(s.name, s.op, s.flag) for s in servers]
+    refused = [e for e in p.errors if "rootBlockDevice.volumeSize` 100 → 80 is refused by AWS" in e]
+    assert len(refused) == len(servers) and all("keep the size at 100 GiB or more" in e for e in refused), p.errors
+    assert "REJECTED BY AWS" in p.to_markdown()
+    grown = plan(lifecycle_run(bigger), lifecycle_run({"rancher-ha:serverRootVolumeGb": 120}))
+    assert grown.errors == [] and not grown.flagged
+
+
+def test_shrinking_the_datastore_storage_is_flagged_as_refused_by_aws():
+    p = plan(lifecycle_run({"rancher-ha:dbAllocatedStorageGb": 40}), lifecycle_run({"rancher-ha:dbAllocatedStorageGb": 20}))
+    (db,) = [s for s in p.steps if s.type == RDS_INSTANCE]
+    assert db.op == "update" and db.flag.startswith("REJECTED BY AWS"), db
+    assert any("allocatedStorage` 40 → 20 is refused by AWS" in e and "can't reduce" in e for e in p.errors), p.errors
+    assert plan(lifecycle_run({"rancher-ha:dbAllocatedStorageGb": 20}), lifecycle_run({"rancher-ha:dbAllocatedStorageGb": 40})).errors == []
 
 
 def test_routine_edits_pass_the_identity_lock():

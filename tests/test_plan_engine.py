@@ -15,6 +15,8 @@ from offline.destroy import UntargetedDeleteError, check_in_cluster_deletes, des
 from offline.mocks import Registration
 from offline.plan import UNKNOWN, Tables, plan_update
 
+from conftest import REPO_ROOT
+
 STACK_URN = "urn:pulumi:test::rancher-ha::pulumi:pulumi:Stack::rancher-ha-test"
 THING = "aws:test/thing:Thing"
 INSTANCE = "aws:ec2/instance:Instance"
@@ -211,6 +213,19 @@ def test_deleted_with_a_replaced_resource_is_replaced_too():
     b_old = reg("b", THING, {"x": 1}, deleted_with=a_old.urn)
     b_new = reg("b", THING, {"x": 1}, deleted_with=a_new.urn)
     assert plan(state(a_old, b_old), state(a_new, b_new)).step("b").op == "replace"
+
+
+def test_a_delete_before_replace_takes_its_deleted_with_dependents_without_calling_their_provider():
+    """pulumi 3.260 (5cd93859e8): the dependent is replaced with its target; the target's old
+    copy is marked deleted before any delete runs, so the dependent's delete is skipped."""
+    a_old = reg("a", THING, {"zone": "z1"}, delete_before_replace=True)
+    a_new = reg("a", THING, {"zone": "z2"}, delete_before_replace=True)
+    b_old = reg("b", THING, {"x": 1}, deleted_with=a_old.urn)
+    b_new = reg("b", THING, {"x": 1}, deleted_with=a_new.urn)
+    result = plan(state(a_old, b_old), state(a_new, b_new))
+    assert [(s.op, s.name, s.skipped) for s in result.steps] == [
+        ("delete", "b", True), ("delete", "a", False), ("replace", "a", False), ("replace", "b", False)]
+    assert "delete (before replace, skipped: deleted with)" in result.to_markdown()
 
 
 @pytest.mark.parametrize(
@@ -439,19 +454,48 @@ def test_the_plan_of_a_real_change_prints_without_secrets(admin_cidr_plan):
         assert secret.strip() not in text
 
 
+# The resources a `helm uninstall` needs to reach the API: the servers and the load balancer path.
+API_PATH = ("aws:ec2/instance:Instance", "aws:lb/loadBalancer:LoadBalancer", "aws:lb/listener:Listener",
+            "aws:lb/targetGroup:TargetGroup", "aws:lb/targetGroupAttachment:TargetGroupAttachment",
+            "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "aws:ec2/securityGroup:SecurityGroup",
+            "aws:ec2/natGateway:NatGateway", "aws:ec2/route:Route", "aws:rds/instance:Instance")
+
+
 def test_destroying_the_dev_stack_is_scheduled_and_checked():
+    from dataclasses import replace
+
     from conftest import run
 
     dev = run()
     schedule = destroy_schedule(dev)
     assert {s.urn for s in schedule} == {r.urn for r in dev.registrations}
+    assert [s.order for s in schedule] == list(range(len(schedule)))
+    assert [s.round for s in schedule] == sorted(s.round for s in schedule)
     by_urn = {s.urn: s for s in schedule}
     for r in dev.registrations:  # children before parents, dependents before dependencies
-        for dep in [r.parent, *r.dependencies]:
+        for dep in [r.parent, *r.dependencies, *(u for us in r.property_dependencies.values() for u in us)]:
             if dep in by_urn:
                 assert by_urn[r.urn].round < by_urn[dep].round, (r.name, dep)
-    # The check runs; what it finds is the program's business (reported, not asserted here).
-    assert isinstance(check_in_cluster_deletes(dev, schedule, ["aws:lb/listener:Listener"]), list)
+    k8s = [s for s in schedule if s.type.startswith("kubernetes:")]
+    provider = [s for s in schedule if s.type == "pulumi:providers:kubernetes"]
+    gate = [s for s in schedule if s.type == "pulumi-python:dynamic/rancher-ha:ApiGate"]
+    api_path = [s for s in schedule if s.type in API_PATH]
+    assert {s.name for s in k8s} >= {"rancher", "cert-manager", "rancher-namespace"} and len(provider) == len(gate) == 1
+    assert {s.type for s in api_path} >= {"aws:ec2/instance:Instance", "aws:lb/listener:Listener", "aws:lb/loadBalancer:LoadBalancer"}
+    # A destroy takes the cluster with it: no `helm uninstall`, no namespace delete is attempted.
+    for step in k8s:
+        assert step.skipped and step.reason == f"deleted with {provider[0].name}", step
+    # Even if they were attempted, every in-cluster delete and the provider's complete before the
+    # gate's, and the gate's before anything on the API path starts.
+    assert max(s.round for s in k8s + provider) < gate[0].round < min(s.round for s in api_path)
+    attempted = [replace(s, skipped=False) for s in schedule]
+    assert check_in_cluster_deletes(dev, attempted, API_PATH) == []
+    # The check itself finds an in-cluster delete that would start with the path's.
+    listener = next(s for s in attempted if s.type == "aws:lb/listener:Listener")
+    raced = [replace(s, round=listener.round) if s.name == "rancher" and s.type.startswith("kubernetes:helm") else s for s in attempted]
+    assert len(check_in_cluster_deletes(dev, raced, API_PATH)) == 1
+    # The identity lock, which every component depends on, goes last.
+    assert schedule[-2].type == "pulumi-python:dynamic/rancher-ha:IdentityLock" and schedule[-1].type == "rancher-ha:guard:HostnameGuard"
 
 
 def test_dump_state_and_the_fallback_for_old_revisions_agree(tmp_path):
@@ -531,3 +575,131 @@ def test_a_target_group_serves_one_load_balancer_at_a_time():
     # ...two load balancers of the new state may not.
     split = state(old_nlb, _listener("l", "arn:nlb/old", "arn:tg/1"), _listener("m", "arn:nlb/other", "arn:tg/1"))
     assert {c.claimant.rsplit("::", 1)[-1] for c in plan(old, split, tables=tables).collisions} == {"m"}
+
+
+# -- engine version and delete-before-replace -----------------------------------------------
+def test_the_minimum_cli_has_every_engine_behaviour_the_plan_models():
+    """The plan models pulumi/pulumi's step generator from v3.260.0 on (deletedWith replaces
+    with its target, 5cd93859e8); an older CLI would plan differently from it."""
+    import yaml
+
+    from offline.plan import ENGINE_FEATURES, ENGINE_MIN_VERSION
+
+    project = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    spec = project["requiredPulumiVersion"]
+    assert spec.startswith(">="), spec
+    minimum = tuple(int(p) for p in spec[2:].split("."))
+    for feature, (version, _commit) in ENGINE_FEATURES.items():
+        assert minimum >= tuple(int(p) for p in version.split(".")), f"{spec} accepts a CLI without: {feature} ({version})"
+    assert ENGINE_MIN_VERSION == "3.260.0" and minimum == (3, 260, 0)
+    assert f"Pulumi CLI](https://www.pulumi.com/docs/install/) {ENGINE_MIN_VERSION[:-2]} or newer" in (REPO_ROOT / "README.md").read_text()
+
+
+DBR_GATE = "pulumi-python:dynamic/rancher-ha:Dbr"
+
+
+def _dbr_diff(provider_dbr: bool):
+    def diff(_id, olds, news):
+        changed = [k for k in news if olds.get(k) != news.get(k)]
+        return SimpleNamespace(changes=bool(changed), replaces=changed, delete_before_replace=provider_dbr)
+    return diff
+
+
+@pytest.mark.parametrize(
+    "option, provider_dbr, expected",
+    [(None, True, True), (None, False, False), (False, True, False), (True, False, True), (True, True, True), (False, False, False)],
+)
+def test_the_delete_before_replace_option_overrides_the_provider_both_ways(option, provider_dbr, expected):
+    """continueStepsFromDiff: `deleteBeforeReplace := diff.DeleteBeforeReplace; if
+    goal.DeleteBeforeReplace != nil { deleteBeforeReplace = *goal.DeleteBeforeReplace }`."""
+    old = reg("thing", DBR_GATE, {"zone": "a"}, delete_before_replace=option)
+    new = reg("thing", DBR_GATE, {"zone": "b"}, delete_before_replace=option)
+    result = plan(state(old), state(new), dynamic_diffs={DBR_GATE: _dbr_diff(provider_dbr)})
+    assert result.step("thing", "replace").delete_before_replace is expected
+    ops = [(s.op, s.phase) for s in result.steps]
+    assert ops == ([("delete", "update"), ("replace", "update")] if expected else [("replace", "update"), ("delete", "delete")])
+
+
+def test_an_engine_level_replacement_does_not_ask_the_provider_for_delete_before_replace():
+    """diff() returns early for replaceWith/deletedWith/provider; the provider's
+    DeleteBeforeReplace never reaches continueStepsFromDiff then."""
+    a_old, a_new = reg("a", THING, {"zone": "z1"}), reg("a", THING, {"zone": "z2"})
+    b_old = reg("b", DBR_GATE, {"x": 1}, replace_with=[a_old.urn])
+    b_new = reg("b", DBR_GATE, {"x": 2}, replace_with=[a_new.urn])
+    result = plan(state(a_old, b_old), state(a_new, b_new), dynamic_diffs={DBR_GATE: _dbr_diff(True)})
+    assert not result.step("b", "replace").delete_before_replace
+
+
+def test_the_mocks_record_whether_the_program_set_delete_before_replace():
+    from pulumi.runtime.proto import resource_pb2
+
+    from offline.mocks import RecordingMonitor, StackMocks
+
+    mocks = StackMocks(region="eu-west-1", preview=False)
+    monitor = RecordingMonitor(mocks)
+    for name, defined, value in (("unset", False, False), ("off", True, False), ("on", True, True)):
+        monitor.RegisterResource(resource_pb2.RegisterResourceRequest(
+            type=THING, name=name, custom=True, deleteBeforeReplaceDefined=defined, deleteBeforeReplace=value))
+    recorded = {r.name: r.delete_before_replace for r in mocks.registrations}
+    assert recorded == {"unset": None, "off": False, "on": True}
+
+
+# -- Auto Scaling groups: what rolls the instances ----------------------------------------------
+TEMPLATE, ASG = "aws:ec2/launchTemplate:LaunchTemplate", "aws:autoscaling/group:Group"
+
+
+def _group_plan(refresh, version="1", group_change=None):
+    t_old, t_new = reg("lt", TEMPLATE, {"userData": "a"}), reg("lt", TEMPLATE, {"userData": "b"})
+    inputs = {"launchTemplate": {"id": "lt-1", "version": version}, "desiredCapacity": 1}
+    if refresh is not None:
+        inputs["instanceRefresh"] = refresh
+    g_old = reg("group", ASG, inputs, propdeps={"launchTemplate": [t_old]})
+    new_inputs = {**inputs, **(group_change or {})}
+    g_new = reg("group", ASG, new_inputs, propdeps={"launchTemplate": [t_new]})
+    return plan(state(t_old, g_old), state(t_new if group_change is None else t_old, g_new), tables=Tables.of())
+
+
+def test_a_group_following_the_template_is_rolled_only_with_an_instance_refresh():
+    rolled = _group_plan({"strategy": "Rolling"})
+    assert rolled.step("group").op == "update"
+    assert any("rolls its instance (instance refresh, Rolling)" in n for n in rolled.step("group").notes)
+    kept = _group_plan(None)
+    assert kept.step("group").op == "update"
+    assert not any("rolls" in n for n in kept.notes)
+    assert any("starts no instance refresh" in n for n in kept.step("group").notes)
+    # "$Latest" is not a version change: the group is not updated, nothing is rolled.
+    latest = _group_plan({"strategy": "Rolling"}, version="$Latest")
+    assert latest.step("group").op == "same" and not latest.notes
+
+
+def test_instance_refresh_triggers_roll_the_group_on_their_own_properties():
+    change = {"desiredCapacity": 2}
+    assert not _group_plan({"strategy": "Rolling"}, group_change=change).notes
+    triggered = _group_plan({"strategy": "Rolling", "triggers": ["desired_capacity"]}, group_change=change)
+    assert any("desiredCapacity starts an instance refresh" in n for n in triggered.notes)
+
+
+def test_a_dynamic_providers_check_runs_before_its_diff_and_a_failure_stops_the_up():
+    lock = "pulumi-python:dynamic/rancher-ha:Lock"
+    calls = []
+
+    class Provider:
+        def check(self, olds, news):
+            calls.append(("check", dict(olds), dict(news)))
+            bad = olds.get("cidr") not in (None, news.get("cidr"))
+            return SimpleNamespace(inputs=news, failures=[SimpleNamespace(property="cidr", reason="set it back to 10.0.0.0/16")] if bad else [])
+
+        def diff(self, _id, olds, news):
+            calls.append(("diff",))
+            return SimpleNamespace(changes=olds != news, replaces=[], delete_before_replace=None)
+
+    old = reg("lock", lock, {"cidr": "10.0.0.0/16", "__provider": "p"})
+    vpc_old, vpc_new = reg("vpc", THING, {"zone": "10.0.0.0/16"}), reg("vpc", THING, {"zone": "10.1.0.0/16"})
+    refused = plan(state(old, vpc_old), state(reg("lock", lock, {"cidr": "10.1.0.0/16", "__provider": "p"}), vpc_new),
+                   dynamic_diffs={lock: Provider()})
+    assert calls == [("check", {"cidr": "10.0.0.0/16"}, {"cidr": "10.1.0.0/16"})]  # no diff after a failed check
+    assert refused.steps == [] and refused.counts() == {}
+    assert refused.errors == [f"REFUSED in preview by lock ({lock}): cidr: set it back to 10.0.0.0/16"]
+    calls.clear()
+    created = plan(None, state(reg("lock", lock, {"cidr": "10.1.0.0/16"})), dynamic_diffs={lock: Provider()})
+    assert calls == [("check", {}, {"cidr": "10.1.0.0/16"})] and created.errors == []
