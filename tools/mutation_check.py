@@ -55,6 +55,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         replace='fetch_parameter nginx/tls.crt "$STAGE/tls.crt" 0644',
         tests=("tests/test_first_boot.py::test_nginx_instance_boots_and_its_config_passes_real_nginx[stack:staging]",),
     ),
+    Mutation(
+        name="nginx-group-without-instance-refresh",
+        claim="a new NGINX launch template rolls the instance (the audit deleted instance_refresh: all green)",
+        path="components/nginx_lb.py",
+        find="instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(",
+        replace="instance_refresh=None and aws.autoscaling.GroupInstanceRefreshArgs(",
+        tests=("tests/test_lifecycle.py::test_a_launch_template_update_shows_that_nginx_is_rolled",),
+    ),
+    Mutation(
+        name="in-cluster-resources-not-deleted-with-the-cluster",
+        claim="destroy skips helm uninstall of a cluster being deleted (deleted_with the provider)",
+        path="components/rancher.py",
+        find="depends_on=[args.gate, *extra], deleted_with=args.provider",
+        replace="depends_on=[args.gate, *extra]",
+        tests=("tests/test_plan_engine.py::test_destroying_the_dev_stack_is_scheduled_and_checked",),
+    ),
 )
 
 
