@@ -212,7 +212,7 @@ class Settings(BaseModel):
     )
     server_instance_type: str = Field(
         "m6i.xlarge",
-        **_doc("EC2 type of the server nodes.", "an EC2 type with at least 4 GiB memory"),
+        **_doc("EC2 type of the server nodes.", "in the EC2 API's list of types (botocore), with at least 4 GiB memory"),
     )
     server_root_volume_gb: int = Field(
         60, **_doc("Encrypted gp3 root volume size of each server.", "30-16384")
@@ -321,7 +321,7 @@ class Settings(BaseModel):
         ),
     )
     nginx_instance_type: str = Field(
-        "t3.small", **_doc("EC2 type of the NGINX load balancer.", "an EC2 type")
+        "t3.small", **_doc("EC2 type of the NGINX load balancer.", "in the EC2 API's list of types (botocore)")
     )
     nginx_worker_processes: str = Field(
         "auto", **_doc("NGINX worker_processes.", "'auto' or 1-64")

@@ -12,9 +12,47 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def test_readme_settings_table_matches_the_model():
     readme = (REPO_ROOT / "README.md").read_text()
-    match = re.search(r"<!-- settings-table:start -->\n(.*?)<!-- settings-table:end -->", readme, re.S)
-    assert match, "README.md lost its settings table markers"
-    assert match.group(1) == settings_docs.table(), "regenerate with: python -m tools.settings_docs table"
+    assert settings_docs.readme_block(readme, "settings-table") == settings_docs.table(), "regenerate with: python -m tools.settings_docs readme"
+
+
+def test_readme_example_of_a_stack_with_mistakes_is_what_one_run_reports():
+    readme = (REPO_ROOT / "README.md").read_text()
+    block = settings_docs.readme_block(readme, "settings-errors")
+    assert block == settings_docs.errors_example(), "regenerate with: python -m tools.settings_docs readme"
+    # One run, one mistake of each kind, each reported with a fix.
+    reported = block.split("Invalid stack configuration:\n", 1)[1].splitlines()[:-1]
+    assert len(reported) == 5 and all("Fix:" in line for line in reported), reported
+
+
+def test_readme_writer_rewrites_only_the_generated_blocks():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert settings_docs.rewrite_readme(readme) == readme
+    stale = readme.replace("| `hostname` | string | required |", "| `hostname` | string | optional |")
+    assert stale != readme and settings_docs.rewrite_readme(stale) == readme
+
+
+def test_readme_says_where_helm_comes_from_as_bootstrap_pins_it():
+    readme = (REPO_ROOT / "README.md").read_text()
+    bootstrap = (REPO_ROOT / "scripts" / "bootstrap.sh").read_text()
+    pins = dict(re.findall(r'^(HELM_VERSION|HELM_WHEEL|HELM_SHA256)="([^"]+)"$', bootstrap, re.M))
+    assert set(pins) == {"HELM_VERSION", "HELM_WHEEL", "HELM_SHA256"}
+    assert f"helm {pins['HELM_VERSION']}" in readme
+    assert f"`{pins['HELM_WHEEL']}`" in readme and "`HELM_SHA256`" in readme
+    assert "a real helm from PyPI" not in readme
+
+
+def test_the_readme_way_to_start_a_stack_works(tmp_path):
+    from offline.runner import stack_config
+    from settings import settings_from_config
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    command = re.search(r"`cp stacks/Pulumi\.([\w-]+)\.yaml stacks/Pulumi\.([\w-]+)\.yaml && pulumi stack init ([\w-]+)`", readme)
+    assert command, "README.md lost its instruction to start a stack"
+    source, copy, stack = command.groups()
+    assert copy == stack and stack not in ("dev", "staging", "prod")
+    (tmp_path / f"Pulumi.{copy}.yaml").write_text((REPO_ROOT / "stacks" / f"Pulumi.{source}.yaml").read_text())
+    copied = settings_from_config(stack_config(stack, tmp_path), stack=stack)
+    assert copied == settings_from_config(stack_config(source), stack=source)
 
 
 def test_readme_table_has_every_setting():
