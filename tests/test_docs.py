@@ -89,3 +89,40 @@ def test_readme_names_the_two_setup_commands_and_ci_uses_the_test_one():
     head = readme[: readme.index("## What it builds")]
     assert "bash scripts/render.sh dev" in head and "bash scripts/test.sh" in head
     assert "bash scripts/test.sh" in (REPO_ROOT / ".ci" / "run").read_text()
+
+
+# --- the benchmarks' figures in the README are their output --------------------------
+
+def test_readme_failure_model_figures_are_the_models_output():
+    from tools import benchmark_docs
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert benchmark_docs.block(readme, "failure-model") == benchmark_docs.failure_model_block(), (
+        "regenerate with: python -m tools.benchmark_docs"
+    )
+
+
+def test_readme_l7_overhead_figures_are_the_recorded_run():
+    import json
+
+    from tools import benchmark_docs
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    record = json.loads(benchmark_docs.L7_RECORD.read_text())
+    assert benchmark_docs.block(readme, "l7-overhead") == benchmark_docs.l7_block(record), (
+        "regenerate with: python -m tools.benchmark_docs"
+    )
+    # The record is the benchmark's own: the command that writes it, both paths measured.
+    assert record["command"].startswith("benchmarks/l7_overhead.py ") and record["command"].endswith(" --record")
+    for path in ("direct", "through_l7_nginx"):
+        assert record[path]["requests_per_second"] > 0 and record[path]["p99_ms"] > 0
+
+
+def test_benchmark_docs_writer_restores_a_changed_cell():
+    from tools import benchmark_docs
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    changed = readme.replace("| zone eu-west-1a lost | degraded (≤60 s", "| zone eu-west-1a lost | degraded (≤30 s", 1)
+    assert changed != readme
+    assert benchmark_docs.block(changed, "failure-model") != benchmark_docs.failure_model_block()
+    assert benchmark_docs.rewrite(changed) == readme
