@@ -22,6 +22,8 @@ for path in (REPO, REPO / "benchmarks"):
 
 import failure_model as fm  # noqa: E402
 
+from tools import readme_blocks  # noqa: E402
+
 README = REPO / "README.md"
 L7_RECORD = REPO / "benchmarks" / "results" / "l7_overhead.json"
 INDENT = "  "  # the blocks sit in the "Benchmarks" list items
@@ -117,18 +119,11 @@ BLOCKS = {"failure-model": failure_model_block, "l7-overhead": l7_block}
 
 
 def block(readme: str, name: str) -> str:
-    start, end = f"<!-- {name}:start -->\n", f"{INDENT}<!-- {name}:end -->"
-    if start not in readme or end not in readme:
-        raise ValueError(f"README.md lost its {name} markers")
-    return readme[readme.index(start) + len(start) : readme.index(end)]
+    return readme_blocks.block(readme, name, INDENT)
 
 
 def rewrite(readme: str) -> str:
-    for name, generate in BLOCKS.items():
-        current = block(readme, name)
-        start = readme.index(f"<!-- {name}:start -->\n") + len(f"<!-- {name}:start -->\n")
-        readme = readme[:start] + generate() + readme[start + len(current) :]
-    return readme
+    return readme_blocks.rewrite(readme, BLOCKS, INDENT)
 
 
 def main() -> int:

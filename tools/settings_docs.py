@@ -17,6 +17,7 @@ from typing import Any
 from pydantic_core import PydanticUndefined
 
 from settings import Settings, stack_keys
+from tools import readme_blocks
 
 PROJECT = "rancher-ha"
 
@@ -118,18 +119,11 @@ README_BLOCKS = {"settings-table": table, "settings-errors": errors_example}
 
 
 def readme_block(readme: str, name: str) -> str:
-    start, end = f"<!-- {name}:start -->\n", f"<!-- {name}:end -->"
-    if start not in readme or end not in readme:
-        raise ValueError(f"README.md lost its {name} markers")
-    return readme[readme.index(start) + len(start) : readme.index(end)]
+    return readme_blocks.block(readme, name)
 
 
 def rewrite_readme(readme: str) -> str:
-    for name, generate in README_BLOCKS.items():
-        readme_block(readme, name)  # both markers are there
-        head, rest = readme.split(f"<!-- {name}:start -->\n", 1)
-        readme = f"{head}<!-- {name}:start -->\n{generate()}<!-- {name}:end -->{rest.split(f'<!-- {name}:end -->', 1)[1]}"
-    return readme
+    return readme_blocks.rewrite(readme, README_BLOCKS)
 
 
 def project_config() -> dict[str, Any]:
