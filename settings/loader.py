@@ -102,6 +102,15 @@ CHOICE_REASONS = {
         "Rancher needs TCP pass-through (an NLB) or one address that serves both, which the "
         "NGINX load balancer does at layer 4 or 7"
     ),
+    ("nodePlacement", None): "nodes go in the stack's private subnets (egress through NAT or a proxy) or in its public ones",
+    ("loadBalancerType", None): "the program builds an AWS NLB or its own NGINX load balancer",
+    ("loadBalancerLayer", None): "l4 passes TLS through to Rancher's ingress, l7 ends TLS on NGINX",
+    ("loadBalancerScheme", None): "an AWS load balancer is internet-facing or internal",
+    ("loadBalancerScheme", "private"): "AWS calls a load balancer reachable only from the VPC and networks routed to it 'internal'",
+    ("tlsSource", None): (
+        "Rancher's certificate comes from Rancher's own CA (rancher), Let's Encrypt (letsEncrypt), "
+        "your PEM files (provided) or a CA the stack generates (generated)"
+    ),
     ("loadBalancerType", "elb"): (
         "the Classic Load Balancer is AWS's previous generation; the NLB does TCP pass-through "
         "with health checks per port"

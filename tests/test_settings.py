@@ -82,7 +82,7 @@ INVALID = [
     ("nat-per-zone-public", {"nodePlacement": "public", "natGatewayPerZone": True}, "natGatewayPerZone", "applies only to a VPC this stack creates"),
     ("nat-per-zone-existing-vpc", {"vpcId": "vpc-0123456789abcdef0", "nodeSubnetIds": ["subnet-00000000000000001", "subnet-00000000000000002"], "lbSubnetIds": ["subnet-0000000000000000a", "subnet-0000000000000000b"], "natGatewayPerZone": True}, "natGatewayPerZone", "applies only to a VPC this stack creates"),
     ("private-admins-public-lb", {"adminCidrs": ["10.10.0.0/16"]}, "adminCidrs", "can never reach an internet-facing load balancer"),
-    ("scheme-unknown", {"loadBalancerScheme": "private"}, "loadBalancerScheme", "is not a load balancer scheme. Fix: use internet-facing or internal"),
+    ("scheme-unknown", {"loadBalancerScheme": "private"}, "loadBalancerScheme", "is not a load balancer scheme: AWS calls a load balancer reachable only from the VPC and networks routed to it 'internal'. Fix: use internet-facing or internal"),
     ("nginx-internal", {"loadBalancerType": "nginx", "loadBalancerScheme": "internal", "adminCidrs": ["10.10.0.0/16"]}, "loadBalancerScheme", "Elastic IP, which is public"),
     ("letsencrypt-internal", {"tlsSource": "letsEncrypt", "letsEncryptEmail": "ops@example.com", "loadBalancerScheme": "internal"}, "tlsSource", "HTTP-01 challenge must reach Rancher"),
     ("letsencrypt-private-zone", {"tlsSource": "letsEncrypt", "letsEncryptEmail": "ops@example.com", "hostedZonePrivate": True}, "tlsSource", "HTTP-01 challenge must reach Rancher"),
@@ -98,7 +98,9 @@ INVALID = [
     ("api-timeout-short", {"apiReadyTimeoutSeconds": 5}, "apiReadyTimeoutSeconds", "60-7200"),
     ("cron-malformed", {"distribution": "rke2", "etcdSnapshotSchedule": "every 6 hours"}, "etcdSnapshotSchedule", "5-field cron"),
     ("retention-zero", {"distribution": "rke2", "etcdSnapshotRetention": 0}, "etcdSnapshotRetention", "1-1000"),
-    ("node-placement-bad", {"nodePlacement": "dmz"}, "nodePlacement", "is not a node placement. Fix: use private or public"),
+    ("lb-layer-unknown", {"loadBalancerLayer": "l5"}, "loadBalancerLayer", "l4 passes TLS through to Rancher's ingress, l7 ends TLS on NGINX. Fix: use l4 or l7"),
+    ("tls-source-unknown", {"tlsSource": "acm"}, "tlsSource", "or a CA the stack generates (generated). Fix: use rancher, letsEncrypt, provided or generated"),
+    ("node-placement-bad", {"nodePlacement": "dmz"}, "nodePlacement", "is not a node placement: nodes go in the stack's private subnets"),
     ("boolean-text", {"natGateway": "maybe"}, "natGateway", "is not a boolean. Fix: write true or false"),
     ("region-missing", {"aws:region": None}, "aws:region", "is required but not set"),
     ("allow-world-not-boolean", {"allowApiFromAnywhere": "sometimes"}, "allowApiFromAnywhere", "is not a boolean. Fix: write true or false"),
@@ -143,7 +145,7 @@ def test_every_setting_has_an_invalid_case():
 
 
 def test_catalogue_is_large_and_distinct():
-    assert len(INVALID) >= 30
+    assert len(INVALID) >= 90  # README: "90+ invalid stacks"
     assert len({case[0] for case in INVALID}) == len(INVALID)
     assert len({repr(sorted(case[1].items())) for case in INVALID}) == len(INVALID)
 
