@@ -1,7 +1,10 @@
 """Benchmark: requests/s and p99 latency through the program's L7 NGINX config
 versus straight to a backend, on loopback. Prints figures; asserts nothing.
 
-    .venv/bin/python benchmarks/l7_overhead.py [--seconds 5] [--clients 8]
+    .venv/bin/python benchmarks/l7_overhead.py [--seconds 5] [--clients 8] [--record]
+
+`--record` also writes the figures to benchmarks/results/l7_overhead.json, from which
+`python -m tools.benchmark_docs` writes the README's sentence (tests compare the two).
 """
 
 from __future__ import annotations
@@ -9,6 +12,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import http.client
+import json
+import os
+import platform
 import http.server
 import ssl
 import statistics
@@ -23,6 +29,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from nginx_lab import HOSTNAME, Nginx, lab_spec, make_certificate, nginx_missing_reason  # noqa: E402
 from rendering.nginx import NginxSpec  # noqa: E402
+
+RECORD = REPO / "benchmarks" / "results" / "l7_overhead.json"
 
 
 class _KeepAliveHandler(http.server.BaseHTTPRequestHandler):
@@ -100,6 +108,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--record", action="store_true", help=f"also write the figures to {RECORD.relative_to(REPO)}")
     args = parser.parse_args()
     reason = nginx_missing_reason()
     if reason:
@@ -122,16 +131,46 @@ def main() -> int:
     for label, (rps, p50, p99, errors) in (("direct to backend", direct), ("through L7 NGINX", through)):
         print(f"{label:<22}{rps:>10.0f}{p50:>10.2f}{p99:>10.2f}{errors:>8}")
     print(f"ratio through/direct: throughput {through[0] / direct[0]:.2f}x, p99 latency {through[2] / direct[2]:.2f}x")
+    if args.record:
+        figures = {
+            label: dict(zip(("requests_per_second", "p50_ms", "p99_ms", "errors"), (round(rps, 1), round(p50, 3), round(p99, 3), errors)))
+            for label, (rps, p50, p99, errors) in (("direct", direct), ("through_l7_nginx", through))
+        }
+        record = {
+            "command": f"benchmarks/l7_overhead.py --seconds {args.seconds:g} --clients {args.clients} --record",
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "nginx": _nginx_version(),
+            "recorded": time.strftime("%Y-%m-%d", time.gmtime()),
+            "load_average_1min": round(os.getloadavg()[0], 2),  # the machine was shared or not
+            **figures,
+        }
+        RECORD.parent.mkdir(exist_ok=True)
+        RECORD.write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 
-def _tls_connection(port: int, context: ssl.SSLContext) -> http.client.HTTPSConnection:
-    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
-    # Verify against the Rancher hostname (SNI) while connecting to loopback.
-    import socket
+def _nginx_version() -> str:
+    import subprocess
 
-    connection.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname=HOSTNAME)
-    return connection
+    result = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
+    return (result.stderr or result.stdout).strip().removeprefix("nginx version: ")
+
+
+class _RancherTLSConnection(http.client.HTTPSConnection):
+    """Connects to loopback but verifies the Rancher hostname (SNI), also when http.client
+    reconnects on its own after NGINX closes a keep-alive connection (keepalive_requests)."""
+
+    def connect(self) -> None:
+        import socket
+
+        self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
+            socket.create_connection((self.host, self.port), timeout=self.timeout), server_hostname=HOSTNAME
+        )
+
+
+def _tls_connection(port: int, context: ssl.SSLContext) -> http.client.HTTPSConnection:
+    return _RancherTLSConnection("127.0.0.1", port, context=context, timeout=5)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,24 @@
-"""Memory of EC2 instance types, derived from the naming scheme.
+"""EC2 instance types: the API's own list, and memory derived from the naming scheme.
 
-Rancher's own minimum for a management server is 4 GiB. AWS names encode the size
-(vCPUs) and the family encodes GiB per vCPU, which is enough to refuse an obviously
-too-small node without a cloud call. Families we cannot reason about are accepted:
-refusing a valid type would be worse than not checking it.
+The list is the `InstanceType` enum of the EC2 service model that botocore ships
+(`botocore/data/ec2/<api version>/service-2.json`, pinned in requirements.txt): every
+type the EC2 API accepts, so a name that is not in it (`t3.24xlarge`, `q9z.large`) is
+refused before any cloud call. That model lists names only, without memory or vCPUs
+(memory comes only from the DescribeInstanceTypes API, a cloud call), and no packaged
+list with memory was found; so memory is derived from the name: the size gives the
+vCPUs and the family the GiB per vCPU, enough to refuse an obviously too-small node.
+Families we cannot reason about get no memory check: refusing a valid type would be
+worse than not checking it.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import re
+
+import botocore
+from botocore.loaders import Loader
 
 INSTANCE_TYPE_PATTERN = re.compile(r"^([a-z]+)(\d+)([a-z-]*)\.(nano|micro|small|medium|large|metal|\d*xlarge)$")
 
@@ -16,14 +26,52 @@ INSTANCE_TYPE_PATTERN = re.compile(r"^([a-z]+)(\d+)([a-z-]*)\.(nano|micro|small|
 BURSTABLE_MEMORY_GIB = {"nano": 0.5, "micro": 1, "small": 2, "medium": 4, "large": 8, "xlarge": 16, "2xlarge": 32}
 GIB_PER_VCPU = {"c": 2, "m": 4, "r": 8, "x": 16, "z": 8}
 SIZE_VCPUS = {"medium": 1, "large": 2, "xlarge": 4}
+SIZE_ORDER = ("nano", "micro", "small", "medium", "large", "xlarge")
+
+
+@functools.lru_cache(maxsize=1)
+def _ec2_model() -> dict:
+    return Loader().load_service_model("ec2", "service-2")
+
+
+@functools.lru_cache(maxsize=1)
+def instance_types() -> frozenset[str]:
+    """Every instance type the EC2 API accepts (botocore's EC2 service model)."""
+    return frozenset(_ec2_model()["shapes"]["InstanceType"]["enum"])
+
+
+SOURCE = f"botocore {botocore.__version__}, data/ec2/<api version>/service-2.json, shape InstanceType"
+
+
+def _size_key(size: str) -> tuple[int, float]:
+    if size in SIZE_ORDER:
+        return (0, SIZE_ORDER.index(size))
+    if size.endswith("xlarge") and size[:-6].isdigit():
+        return (1, int(size[:-6]))
+    return (2, 0)  # metal, metal-24xl ...
+
+
+def _sizes(family: str) -> list[str]:
+    sizes = [name.split(".", 1)[1] for name in instance_types() if name.split(".", 1)[0] == family]
+    return sorted(sizes, key=_size_key)
 
 
 def validate_instance_type(value: str) -> str:
-    if not INSTANCE_TYPE_PATTERN.match(value):
+    if value in instance_types():
+        return value
+    family = value.split(".", 1)[0]
+    sizes = _sizes(family)
+    if sizes:
         raise ValueError(
-            "is not an EC2 instance type. Fix: use a name such as 'm6i.xlarge' or 't3.large'"
+            f"is not an EC2 instance type: {family} comes in {', '.join(sizes)}. "
+            f"Fix: pick one of those sizes, e.g. '{family}.{sizes[min(len(sizes) - 1, 4)]}'"
         )
-    return value
+    close = difflib.get_close_matches(value, sorted(instance_types()), n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(name) for name in close)}?" if close else "use a type such as 'm6i.xlarge' or 't3.large'"
+    raise ValueError(
+        f"is not an EC2 instance type: it is not in the EC2 API's list of instance types ({len(instance_types())} types, "
+        f"botocore {botocore.__version__}). Fix: {hint}"
+    )
 
 
 def memory_gib(instance_type: str) -> float | None:

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,6 +32,38 @@ CRON_FIELD = re.compile(r"^[0-9*/,\-]+$")
 PROXY_URL = re.compile(r"^https?://[^\s/@]+(:\d+)?/?$")
 SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+
+
+class _Unknown:
+    """The value of a setting that failed its own validation: any use of it is refused."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise _Skipped
+
+    __bool__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __contains__ = _refuse
+    __iter__ = __len__ = __str__ = __repr__ = __format__ = __getattr__ = __hash__ = _refuse
+
+
+class _Skipped(Exception):
+    pass
+
+
+UNKNOWN = _Unknown()
+
+
+class _SkipWhereUnknown:
+    """Runs one combination check; on a partial view, a check that fails is skipped."""
+
+    def __init__(self, partial: bool):
+        self.partial = partial
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> bool:
+        # A check that read an UNKNOWN setting (directly, or through a value computed
+        # from one) cannot be evaluated. On a complete stack nothing is swallowed.
+        return self.partial and error is not None and isinstance(error, Exception)
 
 
 def _to_camel(name: str) -> str:
@@ -77,6 +110,22 @@ PRIVATE_RANGES = tuple(
 def _only_reachable_privately(cidr: str) -> bool:
     network = _cidr(cidr)
     return any(network.version == private.version and network.subnet_of(private) for private in PRIVATE_RANGES)
+
+
+# Settings whose default `_derive_defaults` computes from other settings (stack key ->
+# the keys it reads). A derived value is as unknown as what it derives from.
+DERIVED_FROM: dict[str, tuple[str, ...]] = {
+    "serverCount": ("distribution",),
+    "kubernetesVersion": ("distribution",),
+    "tlsSource": ("loadBalancerLayer",),
+    "dbMultiAz": ("environment",),
+    "dbDeletionProtection": ("environment",),
+    "dbFinalSnapshot": ("environment",),
+    "protectStatefulResources": ("environment",),
+    "etcdSnapshotS3": ("distribution", "environment"),
+    "natGatewayPerZone": ("environment", "natGateway", "nodePlacement", "vpcId"),
+    "apiHostname": ("hostname",),
+}
 
 
 class Settings(BaseModel):
@@ -163,7 +212,7 @@ class Settings(BaseModel):
     )
     server_instance_type: str = Field(
         "m6i.xlarge",
-        **_doc("EC2 type of the server nodes.", "an EC2 type with at least 4 GiB memory"),
+        **_doc("EC2 type of the server nodes.", "in the EC2 API's list of types (botocore), with at least 4 GiB memory"),
     )
     server_root_volume_gb: int = Field(
         60, **_doc("Encrypted gp3 root volume size of each server.", "30-16384")
@@ -272,7 +321,7 @@ class Settings(BaseModel):
         ),
     )
     nginx_instance_type: str = Field(
-        "t3.small", **_doc("EC2 type of the NGINX load balancer.", "an EC2 type")
+        "t3.small", **_doc("EC2 type of the NGINX load balancer.", "in the EC2 API's list of types (botocore)")
     )
     nginx_worker_processes: str = Field(
         "auto", **_doc("NGINX worker_processes.", "'auto' or 1-64")
@@ -640,225 +689,279 @@ class Settings(BaseModel):
 
     # --------------------------------------------------------------------------------
     @model_validator(mode="after")
-    def _combinations(self) -> "Settings":
+    def _combinations(self, info: ValidationInfo) -> "Settings":
+        if (info.context or {}).get("fields_only"):
+            return self
+        problems = self.combination_problems()
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def combination_problems(self) -> list[str]:
+        """Every combination that cannot work, one `<key> = <value>: ... Fix: ...` line each.
+
+        Also runs on a partial view (`with_unknown`) of a stack whose other settings
+        failed on their own: each check is guarded, and one that reads an invalid setting
+        is skipped, so the rest are still reported in the same run.
+        """
         problems: list[str] = []
+        guard = _SkipWhereUnknown(any(value is UNKNOWN for value in self.__dict__.values()))
 
         def problem(key: str, value: Any, message: str) -> None:
             problems.append(f"rancher-ha:{key} = {value!r}: {message}")
 
-        hostname_in_zone = self.hostname.endswith("." + self.hosted_zone)
+        with guard:
+            hostname_in_zone = self.hostname.endswith("." + self.hosted_zone)
         # (A hostname outside the zone is reported below; its derived API name would only repeat it.)
-        if hostname_in_zone and (not self.api_hostname.endswith("." + self.hosted_zone) or self.api_hostname == self.hostname):
-            problem(
-                "apiHostname",
-                self.api_hostname,
-                f"must be a name in the hosted zone '{self.hosted_zone}' other than the Rancher "
-                f"hostname. Fix: remove it to get 'api.{self.hostname}', or pick another name in the zone",
-            )
-        if not self.hostname.endswith("." + self.hosted_zone):
-            problem(
-                "hostname",
-                self.hostname,
-                f"is not inside the hosted zone '{self.hosted_zone}'. Fix: use a name "
-                f"ending in '.{self.hosted_zone}' or set hostedZone to the zone that holds it",
-            )
+        with guard:
+            if hostname_in_zone and (not self.api_hostname.endswith("." + self.hosted_zone) or self.api_hostname == self.hostname):
+                problem(
+                    "apiHostname",
+                    self.api_hostname,
+                    f"must be a name in the hosted zone '{self.hosted_zone}' other than the Rancher "
+                    f"hostname. Fix: remove it to get 'api.{self.hostname}', or pick another name in the zone",
+                )
+        with guard:
+            if not self.hostname.endswith("." + self.hosted_zone):
+                problem(
+                    "hostname",
+                    self.hostname,
+                    f"is not inside the hosted zone '{self.hosted_zone}'. Fix: use a name "
+                    f"ending in '.{self.hosted_zone}' or set hostedZone to the zone that holds it",
+                )
 
-        if self.distribution == "k3s" and not 2 <= self.server_count <= 7:
-            problem(
-                "serverCount",
-                self.server_count,
-                "k3s HA with an external datastore needs at least 2 servers (and at most "
-                "7 here). Fix: set serverCount to 2 or more",
-            )
-        if self.distribution == "rke2" and self.server_count not in (3, 5, 7):
-            problem(
-                "serverCount",
-                self.server_count,
-                "rke2 runs etcd on every server, and etcd needs a majority (quorum) to "
-                "work: an even count tolerates no more failures than the odd count below "
-                "it, and 1 tolerates none. Fix: use 3, 5 or 7",
-            )
+        with guard:
+            if self.distribution == "k3s" and not 2 <= self.server_count <= 7:
+                problem(
+                    "serverCount",
+                    self.server_count,
+                    "k3s HA with an external datastore needs at least 2 servers (and at most "
+                    "7 here). Fix: set serverCount to 2 or more",
+                )
+        with guard:
+            if self.distribution == "rke2" and self.server_count not in (3, 5, 7):
+                problem(
+                    "serverCount",
+                    self.server_count,
+                    "rke2 runs etcd on every server, and etcd needs a majority (quorum) to "
+                    "work: an even count tolerates no more failures than the odd count below "
+                    "it, and 1 tolerates none. Fix: use 3, 5 or 7",
+                )
 
-        release = versions.parse_kubernetes_version(self.kubernetes_version)
-        if release.distribution != self.distribution:
-            problem(
-                "kubernetesVersion",
-                self.kubernetes_version,
-                f"is a {release.distribution} release but distribution is "
-                f"{self.distribution}. Fix: use e.g. "
-                f"'{versions.EXAMPLE_KUBERNETES_VERSION[self.distribution]}'",
-            )
-        low, high = versions.supported_kubernetes_range(self.rancher_version)
-        if not low <= release.minor <= high:
-            problem(
-                "kubernetesVersion",
-                self.kubernetes_version,
-                f"Kubernetes 1.{release.minor} is outside Rancher {self.rancher_version}'s "
-                f"supported range 1.{low}-1.{high}. Fix: choose a 1.{low}-1.{high} release "
-                f"or a Rancher version that supports 1.{release.minor}",
-            )
+        with guard:
+            release = versions.parse_kubernetes_version(self.kubernetes_version)
+        with guard:
+            if release.distribution != self.distribution:
+                problem(
+                    "kubernetesVersion",
+                    self.kubernetes_version,
+                    f"is a {release.distribution} release but distribution is "
+                    f"{self.distribution}. Fix: use e.g. "
+                    f"'{versions.EXAMPLE_KUBERNETES_VERSION[self.distribution]}'",
+                )
+        with guard:
+            low, high = versions.supported_kubernetes_range(self.rancher_version)
+        with guard:
+            if not low <= release.minor <= high:
+                problem(
+                    "kubernetesVersion",
+                    self.kubernetes_version,
+                    f"Kubernetes 1.{release.minor} is outside Rancher {self.rancher_version}'s "
+                    f"supported range 1.{low}-1.{high}. Fix: choose a 1.{low}-1.{high} release "
+                    f"or a Rancher version that supports 1.{release.minor}",
+                )
 
-        memory = memory_gib(self.server_instance_type)
-        if memory is not None and memory < RANCHER_MIN_MEMORY_GIB:
-            problem(
-                "serverInstanceType",
-                self.server_instance_type,
-                f"has {memory:g} GiB memory; Rancher needs at least "
-                f"{RANCHER_MIN_MEMORY_GIB} GiB per server. Fix: use e.g. 't3.large' or 'm6i.xlarge'",
-            )
+        with guard:
+            memory = memory_gib(self.server_instance_type)
+        with guard:
+            if memory is not None and memory < RANCHER_MIN_MEMORY_GIB:
+                problem(
+                    "serverInstanceType",
+                    self.server_instance_type,
+                    f"has {memory:g} GiB memory; Rancher needs at least "
+                    f"{RANCHER_MIN_MEMORY_GIB} GiB per server. Fix: use e.g. 't3.large' or 'm6i.xlarge'",
+                )
 
-        open_to_world = [cidr for cidr in self.admin_cidrs if _cidr(cidr).prefixlen == 0]
-        if open_to_world and not self.allow_api_from_anywhere:
-            problem(
-                "adminCidrs",
-                self.admin_cidrs,
-                "opens the Kubernetes API to the whole internet. Fix: list your networks, "
-                "or set allowApiFromAnywhere: true if you really mean it",
-            )
+        with guard:
+            open_to_world = [cidr for cidr in self.admin_cidrs if _cidr(cidr).prefixlen == 0]
+        with guard:
+            if open_to_world and not self.allow_api_from_anywhere:
+                problem(
+                    "adminCidrs",
+                    self.admin_cidrs,
+                    "opens the Kubernetes API to the whole internet. Fix: list your networks, "
+                    "or set allowApiFromAnywhere: true if you really mean it",
+                )
 
-        if self.load_balancer_layer == "l7" and self.load_balancer_type == "nlb":
-            problem(
-                "loadBalancerLayer",
-                "l7",
-                "an NLB is layer 4 only, and Rancher supports it only in TCP mode. Fix: "
-                "use loadBalancerType: nginx for l7, or loadBalancerLayer: l4 with the NLB",
-            )
-        if self.load_balancer_layer == "l7" and self.tls_source in ("rancher", "letsEncrypt"):
-            problem(
-                "tlsSource",
-                self.tls_source,
-                "with l7 the load balancer terminates TLS (Rancher runs with tls=external), "
-                "so the cluster cannot issue Rancher's certificate. Fix: use 'generated' or "
-                "'provided'",
-            )
-        if self.tls_source == "provided" and (self.tls_certificate is None or self.tls_private_key is None):
-            problem(
-                "tlsSource",
-                "provided",
-                "needs tlsCertificate and tlsPrivateKey. Fix: `pulumi config set "
-                "tlsCertificate < cert.pem` and `pulumi config set --secret tlsPrivateKey < key.pem`",
-            )
-        if self.tls_source != "provided" and (self.tls_certificate or self.tls_private_key or self.tls_ca_certificate):
-            problem(
-                "tlsSource",
-                self.tls_source,
-                "tlsCertificate/tlsPrivateKey/tlsCaCertificate are set but would be ignored. "
-                "Fix: set tlsSource: provided, or remove them",
-            )
-        if self.tls_source == "letsEncrypt" and not self.lets_encrypt_email:
-            problem(
-                "letsEncryptEmail",
-                None,
-                "is required with tlsSource: letsEncrypt. Fix: set an ACME contact e-mail",
-            )
+        with guard:
+            if self.load_balancer_layer == "l7" and self.load_balancer_type == "nlb":
+                problem(
+                    "loadBalancerLayer",
+                    "l7",
+                    "an NLB is layer 4 only, and Rancher supports it only in TCP mode. Fix: "
+                    "use loadBalancerType: nginx for l7, or loadBalancerLayer: l4 with the NLB",
+                )
+        with guard:
+            if self.load_balancer_layer == "l7" and self.tls_source in ("rancher", "letsEncrypt"):
+                problem(
+                    "tlsSource",
+                    self.tls_source,
+                    "with l7 the load balancer terminates TLS (Rancher runs with tls=external), "
+                    "so the cluster cannot issue Rancher's certificate. Fix: use 'generated' or "
+                    "'provided'",
+                )
+        with guard:
+            if self.tls_source == "provided" and (self.tls_certificate is None or self.tls_private_key is None):
+                problem(
+                    "tlsSource",
+                    "provided",
+                    "needs tlsCertificate and tlsPrivateKey. Fix: `pulumi config set "
+                    "tlsCertificate < cert.pem` and `pulumi config set --secret tlsPrivateKey < key.pem`",
+                )
+        with guard:
+            if self.tls_source != "provided" and (self.tls_certificate or self.tls_private_key or self.tls_ca_certificate):
+                problem(
+                    "tlsSource",
+                    self.tls_source,
+                    "tlsCertificate/tlsPrivateKey/tlsCaCertificate are set but would be ignored. "
+                    "Fix: set tlsSource: provided, or remove them",
+                )
+        with guard:
+            if self.tls_source == "letsEncrypt" and not self.lets_encrypt_email:
+                problem(
+                    "letsEncryptEmail",
+                    None,
+                    "is required with tlsSource: letsEncrypt. Fix: set an ACME contact e-mail",
+                )
 
-        if self.vpc_id is None and (self.node_subnet_ids or self.lb_subnet_ids):
-            problem(
-                "nodeSubnetIds",
-                self.node_subnet_ids,
-                "subnets are given without vpcId. Fix: set vpcId to their VPC, or remove them to create a VPC",
-            )
-        if self.vpc_id is not None:
-            for key, subnets in (("nodeSubnetIds", self.node_subnet_ids), ("lbSubnetIds", self.lb_subnet_ids)):
-                if len(subnets) < 2:
+        with guard:
+            if self.vpc_id is None and (self.node_subnet_ids or self.lb_subnet_ids):
+                problem(
+                    "nodeSubnetIds",
+                    self.node_subnet_ids,
+                    "subnets are given without vpcId. Fix: set vpcId to their VPC, or remove them to create a VPC",
+                )
+        with guard:
+            if self.vpc_id is not None:
+                for key, subnets in (("nodeSubnetIds", self.node_subnet_ids), ("lbSubnetIds", self.lb_subnet_ids)):
+                    if len(subnets) < 2:
+                        problem(
+                            key,
+                            subnets,
+                            "an existing VPC needs at least 2 subnets in different zones here. "
+                            "Fix: list 2-3 subnets, one per availability zone",
+                        )
+
+        with guard:
+            vpc = _cidr(self.vpc_cidr)
+        with guard:
+            pods, services = _cidr(self.cluster_cidr), _cidr(self.service_cidr)
+        # (An existing VPC's CIDR is known only from AWS: app.check_cluster_networks.)
+        with guard:
+            for key, network in (("clusterCidr", pods), ("serviceCidr", services)):
+                if self.vpc_id is None and network.overlaps(vpc):
                     problem(
                         key,
-                        subnets,
-                        "an existing VPC needs at least 2 subnets in different zones here. "
-                        "Fix: list 2-3 subnets, one per availability zone",
+                        str(network),
+                        f"overlaps the VPC {vpc}, so pod or service traffic would be misrouted. "
+                        "Fix: pick a range outside the VPC, e.g. 10.42.0.0/16 with VPC 10.0.0.0/16",
                     )
+        with guard:
+            if pods.overlaps(services):
+                problem("serviceCidr", str(services), "overlaps clusterCidr. Fix: use separate ranges")
 
-        vpc = _cidr(self.vpc_cidr)
-        pods, services = _cidr(self.cluster_cidr), _cidr(self.service_cidr)
-        # (An existing VPC's CIDR is known only from AWS: app.check_cluster_networks.)
-        for key, network in (("clusterCidr", pods), ("serviceCidr", services)):
-            if self.vpc_id is None and network.overlaps(vpc):
+        with guard:
+            proxied = bool(self.proxy_http or self.proxy_https)
+        with guard:
+            if self.proxy_no_proxy and not proxied:
                 problem(
-                    key,
-                    str(network),
-                    f"overlaps the VPC {vpc}, so pod or service traffic would be misrouted. "
-                    "Fix: pick a range outside the VPC, e.g. 10.42.0.0/16 with VPC 10.0.0.0/16",
+                    "proxyNoProxy",
+                    self.proxy_no_proxy,
+                    "is set but no proxy URL is. Fix: set proxyHttp and/or proxyHttps, or remove proxyNoProxy",
                 )
-        if pods.overlaps(services):
-            problem("serviceCidr", str(services), "overlaps clusterCidr. Fix: use separate ranges")
+        with guard:
+            creates_vpc = self.vpc_id is None
+        with guard:
+            if creates_vpc and self.node_placement == "private" and not self.nat_gateway:
+                problem(
+                    "natGateway",
+                    False,
+                    "a VPC this stack creates has no other way out than its NAT gateway: without it "
+                    "the private nodes cannot reach a proxy, SSM, the installers or images (and a "
+                    "hand-added route would be outside the stack). Fix: keep natGateway: true, or "
+                    "use an existing VPC where your proxy is reachable (vpcId, nodeSubnetIds, "
+                    "lbSubnetIds, proxyHttps)",
+                )
+        with guard:
+            if self.nat_gateway_per_zone and (not creates_vpc or self.node_placement != "private" or not self.nat_gateway):
+                problem(
+                    "natGatewayPerZone",
+                    True,
+                    "applies only to a VPC this stack creates, with private nodes and natGateway: true. "
+                    "Fix: remove it",
+                )
+        with guard:
+            internal = self.load_balancer_scheme == "internal"
+        with guard:
+            if not internal and all(_only_reachable_privately(cidr) for cidr in self.admin_cidrs):
+                problem(
+                    "adminCidrs",
+                    self.admin_cidrs,
+                    "lists only private networks, which can never reach an internet-facing load "
+                    "balancer (their traffic arrives from NAT or public addresses), so `pulumi up` "
+                    "could not reach the API. Fix: set loadBalancerScheme: internal, or list the "
+                    "public addresses your admins and CI leave from",
+                )
+        with guard:
+            if internal and self.load_balancer_type == "nginx":
+                problem(
+                    "loadBalancerScheme",
+                    "internal",
+                    "the NGINX load balancer's stable address is an Elastic IP, which is public. Fix: use "
+                    "loadBalancerType: nlb for an internal load balancer",
+                )
+        with guard:
+            if self.tls_source == "letsEncrypt" and (internal or self.hosted_zone_private):
+                problem(
+                    "tlsSource",
+                    "letsEncrypt",
+                    "Let's Encrypt's HTTP-01 challenge must reach Rancher from the internet through a "
+                    "public DNS name. Fix: use tlsSource: provided (your CA) or rancher, or a public, "
+                    "internet-facing setup",
+                )
+        with guard:
+            if self.node_placement == "public" and not self.nat_gateway:
+                problem(
+                    "natGateway",
+                    False,
+                    "has no effect with public nodes. Fix: remove it, or use nodePlacement: private",
+                )
 
-        proxied = bool(self.proxy_http or self.proxy_https)
-        if self.proxy_no_proxy and not proxied:
-            problem(
-                "proxyNoProxy",
-                self.proxy_no_proxy,
-                "is set but no proxy URL is. Fix: set proxyHttp and/or proxyHttps, or remove proxyNoProxy",
-            )
-        creates_vpc = self.vpc_id is None
-        if creates_vpc and self.node_placement == "private" and not self.nat_gateway:
-            problem(
-                "natGateway",
-                False,
-                "a VPC this stack creates has no other way out than its NAT gateway: without it "
-                "the private nodes cannot reach a proxy, SSM, the installers or images (and a "
-                "hand-added route would be outside the stack). Fix: keep natGateway: true, or "
-                "use an existing VPC where your proxy is reachable (vpcId, nodeSubnetIds, "
-                "lbSubnetIds, proxyHttps)",
-            )
-        if self.nat_gateway_per_zone and (not creates_vpc or self.node_placement != "private" or not self.nat_gateway):
-            problem(
-                "natGatewayPerZone",
-                True,
-                "applies only to a VPC this stack creates, with private nodes and natGateway: true. "
-                "Fix: remove it",
-            )
-        internal = self.load_balancer_scheme == "internal"
-        if not internal and all(_only_reachable_privately(cidr) for cidr in self.admin_cidrs):
-            problem(
-                "adminCidrs",
-                self.admin_cidrs,
-                "lists only private networks, which can never reach an internet-facing load "
-                "balancer (their traffic arrives from NAT or public addresses), so `pulumi up` "
-                "could not reach the API. Fix: set loadBalancerScheme: internal, or list the "
-                "public addresses your admins and CI leave from",
-            )
-        if internal and self.load_balancer_type == "nginx":
-            problem(
-                "loadBalancerScheme",
-                "internal",
-                "the NGINX load balancer's stable address is an Elastic IP, which is public. Fix: use "
-                "loadBalancerType: nlb for an internal load balancer",
-            )
-        if self.tls_source == "letsEncrypt" and (internal or self.hosted_zone_private):
-            problem(
-                "tlsSource",
-                "letsEncrypt",
-                "Let's Encrypt's HTTP-01 challenge must reach Rancher from the internet through a "
-                "public DNS name. Fix: use tlsSource: provided (your CA) or rancher, or a public, "
-                "internet-facing setup",
-            )
-        if self.node_placement == "public" and not self.nat_gateway:
-            problem(
-                "natGateway",
-                False,
-                "has no effect with public nodes. Fix: remove it, or use nodePlacement: private",
-            )
+        with guard:
+            if self.etcd_snapshot_s3 and self.distribution == "k3s":
+                problem(
+                    "etcdSnapshotS3",
+                    True,
+                    "k3s here keeps its state in RDS, which has its own automated backups; there is "
+                    "no etcd to snapshot. Fix: remove etcdSnapshotS3, or use distribution: rke2",
+                )
 
-        if self.etcd_snapshot_s3 and self.distribution == "k3s":
-            problem(
-                "etcdSnapshotS3",
-                True,
-                "k3s here keeps its state in RDS, which has its own automated backups; there is "
-                "no etcd to snapshot. Fix: remove etcdSnapshotS3, or use distribution: rke2",
-            )
+        with guard:
+            if self.nginx_worker_rlimit_nofile < 2 * self.nginx_worker_connections or self.nginx_worker_rlimit_nofile > 1048576:
+                problem(
+                    "nginxWorkerRlimitNofile",
+                    self.nginx_worker_rlimit_nofile,
+                    "a proxied connection holds two descriptors, so this must be at least "
+                    f"2 x nginxWorkerConnections ({2 * self.nginx_worker_connections}) and at most 1048576. "
+                    "Fix: raise it (the guides use 40000 with 8192 connections)",
+                )
 
-        if self.nginx_worker_rlimit_nofile < 2 * self.nginx_worker_connections or self.nginx_worker_rlimit_nofile > 1048576:
-            problem(
-                "nginxWorkerRlimitNofile",
-                self.nginx_worker_rlimit_nofile,
-                "a proxied connection holds two descriptors, so this must be at least "
-                f"2 x nginxWorkerConnections ({2 * self.nginx_worker_connections}) and at most 1048576. "
-                "Fix: raise it (the guides use 40000 with 8192 connections)",
-            )
+        return problems
 
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
+    def with_unknown(self, aliases: set[str]) -> "Settings":
+        """A copy whose settings named in `aliases` are UNKNOWN (for `combination_problems`)."""
+        names = {name for name, info in type(self).model_fields.items() if info.alias in aliases}
+        return self.model_copy(update={name: UNKNOWN for name in names})
 
     # --------------------------------------------------------------------------------
     @property

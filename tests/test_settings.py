@@ -15,14 +15,14 @@ PEM_KEY = "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n"
 # (id, overrides, the key the message must name, a fragment of the explanation)
 INVALID = [
     ("rke1", {"distribution": "rke"}, "distribution", "RKE1 reached end of life on 2025-07-31"),
-    ("unknown-distribution", {"distribution": "eks"}, "distribution", "Input should be 'k3s' or 'rke2'"),
+    ("unknown-distribution", {"distribution": "eks"}, "distribution", "installs K3s or RKE2 on EC2 instances"),
     ("k3s-one-server", {"serverCount": 1}, "serverCount", "at least 2 servers"),
     ("k3s-too-many", {"serverCount": 9}, "serverCount", "at least 2 servers"),
     ("rke2-two", {"distribution": "rke2", "serverCount": 2}, "serverCount", "quorum"),
     ("rke2-four", {"distribution": "rke2", "serverCount": 4}, "serverCount", "quorum"),
     ("rke2-six", {"distribution": "rke2", "serverCount": 6}, "serverCount", "quorum"),
     ("rke2-one", {"distribution": "rke2", "serverCount": 1}, "serverCount", "quorum"),
-    ("server-count-text", {"serverCount": "three"}, "serverCount", "valid integer"),
+    ("server-count-text", {"serverCount": "three"}, "serverCount", "is not a whole number. Fix: write an integer: k3s: 2-7; rke2: 3, 5 or 7"),
     ("k8s-too-old", {"kubernetesVersion": "v1.31.4+k3s1"}, "kubernetesVersion", "outside Rancher 2.14.4's supported range 1.33-1.35"),
     ("k8s-too-new", {"rancherVersion": "2.12.12", "kubernetesVersion": "v1.34.1+k3s1"}, "kubernetesVersion", "supported range 1.31-1.33"),
     ("k8s-wrong-flavour", {"kubernetesVersion": "v1.34.1+rke2r1"}, "kubernetesVersion", "is a rke2 release but distribution is k3s"),
@@ -44,8 +44,11 @@ INVALID = [
     ("instance-type-too-small", {"serverInstanceType": "t3.small"}, "serverInstanceType", "Rancher needs at least 4 GiB"),
     ("instance-type-c-medium", {"serverInstanceType": "c7g.medium"}, "serverInstanceType", "has 2 GiB"),
     ("nginx-type-malformed", {"nginxInstanceType": "nginx"}, "nginxInstanceType", "not an EC2 instance type"),
+    ("instance-type-size-unknown", {"serverInstanceType": "t3.24xlarge"}, "serverInstanceType", "t3 comes in nano, micro, small, medium, large, xlarge, 2xlarge"),
+    ("instance-type-family-unknown", {"serverInstanceType": "q9z.large"}, "serverInstanceType", "is not in the EC2 API's list of instance types"),
+    ("nginx-type-size-unknown", {"nginxInstanceType": "c7g.5xlarge"}, "nginxInstanceType", "c7g comes in"),
     ("l7-on-nlb", {"loadBalancerLayer": "l7"}, "loadBalancerLayer", "NLB is layer 4 only"),
-    ("lb-type-alb", {"loadBalancerType": "alb"}, "loadBalancerType", "Input should be 'nlb' or 'nginx'"),
+    ("lb-type-alb", {"loadBalancerType": "alb"}, "loadBalancerType", "an ALB speaks HTTP(S) only and cannot carry the Kubernetes API (6443)"),
     ("l7-rancher-tls", {"loadBalancerType": "nginx", "loadBalancerLayer": "l7", "tlsSource": "rancher"}, "tlsSource", "cannot issue Rancher's certificate"),
     ("provided-without-cert", {"tlsSource": "provided"}, "tlsSource", "needs tlsCertificate and tlsPrivateKey"),
     ("l7-provided-without-key", {"loadBalancerType": "nginx", "loadBalancerLayer": "l7", "tlsSource": "provided", "tlsCertificate": PEM_CERT}, "tlsSource", "needs tlsCertificate and tlsPrivateKey"),
@@ -57,7 +60,7 @@ INVALID = [
     ("unknown-key", {"serverCont": 3}, "serverCont", "Did you mean 'serverCount'?"),
     ("unknown-key-hostname", {"hostName": "x.example.com"}, "hostName", "Did you mean 'hostname'?"),
     ("unknown-key-no-match", {"flux": True}, "flux", "See the settings table"),
-    ("environment-unknown", {"environment": "qa"}, "environment", "Input should be 'dev', 'staging' or 'prod'"),
+    ("environment-unknown", {"environment": "qa"}, "environment", "is not an environment class: it selects the safety defaults"),
     ("db-engine-80", {"dbEngineVersion": "8.0"}, "dbEngineVersion", "8.0 entered it on 2026-08-01"),
     ("db-class-malformed", {"dbInstanceClass": "t4g.medium"}, "dbInstanceClass", "not an RDS instance class"),
     ("db-storage-small", {"dbAllocatedStorageGb": 5}, "dbAllocatedStorageGb", "must be 20-65536"),
@@ -79,11 +82,11 @@ INVALID = [
     ("nat-per-zone-public", {"nodePlacement": "public", "natGatewayPerZone": True}, "natGatewayPerZone", "applies only to a VPC this stack creates"),
     ("nat-per-zone-existing-vpc", {"vpcId": "vpc-0123456789abcdef0", "nodeSubnetIds": ["subnet-00000000000000001", "subnet-00000000000000002"], "lbSubnetIds": ["subnet-0000000000000000a", "subnet-0000000000000000b"], "natGatewayPerZone": True}, "natGatewayPerZone", "applies only to a VPC this stack creates"),
     ("private-admins-public-lb", {"adminCidrs": ["10.10.0.0/16"]}, "adminCidrs", "can never reach an internet-facing load balancer"),
-    ("scheme-unknown", {"loadBalancerScheme": "private"}, "loadBalancerScheme", "Input should be 'internet-facing' or 'internal'"),
+    ("scheme-unknown", {"loadBalancerScheme": "private"}, "loadBalancerScheme", "is not a load balancer scheme: AWS calls a load balancer reachable only from the VPC and networks routed to it 'internal'. Fix: use internet-facing or internal"),
     ("nginx-internal", {"loadBalancerType": "nginx", "loadBalancerScheme": "internal", "adminCidrs": ["10.10.0.0/16"]}, "loadBalancerScheme", "Elastic IP, which is public"),
     ("letsencrypt-internal", {"tlsSource": "letsEncrypt", "letsEncryptEmail": "ops@example.com", "loadBalancerScheme": "internal"}, "tlsSource", "HTTP-01 challenge must reach Rancher"),
     ("letsencrypt-private-zone", {"tlsSource": "letsEncrypt", "letsEncryptEmail": "ops@example.com", "hostedZonePrivate": True}, "tlsSource", "HTTP-01 challenge must reach Rancher"),
-    ("private-zone-not-bool", {"hostedZonePrivate": "sometimes"}, "hostedZonePrivate", "valid boolean"),
+    ("private-zone-not-bool", {"hostedZonePrivate": "sometimes"}, "hostedZonePrivate", "is not a boolean. Fix: write true or false"),
     ("api-hostname-outside-zone", {"apiHostname": "api.example.org"}, "apiHostname", "must be a name in the hosted zone"),
     ("api-hostname-is-rancher", {"apiHostname": "rancher.dev.example.com"}, "apiHostname", "other than the Rancher hostname"),
     ("chart-repository-unknown", {"rancherChartRepository": "ftp://charts.example.com"}, "rancherChartRepository", "not a Rancher chart repository"),
@@ -95,16 +98,18 @@ INVALID = [
     ("api-timeout-short", {"apiReadyTimeoutSeconds": 5}, "apiReadyTimeoutSeconds", "60-7200"),
     ("cron-malformed", {"distribution": "rke2", "etcdSnapshotSchedule": "every 6 hours"}, "etcdSnapshotSchedule", "5-field cron"),
     ("retention-zero", {"distribution": "rke2", "etcdSnapshotRetention": 0}, "etcdSnapshotRetention", "1-1000"),
-    ("node-placement-bad", {"nodePlacement": "dmz"}, "nodePlacement", "Input should be 'private' or 'public'"),
-    ("boolean-text", {"natGateway": "maybe"}, "natGateway", "valid boolean"),
+    ("lb-layer-unknown", {"loadBalancerLayer": "l5"}, "loadBalancerLayer", "l4 passes TLS through to Rancher's ingress, l7 ends TLS on NGINX. Fix: use l4 or l7"),
+    ("tls-source-unknown", {"tlsSource": "acm"}, "tlsSource", "or a CA the stack generates (generated). Fix: use rancher, letsEncrypt, provided or generated"),
+    ("node-placement-bad", {"nodePlacement": "dmz"}, "nodePlacement", "is not a node placement: nodes go in the stack's private subnets"),
+    ("boolean-text", {"natGateway": "maybe"}, "natGateway", "is not a boolean. Fix: write true or false"),
     ("region-missing", {"aws:region": None}, "aws:region", "is required but not set"),
-    ("allow-world-not-boolean", {"allowApiFromAnywhere": "sometimes"}, "allowApiFromAnywhere", "valid boolean"),
+    ("allow-world-not-boolean", {"allowApiFromAnywhere": "sometimes"}, "allowApiFromAnywhere", "is not a boolean. Fix: write true or false"),
     ("ssh-key-empty", {"sshKeyName": ""}, "sshKeyName", "not an EC2 key pair name"),
     ("lb-subnet-malformed", {"vpcId": "vpc-0123456789abcdef0", "nodeSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"], "lbSubnetIds": ["public-a", "public-b"]}, "lbSubnetIds", "not a subnet id"),
-    ("multi-az-not-boolean", {"dbMultiAz": "twice"}, "dbMultiAz", "valid boolean"),
-    ("deletion-protection-not-boolean", {"dbDeletionProtection": "maybe"}, "dbDeletionProtection", "valid boolean"),
-    ("final-snapshot-not-boolean", {"dbFinalSnapshot": "later"}, "dbFinalSnapshot", "valid boolean"),
-    ("protect-not-boolean", {"protectStatefulResources": "please"}, "protectStatefulResources", "valid boolean"),
+    ("multi-az-not-boolean", {"dbMultiAz": "twice"}, "dbMultiAz", "is not a boolean. Fix: write true or false"),
+    ("deletion-protection-not-boolean", {"dbDeletionProtection": "maybe"}, "dbDeletionProtection", "is not a boolean. Fix: write true or false"),
+    ("final-snapshot-not-boolean", {"dbFinalSnapshot": "later"}, "dbFinalSnapshot", "is not a boolean. Fix: write true or false"),
+    ("protect-not-boolean", {"protectStatefulResources": "please"}, "protectStatefulResources", "is not a boolean. Fix: write true or false"),
     ("ca-not-pem", {"tlsSource": "provided", "tlsCertificate": PEM_CERT, "tlsPrivateKey": PEM_KEY, "tlsCaCertificate": "ca"}, "tlsCaCertificate", "not a PEM certificate"),
     ("snapshots-s3-on-k3s", {"etcdSnapshotS3": True}, "etcdSnapshotS3", "no etcd to snapshot"),
     ("proxy-http-scheme", {"proxyHttp": "ftp://proxy:21"}, "proxyHttp", "not a proxy URL"),
@@ -140,7 +145,7 @@ def test_every_setting_has_an_invalid_case():
 
 
 def test_catalogue_is_large_and_distinct():
-    assert len(INVALID) >= 30
+    assert len(INVALID) >= 90  # README: "90+ invalid stacks"
     assert len({case[0] for case in INVALID}) == len(INVALID)
     assert len({repr(sorted(case[1].items())) for case in INVALID}) == len(INVALID)
 
@@ -220,3 +225,123 @@ def test_settings_are_immutable():
     settings = _settings()
     with pytest.raises(Exception):
         settings.server_count = 5
+
+
+# --- every mistake in one run -----------------------------------------------------------
+
+def _stack_file(tmp_path, name, config):
+    import yaml
+
+    (tmp_path / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
+    return tmp_path
+
+
+def test_a_stack_file_with_four_mistakes_reports_all_four_in_one_run(tmp_path):
+    from offline.runner import run_stack, stack_config
+
+    config = stack_config("dev")
+    config.update(
+        {
+            "rancher-ha:serverCont": 3,  # an unknown key
+            "rancher-ha:serverCount": "three",  # a single-setting error
+            "rancher-ha:loadBalancerType": "alb",  # another one
+            "rancher-ha:adminCidrs": ["0.0.0.0/0"],  # a cross-setting error (without allowApiFromAnywhere)
+        }
+    )
+    with pytest.raises(SettingsError) as caught:
+        run_stack("dev", stacks_dir=_stack_file(tmp_path, "dev", config))
+    problems = caught.value.problems
+    assert [line.split(" ", 1)[0] for line in problems] == [
+        "rancher-ha:serverCont",
+        "rancher-ha:serverCount",
+        "rancher-ha:loadBalancerType",
+        "rancher-ha:adminCidrs",
+    ], problems
+    assert all("Fix:" in line for line in problems), problems
+    assert caught.value.registrations == []
+
+
+def test_cross_setting_checks_skip_what_reads_an_invalid_setting():
+    # kubernetesVersion is an rke2 release; whether that fits cannot be told while the
+    # distribution itself is wrong, and serverCount 4 is fine for k3s but not for rke2.
+    with pytest.raises(SettingsError) as caught:
+        run({"rancher-ha:distribution": "eks", "rancher-ha:kubernetesVersion": "v1.34.1+rke2r1", "rancher-ha:serverCount": 4})
+    assert [line.split(" ", 1)[0] for line in caught.value.problems] == ["rancher-ha:distribution"]
+
+
+def test_a_cross_setting_error_is_reported_beside_an_unrelated_field_error():
+    with pytest.raises(SettingsError) as caught:
+        run({"rancher-ha:serverInstanceType": "q9z.large", "rancher-ha:hostname": "rancher.example.org"})
+    keys = [line.split(" ", 1)[0] for line in caught.value.problems]
+    assert keys == ["rancher-ha:serverInstanceType", "rancher-ha:hostname"], caught.value.problems
+
+
+def test_a_key_in_another_namespace_is_refused_with_the_right_one():
+    with pytest.raises(SettingsError) as caught:
+        run({"rancherha:distribution": "rke2", "rancher-ha:natGatway": True})
+    lines = caught.value.problems
+    assert any(
+        line.startswith("rancherha:distribution = 'rke2': is in namespace 'rancherha'") and "Fix: rename it to 'rancher-ha:distribution'" in line
+        for line in lines
+    ), lines
+    assert any(line.startswith("rancher-ha:natGatway") and "natGateway" in line for line in lines), lines
+
+
+def test_provider_namespaces_stay_allowed():
+    run({"aws:profile": "ops", "aws:skipMetadataApiCheck": "false", "kubernetes:enableServerSideApply": "true", "pulumi:tags": "{}"})
+
+
+def test_a_missing_hostname_is_not_also_a_missing_api_hostname():
+    with pytest.raises(SettingsError) as caught:
+        run({"rancher-ha:hostname": None})
+    assert len(caught.value.problems) == 1, caught.value.problems
+    assert caught.value.problems[0].startswith("rancher-ha:hostname is required but not set. Fix:")
+
+
+def test_instance_types_are_the_ec2_apis_list():
+    from settings.instance_types import SOURCE, instance_types
+
+    types = instance_types()
+    assert {"m6i.xlarge", "t3.large", "t3.small", "c7g.medium", "u-12tb1.112xlarge"} <= types
+    assert not {"t3.24xlarge", "q9z.large"} & types
+    assert len(types) > 1000
+    assert SOURCE.startswith("botocore ")
+
+
+def test_copying_a_stack_file_to_start_a_new_stack_works(tmp_path):
+    # README ("Deploying for real"): copy a stack file to stacks/Pulumi.<new stack>.yaml.
+    from offline.runner import stack_config
+    from settings.loader import settings_from_config
+
+    for environment in ("dev", "staging", "prod"):
+        config = stack_config(environment)
+        original = settings_from_config(config, stack=environment)
+        copy = settings_from_config(stack_config("team-a", _stack_file(tmp_path, "team-a", config)), stack="team-a")
+        assert copy == original, environment
+
+
+def test_every_cross_setting_check_is_guarded():
+    # A check outside `with guard:` would crash validation whenever a setting it reads
+    # failed on its own, instead of being skipped while the other checks still report.
+    import ast
+    import inspect
+    import textwrap
+
+    from settings.model import Settings
+
+    function = ast.parse(textwrap.dedent(inspect.getsource(Settings.combination_problems))).body[0]
+    body = function.body[function.body.index(next(s for s in function.body if isinstance(s, ast.FunctionDef))) + 1 : -1]
+    checks = [statement for statement in body if not isinstance(statement, ast.Expr)]
+    unguarded = [
+        ast.unparse(statement).splitlines()[0]
+        for statement in checks
+        if not (isinstance(statement, ast.With) and ast.unparse(statement.items[0].context_expr) == "guard")
+    ]
+    assert len(checks) > 20 and unguarded == [], unguarded
+
+
+def test_derived_from_names_every_derived_default():
+    from settings.model import DERIVED_FROM, Settings
+
+    derived = set(Settings._derive_defaults({"hostname": "rancher.example.com"})) - {"hostname"}
+    assert derived == set(DERIVED_FROM)

@@ -1,8 +1,11 @@
 """Generate the settings documentation from the settings model.
 
-`python -m tools.settings_docs table` prints the README table and
-`python -m tools.settings_docs project` the `config:` block of Pulumi.yaml; the tests
-compare both with the committed files, so neither can drift from the model.
+`python -m tools.settings_docs table` prints the README table,
+`python -m tools.settings_docs errors` the README's example of a stack with mistakes and
+what one run reports for it, and `python -m tools.settings_docs project` the `config:`
+block of Pulumi.yaml; the tests compare each with the committed files, so none can
+drift from the model. `python -m tools.settings_docs readme` rewrites the README's two
+generated blocks (between their `<!-- settings-...:start/end -->` markers).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 from pydantic_core import PydanticUndefined
 
 from settings import Settings, stack_keys
+from tools import readme_blocks
 
 PROJECT = "rancher-ha"
 
@@ -81,6 +85,47 @@ def table() -> str:
     return "\n".join(lines) + "\n"
 
 
+# A stack file with one mistake of each kind: a foreign namespace, an unknown key, two
+# settings wrong on their own, and a combination that cannot work.
+EXAMPLE_MISTAKES: dict[str, Any] = {
+    "aws:region": "eu-west-1",
+    "rancherha:distribution": "rke2",
+    "rancher-ha:hostname": "rancher.example.com",
+    "rancher-ha:hostedZone": "example.com",
+    "rancher-ha:serverCont": 3,
+    "rancher-ha:serverInstanceType": "t3.24xlarge",
+    "rancher-ha:loadBalancerType": "alb",
+    "rancher-ha:adminCidrs": ["0.0.0.0/0"],
+}
+
+
+def errors_example() -> str:
+    """The example stack file and the one report its validation gives, as README text."""
+    import yaml
+
+    from settings import SettingsError, settings_from_config
+
+    try:
+        settings_from_config(EXAMPLE_MISTAKES, stack="dev")
+    except SettingsError as error:
+        report = str(error)
+    else:  # pragma: no cover - the example must fail
+        raise AssertionError("EXAMPLE_MISTAKES validates")
+    stack_file = yaml.safe_dump({"config": EXAMPLE_MISTAKES}, sort_keys=False, width=1000)
+    return f"```yaml\n# stacks/Pulumi.dev.yaml\n{stack_file}```\n\n```\n{report}\n```\n"
+
+
+README_BLOCKS = {"settings-table": table, "settings-errors": errors_example}
+
+
+def readme_block(readme: str, name: str) -> str:
+    return readme_blocks.block(readme, name)
+
+
+def rewrite_readme(readme: str) -> str:
+    return readme_blocks.rewrite(readme, README_BLOCKS)
+
+
 def project_config() -> dict[str, Any]:
     """Declared keys: fixed defaults (typed, defaulted) and required keys (typed, no default)."""
     config: dict[str, Any] = {}
@@ -106,11 +151,18 @@ def main(argv: list[str]) -> int:
 
     if argv[1:] == ["table"]:
         sys.stdout.write(table())
+    elif argv[1:] == ["errors"]:
+        sys.stdout.write(errors_example())
+    elif argv[1:] == ["readme"]:
+        from pathlib import Path
+
+        path = Path(__file__).resolve().parents[1] / "README.md"
+        path.write_text(rewrite_readme(path.read_text()))
     elif argv[1:] == ["project"]:
         sys.stdout.write(yaml.safe_dump({"config": project_config()}, sort_keys=False, width=1000))
         sys.stdout.write("# Not declared (optional, or derived from other settings): " + ", ".join(undeclared_keys()) + "\n")
     else:
-        sys.stderr.write("usage: python -m tools.settings_docs table|project\n")
+        sys.stderr.write("usage: python -m tools.settings_docs table|errors|readme|project\n")
         return 2
     return 0
 
