@@ -114,7 +114,7 @@ class Settings(BaseModel):
     hosted_zone_private: bool = Field(
         False,
         **_doc(
-            "hostedZone is a Route53 private zone (associated with the VPC) instead of a public one.",
+            "hostedZone is a Route53 private zone instead of a public one: a created VPC is associated with it by the stack, an existing VPC must be already.",
             "boolean; not with letsEncrypt",
         ),
     )

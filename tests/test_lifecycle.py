@@ -375,6 +375,9 @@ DESTROY_SHAPES = {
     "nginx-l7": NGINX_L7,
     "rke2-nginx-l7": {**RKE2, **NGINX_L7},
     "proxy": PROXY,
+    # A private hosted zone with a VPC the stack creates: the stack associates the two.
+    "private-zone-created-vpc": {"rancher-ha:hostedZonePrivate": True, "rancher-ha:loadBalancerScheme": "internal",
+                                 "rancher-ha:adminCidrs": ["10.10.0.0/16"]},
 }
 STACK_FILES = sorted(p.name.split(".")[1] for p in STACKS_DIR.glob("Pulumi.*.yaml"))
 
@@ -408,6 +411,17 @@ def test_destroy_never_strands_an_in_cluster_delete(kind, name):
 def _urn(result, type_token: str, name: str) -> str:
     (match,) = [r.urn for r in result.registrations if r.type == type_token and r.name == name]
     return match
+
+
+def test_destroy_removes_the_zone_association_after_the_records_and_before_the_vpc():
+    """The records in a private zone go first (AWS keeps a record whatever VPCs the zone
+    has, but the records name this stack's load balancer), then the association, then
+    the VPC, which AWS refuses to delete while a hosted zone is associated with it."""
+    result = lifecycle_run(DESTROY_SHAPES["private-zone-created-vpc"])
+    rounds = {s.name: s.round for s in destroy_schedule(result)}
+    association = rounds["api-dns-hosted-zone-association"]
+    assert rounds["rancher-dns-api"] < association and rounds["rancher-dns-rancher"] < association, rounds
+    assert association < rounds["network-vpc"], rounds
 
 
 @pytest.mark.parametrize("shape_id", ["k3s", "rke2-nginx-l7"])
