@@ -152,6 +152,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
                 allocated_storage_gb=settings.db_allocated_storage_gb,
                 backup_retention_days=settings.db_backup_retention_days,
                 multi_az=settings.db_multi_az,
+                apply_immediately=settings.db_apply_immediately,
                 deletion_protection=settings.db_deletion_protection,
                 final_snapshot=settings.db_final_snapshot,
                 protect=settings.protect_stateful_resources,

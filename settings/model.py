@@ -249,6 +249,13 @@ class Settings(BaseModel):
     db_final_snapshot: bool = Field(
         **_doc("Take a final RDS snapshot on delete.", "boolean", "true in prod, else false")
     )
+    db_apply_immediately: bool = Field(
+        **_doc(
+            "Apply RDS edits (class, Multi-AZ, storage, engine version) during `pulumi up`; false: in the next maintenance window.",
+            "boolean",
+            "false in prod, else true",
+        )
+    )
     protect_stateful_resources: bool = Field(
         **_doc("Pulumi `protect` on the datastore and the snapshot bucket.", "boolean", "true in prod, else false")
     )
@@ -363,6 +370,9 @@ class Settings(BaseModel):
         data.setdefault("tlsSource", "generated" if layer == "l7" else "rancher")
         for key in ("dbMultiAz", "dbDeletionProtection", "dbFinalSnapshot", "protectStatefulResources"):
             data.setdefault(key, prod)
+        # Prod keeps RDS restarts and failovers for its maintenance window; elsewhere an
+        # edit lands when `pulumi up` says it did.
+        data.setdefault("dbApplyImmediately", not prod)
         data.setdefault("etcdSnapshotS3", dist == "rke2" and env in ("staging", "prod"))
         data.setdefault("natGatewayPerZone", prod and data.get("natGateway", True) is not False
                         and data.get("nodePlacement", "private") == "private" and not data.get("vpcId"))

@@ -455,6 +455,47 @@ def test_destroy_excluding_the_nodes_keeps_in_cluster_deletes_off_the_api_path(s
     assert check_in_cluster_deletes(result, schedule, API_PATH_TYPES) == []
 
 
+# -- RDS edits: now or in the maintenance window (issue 17, defect 4) ----------------------
+RDS_EDITS = [
+    ("instanceClass", {"rancher-ha:dbInstanceClass": "db.t4g.large"}),
+    ("multiAz", {"rancher-ha:dbMultiAz": True}),
+    ("allocatedStorage", {"rancher-ha:dbAllocatedStorageGb": 40}),
+    ("engineVersion", {"rancher-ha:dbEngineVersion": "8.4.7"}),
+]
+
+
+def _rds_notes(p) -> list[str]:
+    return [note for note in p.notes if note.startswith("datastore-mysql:")]
+
+
+@pytest.mark.parametrize("path, edit", RDS_EDITS, ids=[path for path, _ in RDS_EDITS])
+def test_a_deferred_rds_edit_says_it_waits_for_the_maintenance_window(path, edit):
+    """prod (dbApplyImmediately false by default): `pulumi up` reports success and RDS
+    applies the change in the next maintenance window; the plan must say so."""
+    base = {"rancher-ha:dbMultiAz": False} if path == "multiAz" else {}
+    p = plan(lifecycle_run(base, stack="prod"), lifecycle_run({**base, **edit}, stack="prod"))
+    assert_routine(p)
+    step = p.step("datastore-mysql")
+    assert step.op == "update" and path in [c.path for c in step.changes], (step.op, [c.path for c in step.changes])
+    (note,) = _rds_notes(p)
+    assert f"`{path}`" in note and "next maintenance window" in note and "dbApplyImmediately: false" in note, note
+    assert "datastore-mysql: " + note.split(": ", 1)[1] in p.to_markdown()
+
+
+@pytest.mark.parametrize("path, edit", RDS_EDITS, ids=[path for path, _ in RDS_EDITS])
+def test_an_immediate_rds_edit_says_it_applies_now(path, edit):
+    p = plan(lifecycle_run({}), lifecycle_run(edit))
+    assert_routine(p)
+    (note,) = _rds_notes(p)
+    assert f"`{path}`" in note and "applies during this `pulumi up`" in note and "maintenance window" not in note, note
+
+
+def test_the_apply_immediately_setting_alone_needs_no_note():
+    p = plan(lifecycle_run({}, stack="prod"), lifecycle_run({"rancher-ha:dbApplyImmediately": True}, stack="prod"))
+    assert _rds_notes(p) == []
+    assert [c.path for c in p.step("datastore-mysql").changes] == ["applyImmediately"]
+
+
 # -- RDS final snapshot -------------------------------------------------------------------
 def _final_snapshot(result):
     (instance,) = result.of_type(RDS_INSTANCE)
