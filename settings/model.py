@@ -128,6 +128,14 @@ class Settings(BaseModel):
     region: str = Field(
         **_doc("AWS region, read from `aws:region`.", "e.g. eu-west-1", "required (aws:region)")
     )
+    aws_account: Optional[str] = Field(
+        None,
+        **_doc(
+            "Which AWS account the stack deploys into (a name or an account id), for the quota check only: stacks with the same awsAccount and region share that account's regional quotas.",
+            "lowercase letters, digits and hyphens",
+            "none: the account shared by every stack without awsAccount",
+        ),
+    )
 
     # --- versions -------------------------------------------------------------------
     rancher_version: str = Field(
@@ -402,6 +410,16 @@ class Settings(BaseModel):
     def _region(cls, value: str) -> str:
         if not re.match(r"^[a-z]{2}(-[a-z]+)+-\d$", value):
             raise ValueError("is not an AWS region. Fix: set aws:region, e.g. 'eu-west-1'")
+        return value
+
+    @field_validator("aws_account")
+    @classmethod
+    def _aws_account(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not HOSTNAME_LABEL.match(value):
+            raise ValueError(
+                "is not an account label. Fix: name the account with lowercase letters, digits and hyphens "
+                "(e.g. 'prod') or give its 12-digit id"
+            )
         return value
 
     @field_validator("rancher_version")

@@ -62,6 +62,7 @@ INVALID = [
     ("db-class-malformed", {"dbInstanceClass": "t4g.medium"}, "dbInstanceClass", "not an RDS instance class"),
     ("db-storage-small", {"dbAllocatedStorageGb": 5}, "dbAllocatedStorageGb", "must be 20-65536"),
     ("db-backups-off", {"dbBackupRetentionDays": 0}, "dbBackupRetentionDays", "turn automated backups off"),
+    ("aws-account-malformed", {"awsAccount": "Prod Account"}, "awsAccount", "not an account label"),
     ("db-apply-immediately-not-bool", {"dbApplyImmediately": "sometimes"}, "dbApplyImmediately", "valid boolean"),
     ("root-volume-small", {"serverRootVolumeGb": 8}, "serverRootVolumeGb", "at least 30"),
     ("hop-limit-zero", {"imdsHopLimit": 0}, "imdsHopLimit", "must be 1-64"),

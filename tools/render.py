@@ -3,7 +3,7 @@
 Runs the real program (settings, components, templates) under deterministic mocks and
 writes what a reviewer needs to see into a folder:
 
-  summary.md                  counts by type, endpoints, what is reachable from the internet
+  summary.md                  counts by type, endpoints, what is reachable from the internet, AWS quotas
   resources.yaml              the resource tree: type, name, parent, inputs (secrets redacted)
   user-data/<instance>.yaml   each machine's cloud-init user data
   node-config/<instance>.yaml each server's K3s/RKE2 config.yaml (before secrets are added at boot)
@@ -32,6 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from offline import quotas  # noqa: E402
 from offline.mocks import Registration  # noqa: E402
 from offline.runner import STACKS_DIR, MockRun, run_stack  # noqa: E402
 import base64  # noqa: E402
@@ -181,6 +182,9 @@ def _summary(run: MockRun) -> str:
         }
     )
     lines += admin or ["- nothing"]
+    lines += ["", "## AWS quotas", "", "What this stack takes of its account's regional quotas, counted from the resources "
+              "above (steady state; stacks in one account and region add up: README \"Quotas\").", ""]
+    lines += quotas.summary_lines(quotas.stack_needs(run.registrations))
     lines += ["", "## Resources by type", "", "| type | count |", "|---|---|"]
     lines += [f"| {type_token} | {count} |" for type_token, count in sorted(counts.items())]
     lines += ["", f"{sum(counts.values())} resources in {len([r for r in run.registrations if not r.custom])} components.", ""]
