@@ -177,17 +177,17 @@ def readme_table(groups: list[AccountRegion]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def stack_files_by_account_region(stacks_dir=STACKS_DIR) -> list[AccountRegion]:
-    """Every stack file in stacks/ as committed, grouped by awsAccount and aws:region."""
+def stack_files(stacks_dir=STACKS_DIR) -> dict[str, tuple[str, str, Needs]]:
+    """Every stack file in stacks/ as committed: stack -> (awsAccount label, aws:region, needs)."""
     stacks = {}
     for path in sorted(stacks_dir.glob("Pulumi.*.yaml")):
         name = path.name.split(".")[1]
         config = stack_config(name, stacks_dir)
         account = config.get("rancher-ha:awsAccount") or DEFAULT_ACCOUNT
         stacks[name] = (account, config["aws:region"], stack_needs(run_stack(name, stacks_dir=stacks_dir).registrations))
-    return by_account_region(stacks)
+    return stacks
 
 
 if __name__ == "__main__":
     # python -m offline.quotas: the README's Quotas table.
-    print(readme_table(stack_files_by_account_region()), end="")
+    print(readme_table(by_account_region(stack_files())), end="")

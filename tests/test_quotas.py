@@ -9,14 +9,19 @@ import pytest
 
 from conftest import NGINX_L4, cached_run
 from offline import quotas
-from offline.runner import STACKS_DIR, stack_config
+from offline.runner import STACKS_DIR, run_stack, stack_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def groups():
-    return quotas.stack_files_by_account_region()
+def stack_files():
+    return quotas.stack_files()
+
+
+@pytest.fixture(scope="module")
+def groups(stack_files):
+    return quotas.by_account_region(stack_files)
 
 
 def test_the_stacks_fit_their_accounts_quotas(groups):
@@ -24,23 +29,13 @@ def test_the_stacks_fit_their_accounts_quotas(groups):
     assert excesses == [], "\n".join(excesses)
 
 
-def test_the_check_catches_stacks_that_share_an_account_past_a_quota(groups):
+def test_the_check_catches_stacks_that_share_an_account_past_a_quota(stack_files):
     """The default stacks in one account and region need 7 Elastic IPs, AWS gives 5."""
-    stacks = {}
-    for group in groups:
-        for name in group.stacks:
-            region = stack_config(name)["aws:region"]
-            stacks[name] = (quotas.DEFAULT_ACCOUNT, region, quotas.stack_needs(cached_stack(name).registrations))
-    shared = {g.region: g for g in quotas.by_account_region(stacks)}["eu-west-1"]
+    one_account = {name: (quotas.DEFAULT_ACCOUNT, region, needs) for name, (_, region, needs) in stack_files.items()}
+    shared = {g.region: g for g in quotas.by_account_region(one_account)}["eu-west-1"]
     excess = shared.excesses()
     assert any("7 Elastic IPs needed, the quota is 5 per region (ec2/L-0263D0A3)" in line for line in excess), excess
     assert all("Fix:" in line and "rancher-ha:awsAccount" in line for line in excess)
-
-
-def cached_stack(name):
-    from offline.runner import run_stack
-
-    return run_stack(name)
 
 
 def test_counts_come_from_the_registrations():
@@ -71,7 +66,7 @@ def test_the_readme_quota_table_is_the_computed_one(groups):
 def test_the_render_summary_counts_the_quotas(tmp_path):
     from tools.render import render
 
-    run = cached_stack("prod")
+    run = run_stack("prod")
     render(run, tmp_path)
     summary = (tmp_path / "summary.md").read_text()
     assert "## AWS quotas" in summary
