@@ -919,6 +919,16 @@ def _rds_modifications(steps: list, new_regs, notes: list) -> None:
         r = by_urn.get(step.urn)
         if r is None or step.type != RDS_INSTANCE or step.op != "update" or step.replacement:
             continue
+        if [c.path for c in step.changes] == ["applyImmediately"]:
+            # terraform-provider-aws v6.58.0 resourceInstanceUpdate sends ModifyDBInstance
+            # whenever anything but a few listed attributes changed, applyImmediately too.
+            message = (f"{step.name}: only `applyImmediately` changes, so the provider sends RDS a modification with "
+                       "nothing to modify, which RDS has refused ('InvalidParameterCombination: No modifications were "
+                       "requested', crossplane-contrib/provider-aws#1795); change dbApplyImmediately together with the "
+                       "edit it is meant for")
+            step.notes.append(message)
+            notes.append(message)
+            continue
         paths = [c.path for c in step.changes if c.path in RDS_DEFERRABLE]
         if not paths:
             continue
