@@ -170,9 +170,9 @@ class ApiDns(pulumi.ComponentResource):
         zone = _hosted_zone(self, args)
         self.zone_ready = list(args.zone_ready)
         if args.hosted_zone_private and args.created_vpc:
-            # Deleted after the records that depend on it, before the VPC it names. The
-            # zone keeps the VPC it was created with (a private zone always has one), so
-            # removing this association is never the zone's last (LastVPCAssociation).
+            # Deleted after the records that depend on it, before the VPC it names. AWS
+            # refuses to remove a private zone's last VPC (LastVPCAssociation): the zone
+            # must keep another VPC, such as the one it was created with.
             self.zone_ready.append(
                 aws.route53.ZoneAssociation(
                     f"{name}-hosted-zone-association", zone_id=zone.zone_id, vpc_id=args.vpc_id, opts=child(self)
