@@ -154,6 +154,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
                 allocated_storage_gb=settings.db_allocated_storage_gb,
                 backup_retention_days=settings.db_backup_retention_days,
                 multi_az=settings.db_multi_az,
+                apply_immediately=settings.db_apply_immediately,
                 deletion_protection=settings.db_deletion_protection,
                 final_snapshot=settings.db_final_snapshot,
                 protect=settings.protect_stateful_resources,
@@ -266,7 +267,8 @@ def deploy(settings: Settings) -> dict[str, Any]:
         api_path.append(nlb)
         dns_target = LoadBalancerTarget(alias_dns_name=nlb.dns_name, alias_zone_id=nlb.zone_id)
     public_names = dict(
-        hosted_zone=settings.hosted_zone, hosted_zone_private=settings.hosted_zone_private, vpc_id=network.vpc_id, target=dns_target
+        hosted_zone=settings.hosted_zone, hosted_zone_private=settings.hosted_zone_private, vpc_id=network.vpc_id,
+        target=dns_target, created_vpc=not settings.vpc_id,
     )
     api_dns = ApiDns(
         "api-dns",
@@ -300,7 +302,10 @@ def deploy(settings: Settings) -> dict[str, Any]:
     # API through it (an NGINX stack's Elastic IP never moves).
     dns = RancherDns(
         "rancher-dns",
-        RancherDnsArgs(**public_names, hostname=settings.hostname, after=[access.gate] if nlb else []),
+        RancherDnsArgs(
+            **public_names, zone_ready=api_dns.zone_ready,
+            hostname=settings.hostname, after=[access.gate] if nlb else [],
+        ),
         opts=guarded,
     )
     if not k3s:

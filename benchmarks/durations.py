@@ -155,6 +155,7 @@ SOURCED: dict[str, Duration] = {
     # --- DNS ----------------------------------------------------------------------
     "aws:route53/record:Record": _e(45, "[research] Route 53 change -> INSYNC 'usually < 60 s' (the provider waits for INSYNC); estimate"),
     "aws:route53/zone:Zone": _e(45, "[research] CreateHostedZone waits for INSYNC like a record change; estimate"),
+    "aws:route53/zoneAssociation:ZoneAssociation": _e(45, "[research] like a record change: the provider waits for INSYNC (terraform-provider-aws v6.58.0 resourceZoneAssociationCreate, waitChangeInsync); estimate"),
     # --- local / dynamic ----------------------------------------------------------
     "random:index/randomPassword:RandomPassword": _e(0.1, LOCAL),
     "tls:index/privateKey:PrivateKey": _e(0.5, LOCAL + " (RSA/ECDSA key generation)"),

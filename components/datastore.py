@@ -25,6 +25,8 @@ class DatastoreArgs:
     allocated_storage_gb: int
     backup_retention_days: int
     multi_az: bool
+    # False: RDS holds class, Multi-AZ, storage and engine edits for the maintenance window.
+    apply_immediately: bool
     deletion_protection: bool
     final_snapshot: bool
     protect: bool
@@ -71,6 +73,7 @@ class Datastore(pulumi.ComponentResource):
             storage_encrypted=True,
             publicly_accessible=False,
             multi_az=args.multi_az,
+            apply_immediately=args.apply_immediately,
             db_name=DATABASE_NAME,
             username=DATABASE_USER,
             password=password.result,

@@ -96,9 +96,16 @@ class LoadBalancerTarget:
     address: Optional[pulumi.Input[str]] = None
 
 
-def _hosted_zone(parent: pulumi.Resource, hosted_zone: str, private: bool, vpc_id: pulumi.Input[str]):
+def _hosted_zone(parent: pulumi.Resource, args: "PublicNameArgs"):
+    """The hosted zone of the public names. A private zone in an existing VPC is looked up
+    by that VPC, which fails unless the zone is associated with it (the user's VPC, the
+    user's association). A VPC the stack creates cannot be associated before this `up`
+    (`vpc_id` filters to zones already associated): the zone is found by name, and
+    ApiDns associates the new VPC with it."""
+    by_vpc = args.hosted_zone_private and not args.created_vpc
     return aws.route53.get_zone_output(
-        name=hosted_zone, private_zone=private, vpc_id=vpc_id if private else None, opts=pulumi.InvokeOptions(parent=parent)
+        name=args.hosted_zone, private_zone=args.hosted_zone_private, vpc_id=args.vpc_id if by_vpc else None,
+        opts=pulumi.InvokeOptions(parent=parent),
     )
 
 
@@ -133,6 +140,11 @@ class PublicNameArgs:
     hosted_zone_private: bool
     vpc_id: pulumi.Input[str]
     target: LoadBalancerTarget
+    # The stack creates the VPC: a private zone is found by name, and ApiDns associates
+    # the new VPC with it.
+    created_vpc: bool = False
+    # What the records wait for besides their own inputs (the association).
+    zone_ready: Sequence[pulumi.Resource] = ()
 
 
 @dataclass(kw_only=True)
@@ -149,12 +161,26 @@ class ApiDns(pulumi.ComponentResource):
 
     api_fqdn: pulumi.Output[str]
     records: list[aws.route53.Record]
+    # What every record in the hosted zone must wait for: the zone's association with
+    # a VPC the stack creates (none otherwise).
+    zone_ready: list[pulumi.Resource]
 
     def __init__(self, name: str, args: ApiDnsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:dns:ApiDns", name, None, opts)
-        zone = _hosted_zone(self, args.hosted_zone, args.hosted_zone_private, args.vpc_id)
+        zone = _hosted_zone(self, args)
+        self.zone_ready = list(args.zone_ready)
+        if args.hosted_zone_private and args.created_vpc:
+            # Deleted after the records that depend on it, before the VPC it names. AWS
+            # refuses to remove a private zone's last VPC (LastVPCAssociation): the zone
+            # must keep another VPC, such as the one it was created with.
+            self.zone_ready.append(
+                aws.route53.ZoneAssociation(
+                    f"{name}-hosted-zone-association", zone_id=zone.zone_id, vpc_id=args.vpc_id, opts=child(self)
+                )
+            )
         api = _load_balancer_record(
-            "rancher-dns-api", zone.zone_id, args.api_hostname, args.target, child(self, aliases=[_former_parent_alias()])
+            "rancher-dns-api", zone.zone_id, args.api_hostname, args.target,
+            child(self, aliases=[_former_parent_alias()], depends_on=self.zone_ready),
         )
         self.records = [api]
         if args.registration_addresses:
@@ -190,11 +216,11 @@ class RancherDns(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: RancherDnsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:dns:RancherDns", name, None, opts)
-        zone = _hosted_zone(self, args.hosted_zone, args.hosted_zone_private, args.vpc_id)
+        zone = _hosted_zone(self, args)
         # The first release called the Rancher record after the component.
         rancher = _load_balancer_record(
             f"{name}-rancher", zone.zone_id, args.hostname, args.target,
-            child(self, aliases=[pulumi.Alias(name=name)], depends_on=list(args.after)),
+            child(self, aliases=[pulumi.Alias(name=name)], depends_on=[*args.after, *args.zone_ready]),
         )
         self.records = [rancher]
         self.fqdn = rancher.fqdn

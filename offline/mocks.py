@@ -96,6 +96,8 @@ class StackMocks(pulumi.runtime.Mocks):
         # Every value the mocks invented (ids, addresses, endpoints, ARNs): the render marks
         # them, so no reviewer takes a mock address for a real one.
         self.invented: set[str] = set()
+        # VPCs this run creates: no hosted zone can be associated with them yet.
+        self._created_vpcs: set[str] = set()
 
     # -- resources ----------------------------------------------------------------
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
@@ -146,6 +148,8 @@ class StackMocks(pulumi.runtime.Mocks):
             out.update(address=address, port=inputs.get("port", 3306), endpoint=f"{address}:3306")
         elif typ == "aws:ec2/vpc:Vpc":
             out.update(id=f"vpc-{h[:17]}")
+            with self.lock:
+                self._created_vpcs.add(out["id"])
         elif typ == "aws:ec2/subnet:Subnet":
             out.update(id=f"subnet-{h[:17]}")
         elif typ == "aws:ec2/securityGroup:SecurityGroup":
@@ -205,6 +209,13 @@ class StackMocks(pulumi.runtime.Mocks):
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/offline", "id": ACCOUNT_ID, "userId": "offline"}, []
         if token == "aws:route53/getZone:getZone":
+            # As AWS answers: `vpcId` filters to private zones already associated with that
+            # VPC (pulumi_aws route53/get_zone.py), which a VPC created in the same run is
+            # not. An existing VPC is taken to be associated, as the settings require.
+            with self.lock:
+                created = inputs.get("vpcId") in self._created_vpcs
+            if created:
+                raise Exception(f"no matching Route 53 Hosted Zone found (name {inputs.get('name')}, vpc_id {inputs.get('vpcId')})")
             return {"zoneId": HOSTED_ZONE_ID, "id": HOSTED_ZONE_ID, "name": inputs.get("name")}, []
         if token == "aws:ec2/getVpc:getVpc":
             return {"id": inputs.get("id"), "cidrBlock": EXISTING_VPC_CIDR, "enableDnsSupport": True, "enableDnsHostnames": True}, []

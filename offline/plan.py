@@ -1013,6 +1013,7 @@ def plan_update(
         delete_phase.append(d)
     steps += delete_phase
     _launch_template_rollouts(steps, new_regs, notes)
+    _rds_modifications(steps, new_regs, notes)
     for seq, step in enumerate(steps, 1):
         step.seq = seq
 
@@ -1079,6 +1080,52 @@ def _launch_template_rollouts(steps: list, new_regs, notes: list) -> None:
                        "instances keep the old version until they are replaced (start an instance refresh by hand)")
         else:
             continue
+        step.notes.append(message)
+        notes.append(message)
+
+
+# RDS modifications that `apply_immediately` holds for the maintenance window (RDS
+# ModifyDBInstance, ApplyImmediately), and what each does when applied now (RDS User
+# Guide, "Settings for DB instances" and "Multi-AZ DB instance deployments").
+RDS_DEFERRABLE = {
+    "instanceClass": "an outage while the instance is changed (Multi-AZ: the standby first, then a failover, "
+                     "typically 60-120 s)",
+    "engineVersion": "an outage while MySQL is upgraded (Multi-AZ too: primary and standby are upgraded together)",
+    "multiAz": "no outage; slower I/O while the standby is created from a snapshot",
+    "allocatedStorage": "no outage; storage optimization follows, and storage cannot change again for 6 hours",
+}
+
+
+def _rds_modifications(steps: list, new_regs, notes: list) -> None:
+    """An in-place update of an RDS instance with `applyImmediately` false reports success
+    while RDS keeps the change pending until the next maintenance window: say so, or, when
+    applied now, what it costs."""
+    by_urn = {r.urn: r for r in new_regs}
+    for step in steps:
+        r = by_urn.get(step.urn)
+        if r is None or step.type != RDS_INSTANCE or step.op != "update" or step.replacement:
+            continue
+        if [c.path for c in step.changes] == ["applyImmediately"]:
+            # terraform-provider-aws v6.58.0 resourceInstanceUpdate sends ModifyDBInstance
+            # whenever anything but a few listed attributes changed, applyImmediately too.
+            message = (f"{step.name}: only `applyImmediately` changes, so the provider sends RDS a modification with "
+                       "nothing to modify, which RDS has refused ('InvalidParameterCombination: No modifications were "
+                       "requested', crossplane-contrib/provider-aws#1795); change dbApplyImmediately together with the "
+                       "edit it is meant for")
+            step.notes.append(message)
+            notes.append(message)
+            continue
+        paths = [c.path for c in step.changes if c.path in RDS_DEFERRABLE]
+        if not paths:
+            continue
+        listed = ", ".join(f"`{p}`" for p in paths)
+        if r.inputs.get("applyImmediately") is True:
+            effects = "; ".join(f"`{p}`: {RDS_DEFERRABLE[p]}" for p in paths)
+            message = f"{step.name}: {listed} applies during this `pulumi up` (dbApplyImmediately: true): {effects}"
+        else:
+            message = (f"{step.name}: {listed} waits for the next maintenance window (dbApplyImmediately: false): "
+                       "`pulumi up` succeeds while RDS holds the change as pending (a refresh reads the old value "
+                       "until then, so the change shows again); set dbApplyImmediately: true to make it now")
         step.notes.append(message)
         notes.append(message)
 

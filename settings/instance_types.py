@@ -1,4 +1,4 @@
-"""EC2 instance types: the API's own list, and memory derived from the naming scheme.
+"""EC2 instance types: the API's own list, and memory and vCPUs derived from the naming scheme.
 
 The list is the `InstanceType` enum of the EC2 service model that botocore ships
 (`botocore/data/ec2/<api version>/service-2.json`, pinned in requirements.txt): every
@@ -83,10 +83,37 @@ def memory_gib(instance_type: str) -> float | None:
     if family == "t":
         return BURSTABLE_MEMORY_GIB.get(size)
     ratio = GIB_PER_VCPU.get(family)
-    if ratio is None or size == "metal":
+    count = vcpus(instance_type)
+    if ratio is None or count is None:
         return None
+    return count * ratio
+
+
+# vCPUs by size (AWS, "Amazon EC2 instance types", specifications of the general purpose,
+# compute and memory optimized families): burstable T3/T3a/T4g have 2 vCPUs from nano to
+# large; T2 has 1 up to small; every other family has 1 at medium, 2 at large, 4 per xlarge.
+BURSTABLE_VCPUS = {"nano": 2, "micro": 2, "small": 2, "medium": 2, "large": 2, "xlarge": 4, "2xlarge": 8}
+T2_VCPUS = {**BURSTABLE_VCPUS, "nano": 1, "micro": 1, "small": 1}
+# The families of the "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances"
+# vCPU quota (L-1216C47A); other families have quotas of their own.
+STANDARD_QUOTA_FAMILIES = frozenset("acdhimrtz") | {"im", "is"}
+
+
+def vcpus(instance_type: str) -> int | None:
+    """vCPUs of a type by its name; None where the name does not say (metal, odd sizes)."""
+    match = INSTANCE_TYPE_PATTERN.match(instance_type)
+    if not match:
+        return None
+    family, generation, _attributes, size = match.groups()
+    if family == "t":
+        return (T2_VCPUS if generation == "2" else BURSTABLE_VCPUS).get(size)
     if size in SIZE_VCPUS:
-        return SIZE_VCPUS[size] * ratio
+        return SIZE_VCPUS[size]
     if size.endswith("xlarge") and size[:-6].isdigit():
-        return int(size[:-6]) * 4 * ratio
+        return int(size[:-6]) * 4
     return None
+
+
+def standard_quota_family(instance_type: str) -> bool:
+    match = INSTANCE_TYPE_PATTERN.match(instance_type)
+    return bool(match) and match.group(1) in STANDARD_QUOTA_FAMILIES

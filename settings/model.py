@@ -121,6 +121,7 @@ DERIVED_FROM: dict[str, tuple[str, ...]] = {
     "dbMultiAz": ("environment",),
     "dbDeletionProtection": ("environment",),
     "dbFinalSnapshot": ("environment",),
+    "dbApplyImmediately": ("environment",),
     "protectStatefulResources": ("environment",),
     "etcdSnapshotS3": ("distribution", "environment"),
     "natGatewayPerZone": ("environment", "natGateway", "nodePlacement", "vpcId"),
@@ -163,7 +164,7 @@ class Settings(BaseModel):
     hosted_zone_private: bool = Field(
         False,
         **_doc(
-            "hostedZone is a Route53 private zone (associated with the VPC) instead of a public one.",
+            "hostedZone is a Route53 private zone instead of a public one: a created VPC is associated with it by the stack, an existing VPC must be already.",
             "boolean; not with letsEncrypt",
         ),
     )
@@ -176,6 +177,14 @@ class Settings(BaseModel):
     )
     region: str = Field(
         **_doc("AWS region, read from `aws:region`.", "e.g. eu-west-1", "required (aws:region)")
+    )
+    aws_account: Optional[str] = Field(
+        None,
+        **_doc(
+            "Which AWS account the stack deploys into (a name or an account id), for the quota check only: stacks with the same awsAccount and region share that account's regional quotas.",
+            "lowercase letters, digits and hyphens",
+            "none: the account shared by every stack without awsAccount",
+        ),
     )
 
     # --- versions -------------------------------------------------------------------
@@ -298,6 +307,13 @@ class Settings(BaseModel):
     db_final_snapshot: bool = Field(
         **_doc("Take a final RDS snapshot on delete.", "boolean", "true in prod, else false")
     )
+    db_apply_immediately: bool = Field(
+        **_doc(
+            "Apply RDS edits (class, Multi-AZ, storage, engine version) during `pulumi up`; false: in the next maintenance window.",
+            "boolean",
+            "false in prod, else true",
+        )
+    )
     protect_stateful_resources: bool = Field(
         **_doc("Pulumi `protect` on the datastore and the snapshot bucket.", "boolean", "true in prod, else false")
     )
@@ -412,6 +428,9 @@ class Settings(BaseModel):
         data.setdefault("tlsSource", "generated" if layer == "l7" else "rancher")
         for key in ("dbMultiAz", "dbDeletionProtection", "dbFinalSnapshot", "protectStatefulResources"):
             data.setdefault(key, prod)
+        # Prod keeps RDS restarts and failovers for its maintenance window; elsewhere an
+        # edit lands when `pulumi up` says it did.
+        data.setdefault("dbApplyImmediately", not prod)
         data.setdefault("etcdSnapshotS3", dist == "rke2" and env in ("staging", "prod"))
         data.setdefault("natGatewayPerZone", prod and data.get("natGateway", True) is not False
                         and data.get("nodePlacement", "private") == "private" and not data.get("vpcId"))
@@ -441,6 +460,16 @@ class Settings(BaseModel):
     def _region(cls, value: str) -> str:
         if not re.match(r"^[a-z]{2}(-[a-z]+)+-\d$", value):
             raise ValueError("is not an AWS region. Fix: set aws:region, e.g. 'eu-west-1'")
+        return value
+
+    @field_validator("aws_account")
+    @classmethod
+    def _aws_account(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not HOSTNAME_LABEL.match(value):
+            raise ValueError(
+                "is not an account label. Fix: name the account with lowercase letters, digits and hyphens "
+                "(e.g. 'prod') or give its 12-digit id"
+            )
         return value
 
     @field_validator("rancher_version")

@@ -44,3 +44,10 @@ def test_dsn_shape(dev_run):
 def test_rke2_has_no_datastore():
     run = cached_run({"rancher-ha:distribution": "rke2"})
     assert run.of_type("aws:rds/instance:Instance") == []
+
+
+def test_rds_changes_apply_now_outside_prod_and_in_the_window_in_prod(dev_run):
+    (database,) = dev_run.of_type("aws:rds/instance:Instance")
+    assert database.inputs["applyImmediately"] is True
+    (database,) = cached_run(stack="prod").of_type("aws:rds/instance:Instance")
+    assert database.inputs["applyImmediately"] is False

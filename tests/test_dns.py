@@ -119,3 +119,48 @@ def test_rancher_waits_for_its_name_and_cert_manager_does_not(overrides):
     # Behind an NLB the record itself waits for the gate (users move only once it serves).
     gate = by_name["cluster-access-api-ready"]
     assert (gate in waits("rancher-dns-rancher")) == (not overrides)
+
+
+# -- a private hosted zone with a VPC the stack creates (issue 17, defect 1) -------------
+PRIVATE_ZONE_CREATED_VPC = {"rancher-ha:hostedZonePrivate": True, "rancher-ha:loadBalancerScheme": "internal",
+                            "rancher-ha:adminCidrs": ["10.10.0.0/16"]}
+ZONE_ASSOCIATION = "aws:route53/zoneAssociation:ZoneAssociation"
+
+
+@pytest.mark.parametrize("shape", [{}, RKE2, NGINX_L4], ids=["k3s-nlb", "rke2-nlb", "k3s-nginx"])
+def test_a_private_zone_is_associated_with_the_vpc_the_stack_creates(shape):
+    """The mocks answer getZone as AWS does: a zone filtered by a VPC created in the same
+    `up` is not found. The stack finds the zone by name and associates the new VPC with
+    it, and both public records wait for the association."""
+    from offline.destroy import DependencyGraph
+
+    overrides = {**PRIVATE_ZONE_CREATED_VPC, **shape}
+    if shape is NGINX_L4:
+        overrides.pop("rancher-ha:loadBalancerScheme")
+        overrides["rancher-ha:adminCidrs"] = ["203.0.113.0/24"]
+    run = cached_run(overrides)
+    (vpc,) = run.of_type("aws:ec2/vpc:Vpc")
+    (association,) = run.of_type(ZONE_ASSOCIATION)
+    assert association.name == "api-dns-hosted-zone-association"
+    assert association.inputs["zoneId"] == HOSTED_ZONE_ID and association.inputs["vpcId"] == vpc.outputs["id"]
+    (api_dns,) = [r for r in run.registrations if r.type == "rancher-ha:dns:ApiDns"]
+    assert association.parent == api_dns.urn
+    graph = DependencyGraph(run.registrations)
+    records = _public(run)
+    assert len(records) == 2
+    for record in records:
+        assert association.urn in graph.transitive_dependencies(graph.dependencies_of(record.urn)), record.name
+
+
+def test_a_private_zone_in_an_existing_vpc_must_already_be_associated():
+    """An existing VPC is the user's: the zone must be associated with it already (the
+    lookup filters by it, as before), and the stack adds no association of its own."""
+    from conftest import EXISTING_VPC
+
+    run = cached_run({**PRIVATE_ZONE_CREATED_VPC, **EXISTING_VPC})
+    assert run.of_type(ZONE_ASSOCIATION) == []
+    assert len(_public(run)) == 2
+
+
+def test_a_public_zone_needs_no_association(dev_run):
+    assert dev_run.of_type(ZONE_ASSOCIATION) == []

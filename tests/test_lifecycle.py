@@ -487,6 +487,9 @@ DESTROY_SHAPES = {
     "nginx-l7": NGINX_L7,
     "rke2-nginx-l7": {**RKE2, **NGINX_L7},
     "proxy": PROXY,
+    # A private hosted zone with a VPC the stack creates: the stack associates the two.
+    "private-zone-created-vpc": {"rancher-ha:hostedZonePrivate": True, "rancher-ha:loadBalancerScheme": "internal",
+                                 "rancher-ha:adminCidrs": ["10.10.0.0/16"]},
 }
 STACK_FILES = sorted(p.name.split(".")[1] for p in STACKS_DIR.glob("Pulumi.*.yaml"))
 
@@ -522,6 +525,17 @@ def _urn(result, type_token: str, name: str) -> str:
     return match
 
 
+def test_destroy_removes_the_zone_association_after_the_records_and_before_the_vpc():
+    """The records in a private zone go first (AWS keeps a record whatever VPCs the zone
+    has, but the records name this stack's load balancer), then the association, then
+    the VPC, which AWS refuses to delete while a hosted zone is associated with it."""
+    result = lifecycle_run(DESTROY_SHAPES["private-zone-created-vpc"])
+    rounds = {s.name: s.round for s in destroy_schedule(result)}
+    association = rounds["api-dns-hosted-zone-association"]
+    assert rounds["rancher-dns-api"] < association and rounds["rancher-dns-rancher"] < association, rounds
+    assert association < rounds["network-vpc"], rounds
+
+
 @pytest.mark.parametrize("shape_id", ["k3s", "rke2-nginx-l7"])
 def test_targeted_destroy_of_one_helm_release(shape_id):
     result = lifecycle_run(DESTROY_SHAPES[shape_id])
@@ -551,6 +565,48 @@ def test_destroy_excluding_the_nodes_keeps_in_cluster_deletes_off_the_api_path(s
     assert not {s.urn for s in schedule} & set(servers)
     assert any(s.type in API_PATH_TYPES for s in schedule)
     assert check_in_cluster_deletes(result, schedule, API_PATH_TYPES) == []
+
+
+# -- RDS edits: now or in the maintenance window (issue 17, defect 4) ----------------------
+RDS_EDITS = [
+    ("instanceClass", {"rancher-ha:dbInstanceClass": "db.t4g.large"}),
+    ("multiAz", {"rancher-ha:dbMultiAz": True}),
+    ("allocatedStorage", {"rancher-ha:dbAllocatedStorageGb": 40}),
+    ("engineVersion", {"rancher-ha:dbEngineVersion": "8.4.7"}),
+]
+
+
+def _rds_notes(p) -> list[str]:
+    return [note for note in p.notes if note.startswith("datastore-mysql:")]
+
+
+@pytest.mark.parametrize("path, edit", RDS_EDITS, ids=[path for path, _ in RDS_EDITS])
+def test_a_deferred_rds_edit_says_it_waits_for_the_maintenance_window(path, edit):
+    """prod (dbApplyImmediately false by default): `pulumi up` reports success and RDS
+    applies the change in the next maintenance window; the plan must say so."""
+    base = {"rancher-ha:dbMultiAz": False} if path == "multiAz" else {}
+    p = plan(lifecycle_run(base, stack="prod"), lifecycle_run({**base, **edit}, stack="prod"))
+    assert_routine(p)
+    step = p.step("datastore-mysql")
+    assert step.op == "update" and path in [c.path for c in step.changes], (step.op, [c.path for c in step.changes])
+    (note,) = _rds_notes(p)
+    assert f"`{path}`" in note and "next maintenance window" in note and "dbApplyImmediately: false" in note, note
+    assert "datastore-mysql: " + note.split(": ", 1)[1] in p.to_markdown()
+
+
+@pytest.mark.parametrize("path, edit", RDS_EDITS, ids=[path for path, _ in RDS_EDITS])
+def test_an_immediate_rds_edit_says_it_applies_now(path, edit):
+    p = plan(lifecycle_run({}), lifecycle_run(edit))
+    assert_routine(p)
+    (note,) = _rds_notes(p)
+    assert f"`{path}`" in note and "applies during this `pulumi up`" in note and "maintenance window" not in note, note
+
+
+def test_the_apply_immediately_setting_alone_is_a_modification_rds_may_refuse():
+    p = plan(lifecycle_run({}, stack="prod"), lifecycle_run({"rancher-ha:dbApplyImmediately": True}, stack="prod"))
+    assert [c.path for c in p.step("datastore-mysql").changes] == ["applyImmediately"]
+    (note,) = _rds_notes(p)
+    assert "No modifications were requested" in note and "together with the edit" in note, note
 
 
 # -- RDS final snapshot -------------------------------------------------------------------

@@ -65,6 +65,8 @@ INVALID = [
     ("db-class-malformed", {"dbInstanceClass": "t4g.medium"}, "dbInstanceClass", "not an RDS instance class"),
     ("db-storage-small", {"dbAllocatedStorageGb": 5}, "dbAllocatedStorageGb", "must be 20-65536"),
     ("db-backups-off", {"dbBackupRetentionDays": 0}, "dbBackupRetentionDays", "turn automated backups off"),
+    ("aws-account-malformed", {"awsAccount": "Prod Account"}, "awsAccount", "not an account label"),
+    ("db-apply-immediately-not-bool", {"dbApplyImmediately": "sometimes"}, "dbApplyImmediately", "is not a boolean. Fix: write true or false"),
     ("root-volume-small", {"serverRootVolumeGb": 8}, "serverRootVolumeGb", "at least 30"),
     ("hop-limit-zero", {"imdsHopLimit": 0}, "imdsHopLimit", "must be 1-64"),
     ("vpc-id-malformed", {"vpcId": "my-vpc", "nodeSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"], "lbSubnetIds": ["subnet-0123456789abcdef2", "subnet-0123456789abcdef3"]}, "vpcId", "not a VPC id"),
@@ -192,6 +194,16 @@ def test_defaults_follow_distribution_and_environment():
     assert _settings(stack="prod", distribution="rke2").etcd_snapshot_s3
     assert not _settings(stack="dev", distribution="rke2").etcd_snapshot_s3
     assert _settings(stack="feature-x", environment="staging").environment == "staging"
+
+
+def test_rds_changes_apply_immediately_except_in_prod():
+    """Outside prod an RDS edit lands with `pulumi up`; prod keeps it for the maintenance
+    window unless the stack says otherwise."""
+    assert _settings().db_apply_immediately is True
+    assert _settings(stack="staging").db_apply_immediately is True
+    assert _settings(stack="prod").db_apply_immediately is False
+    assert _settings(stack="prod", dbApplyImmediately=True).db_apply_immediately is True
+    assert _settings(dbApplyImmediately=False).db_apply_immediately is False
 
 
 def test_environment_required_for_other_stack_names():

@@ -108,6 +108,8 @@ AWS_TYPES: dict[str, tuple[str, str, tuple]] = {
         "aws_lb_target_group_attachment", "sdk", ("elbv2", "resourceTargetGroupAttachment", None)),
     "aws:route53/record:Record": ("aws_route53_record", "sdk", ("route53", "resourceRecord", None)),
     "aws:route53/zone:Zone": ("aws_route53_zone", "sdk", ("route53", "resourceZone", None)),
+    "aws:route53/zoneAssociation:ZoneAssociation": (
+        "aws_route53_zone_association", "sdk", ("route53", "resourceZoneAssociation", None)),
     "aws:ssm/parameter:Parameter": ("aws_ssm_parameter", "sdk", ("ssm", "resourceParameter", None)),
     "aws:iam/role:Role": ("aws_iam_role", "sdk", ("iam", "resourceRole", None)),
     "aws:iam/rolePolicy:RolePolicy": ("aws_iam_role_policy", "sdk", ("iam", "resourceRolePolicy", None)),

@@ -3,7 +3,7 @@
 Runs the real program (settings, components, templates) under deterministic mocks and
 writes what a reviewer needs to see into a folder:
 
-  summary.md                  counts by type, quotas, endpoints, what is reachable from the internet
+  summary.md                  counts by type, endpoints, what is reachable from the internet, AWS quotas
   resources.yaml              the resource tree: type, name, parent, inputs (secrets redacted)
   machines/<machine>/user-data.yaml  what cloud-init does with the machine's user data: the
                               files it writes (each shown as its own file) and the commands it runs
@@ -38,6 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from offline import quotas  # noqa: E402
 from offline.mocks import Registration  # noqa: E402
 from offline.runner import STACKS_DIR, MockRun, run_stack  # noqa: E402
 
@@ -202,6 +203,9 @@ def _summary(run: MockRun) -> str:
         }
     )
     lines += admin or ["- nothing"]
+    lines += ["", "## AWS quotas", "", "What this stack takes of its account's regional quotas, counted from the resources "
+              "above (steady state; stacks in one account and region add up: README \"Quotas\").", ""]
+    lines += quotas.summary_lines(quotas.stack_needs(run.registrations))
     lines += ["", "## Resources by type", "", "| type | count |", "|---|---|"]
     lines += [f"| {type_token} | {count} |" for type_token, count in sorted(counts.items())]
     lines += ["", f"{sum(counts.values())} resources in {len([r for r in run.registrations if not r.custom])} components.", ""]
