@@ -646,9 +646,12 @@ def plan_update(
     tables: Optional[Tables] = None,
     dynamic_diffs: Optional[Mapping[str, Callable[[str, dict, dict], Any]]] = None,
     title: str = "Offline plan",
+    replace: Iterable[str] = (),
 ) -> Plan:
     """Plan `pulumi up` from the state `old` (a MockRun, or None for a new stack) to the
-    program run `new`."""
+    program run `new`. `replace`: URNs given to `pulumi up --replace` (the engine's
+    targeted replace, checked in `diff` before the provider's own diff)."""
+    forced = set(replace)
     tables = tables or Tables.from_module()
     dynamic_diffs = dict(dynamic_diffs or {})
     old_regs: list[Registration] = list(old.registrations) if old is not None else []
@@ -725,6 +728,8 @@ def plan_update(
         provider = provider_urn(n.provider)
         if provider and provider in replaced:
             reasons.append(f"provider {provider.rsplit('::', 1)[-1]} is replaced")
+        if n.urn in forced:
+            reasons.append("--replace")
         if _trigger_replaces(getattr(n, "replacement_trigger", None), getattr(o, "replacement_trigger", None)):
             reasons.append("replacement_trigger changed")
 

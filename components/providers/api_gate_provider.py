@@ -54,6 +54,14 @@ def ssl_context(probe: ApiProbe) -> ssl.SSLContext:
 
 
 def get(probe: ApiProbe, context: ssl.SSLContext, path: str, timeout: float) -> tuple[int, bytes]:
+    return request(probe, context, "GET", path, timeout)
+
+
+def request(
+    probe: ApiProbe, context: ssl.SSLContext, method: str, path: str, timeout: float,
+    body: Optional[dict] = None, content_type: str = "application/json",
+) -> tuple[int, bytes]:
+    """One Kubernetes API call through the load balancer, TLS checked for probe.server_name."""
     parts = urlsplit(probe.url)
     raw = socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout)
     try:
@@ -64,7 +72,12 @@ def get(probe: ApiProbe, context: ssl.SSLContext, path: str, timeout: float) -> 
     connection = http.client.HTTPSConnection(probe.server_name, parts.port or 443, timeout=timeout, context=context)
     connection.sock = tls
     try:
-        connection.request("GET", path, headers={"Host": probe.server_name, "Accept": "application/json"})
+        headers = {"Host": probe.server_name, "Accept": "application/json"}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        connection.request(method, path, body=payload, headers=headers)
         response = connection.getresponse()
         return response.status, response.read()
     finally:
