@@ -11,6 +11,10 @@ Engine semantics, as read in pulumi/pulumi at commit 1b5949891b3cefcb9974752b24a
 - Matching: by URN, or by an alias URN of the new resource (`generateAliases` /
   `getOldResource`, 621-713); a child of an aliased parent is also found under the parent's
   old type chain (`inheritedChildAlias`, 590-619).
+- `pulumi up --replace <urn>` (`plan_update(replace=...)`): `diff` returns a replacement
+  blaming `id` before anything else (`if sg.isTargetedReplace(urn)`), and the new copy is
+  checked from the program's inputs alone, not the old ones (the same test in
+  `generateSteps`), so it gets the current user data and AMI.
 - Diff order (`diff`, 2884-2960): `replaceWith` first — replace when any listed resource is
   being replaced (2895-2907) — then a `deletedWith` target being replaced (2910-2918), then
   a changed provider reference (2921-2927), then the provider's own Diff.
