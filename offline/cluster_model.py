@@ -189,10 +189,10 @@ class Rehearsal:
         return not self.violations
 
 
-Durations = Callable[[str, str], float]  # (type or phase, op) -> seconds
+Durations = Callable[[str, str, str], float]  # (kind: "server", "member" or the type; op; resource name) -> seconds
 
 
-def default_durations(kind: str, op: str) -> float:
+def default_durations(kind: str, op: str, name: str = "") -> float:
     """Rough seconds per step; benchmarks/day2.py passes the sourced table instead."""
     table = {
         ("server", "create"): 300.0,
@@ -249,7 +249,7 @@ def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_d
         # (a delete-before-replace's delete is ordered by the plan just before its create)
         needs = graph.dependencies_of(step.urn) if step.urn in graph.by_urn else set()
         begin = max([finished.get(d, start) for d in needs], default=start)
-        length = 0.0 if step.op == "same" else durations(_kind(step), "create" if step.op == "replace" else step.op)
+        length = 0.0 if step.op == "same" else durations(_kind(step), "create" if step.op == "replace" else step.op, step.name)
         finished[step.urn] = begin + length
         _effects(step, begin, begin + length, by_urn, at)
     clock = max(finished.values(), default=start)
@@ -259,7 +259,7 @@ def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_d
     for number in sorted({s.round for s in deletes}):
         length = 0.0
         for step in (s for s in deletes if s.round == number):
-            took = 0.0 if step.skipped else durations(_kind(step), "delete")
+            took = 0.0 if step.skipped else durations(_kind(step), "delete", step.name)
             if not step.skipped:
                 _effects(step, clock, clock + took, by_urn, at)
             length = max(length, took)

@@ -45,8 +45,13 @@ def _pod(name, node, namespace="cattle-system", daemonset=False):
 
 
 class Cluster:
-    def __init__(self, nodes, pods, program="rke2", pdb_refusals=0, member_controller=True):
+    def __init__(self, nodes, pods, program="rke2", pdb_refusals=0, member_controller=True, pdb_recovery=3):
         self.nodes = {n["metadata"]["name"]: n for n in nodes}
+        # Rancher's budget (maxUnavailable 1): an eviction takes its one allowed disruption;
+        # the replacement pod is Ready after `pdb_recovery` more reads of the budget.
+        self.disruptions_allowed = 1
+        self.pdb_recovery = pdb_recovery
+        self.recovering = None
         self.pods = pods
         self.program = program
         self.pdb_refusals = pdb_refusals  # evictions answered 429 before one is allowed
@@ -57,6 +62,8 @@ class Cluster:
 
 def _handler(cluster: Cluster):
     class Handler(http.server.BaseHTTPRequestHandler):
+        recovering = None
+
         def _body(self):
             length = int(self.headers.get("Content-Length") or 0)
             return json.loads(self.rfile.read(length)) if length else None
@@ -98,6 +105,14 @@ def _handler(cluster: Cluster):
                     if method == "DELETE":
                         del cluster.nodes[path[3]]
                         return self._answer(200)
+                if path == ["apis", "policy", "v1", "poddisruptionbudgets"]:
+                    if Handler.recovering is not None:
+                        Handler.recovering -= 1
+                        if Handler.recovering <= 0:
+                            cluster.disruptions_allowed, Handler.recovering = 1, None
+                    budget = {"metadata": {"namespace": "cattle-system", "name": "rancher"},
+                              "status": {"disruptionsAllowed": cluster.disruptions_allowed}}
+                    return self._answer(200, {"items": [budget]})
                 if path[:3] == ["api", "v1", "pods"]:
                     node = parse_qs(parts.query)["fieldSelector"][0].split("=", 1)[1]
                     return self._answer(200, {"items": [p for p in cluster.pods if p["spec"]["nodeName"] == node]})
@@ -107,6 +122,8 @@ def _handler(cluster: Cluster):
                         cluster.pdb_refusals -= 1
                         return self._answer(429)
                     cluster.pods = [p for p in cluster.pods if p["metadata"]["name"] != path[5]]
+                    if path[3] == "cattle-system":
+                        cluster.disruptions_allowed, Handler.recovering = 0, cluster.pdb_recovery
                     return self._answer(201)
             return self._answer(404)
 
@@ -175,6 +192,10 @@ def test_an_etcd_server_is_drained_through_the_pdb_its_member_removed_then_its_n
     assert patches == [{"spec": {"unschedulable": True}}, {"metadata": {"annotations": {"etcd.rke2.cattle.io/remove": "true"}}}]
     assert [p["metadata"]["name"] for p in cluster.pods] == ["canal-x", "rancher-2"]
     assert any("etcd member of server-c removed" in step for step in done)
+    # It returned only once Rancher's budget allowed a disruption again (its new pod Ready).
+    assert done[-1].startswith("disrupted workloads Ready again") and cluster.disruptions_allowed == 1
+    budget_reads = [i for i, (m, path, _) in enumerate(cluster.calls) if path == "/apis/policy/v1/poddisruptionbudgets"]
+    assert budget_reads[0] < [i for i, (m, _, _) in enumerate(cluster.calls) if m == "PATCH"][0]
 
 
 def test_k3s_uses_its_own_annotation(api_server):
@@ -250,3 +271,12 @@ def test_the_shipped_provider_carries_the_gate_client_and_loads_in_a_clean_proce
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"replaces": ["instanceId"], "shares": True}
     assert b"co_code" not in base64.b64decode(serialize_provider(ShippedClusterMemberProvider()))
+
+
+def test_a_budget_that_never_recovers_times_out_after_the_node_is_gone(api_server):
+    """The server has left (its member and Node are gone), but the next one must not start:
+    the delete fails, so the engine stops before the next removal and the instance stays."""
+    cluster = Cluster(_three(), [_pod("rancher-1", "server-c")], pdb_recovery=10**6)
+    with pytest.raises(MemberNotRemoved, match="PodDisruptionBudgets allowing no disruption yet: cattle-system/rancher"):
+        _remove(api_server(cluster), timeout=0.5)
+    assert "server-c" not in cluster.nodes

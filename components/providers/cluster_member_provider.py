@@ -11,7 +11,9 @@ this a dead member stays and counts against quorum.
 
 delete(): refuse if the cluster would lose quorum, cordon, evict the pods (the Eviction API
 respects PodDisruptionBudgets), ask for the etcd member's removal and wait for it, delete
-the Node and wait until it is gone and every remaining server is Ready. Bounded in time,
+the Node and wait until it is gone, every remaining server is Ready and every budget that
+allowed a disruption before allows one again (Rancher's evicted pod is back, Ready,
+elsewhere), so the next server's removal starts from a whole cluster. Bounded in time,
 with a message saying what to check. K3s on an external datastore has no etcd member; its
 Node is still deleted (a stale Node keeps Rancher's replica count and scheduling wrong).
 
@@ -132,6 +134,15 @@ class Api:
             raise OSError(f"PATCH node {name} answered HTTP {status}")
 
 
+    def budgets(self) -> dict[str, int]:
+        """namespace/name -> disruptionsAllowed of every PodDisruptionBudget."""
+        status, body = self.call("GET", "/apis/policy/v1/poddisruptionbudgets")
+        if status != 200:
+            raise OSError(f"GET /apis/policy/v1/poddisruptionbudgets answered HTTP {status}")
+        return {f"{b['metadata']['namespace']}/{b['metadata']['name']}": int((b.get("status") or {}).get("disruptionsAllowed", 0))
+                for b in body.get("items", [])}
+
+
 def find_node(nodes: list[dict], address: str) -> Optional[dict]:
     return next((n for n in nodes if internal_ip(n) == address), None)
 
@@ -177,6 +188,9 @@ def remove_member(
             "servers back to Ready first (or replace a lost one with `pulumi up --replace`), then run `pulumi up` again."
         )
     others = [n["metadata"]["name"] for n in nodes if is_server(n) and n is not node]
+    # Budgets that allow a disruption now must allow one again before the next server
+    # leaves: the evicted pods' replacements Ready (Rancher's new pod), not only scheduled.
+    budgets = [key for key, allowed in api.budgets().items() if allowed >= 1]
 
     api.patch_node(name, {"spec": {"unschedulable": True}})
     done.append(f"cordoned {name}")
@@ -237,6 +251,13 @@ def remove_member(
         return f"servers not Ready: {', '.join(waiting)}" if waiting else None
 
     wait(f"remaining servers Ready ({', '.join(sorted(others))})", others_ready)
+
+    def budgets_whole() -> Optional[str]:
+        current = api.budgets()
+        short = sorted(key for key in budgets if current.get(key, 1) < 1)
+        return f"PodDisruptionBudgets allowing no disruption yet: {', '.join(short)}" if short else None
+
+    wait("disrupted workloads Ready again (PodDisruptionBudgets allow a disruption)", budgets_whole)
     return done
 
 
