@@ -18,6 +18,10 @@ def test_the_benchmark_prints_every_change_with_zero_seconds_without_quorum_or_r
     for row in rows:
         assert row[2].endswith("s") and row[2] != "0m00s"
         assert row[3:5] == ["0", "0"] and row[5] == "whole |"
+    # The README's table says what the benchmark prints.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for line in lines[2:]:
+        assert f"  {line}\n" in readme, line
 
 
 def test_a_server_joins_in_the_time_the_first_boot_tables_give_and_day2_estimates_have_sources():

@@ -280,3 +280,13 @@ def test_a_budget_that_never_recovers_times_out_after_the_node_is_gone(api_serve
     with pytest.raises(MemberNotRemoved, match="PodDisruptionBudgets allowing no disruption yet: cattle-system/rancher"):
         _remove(api_server(cluster), timeout=0.5)
     assert "server-c" not in cluster.nodes
+
+
+def test_a_lost_server_leaves_once_its_pods_are_evicted(api_server):
+    """Its kubelet is gone, so its evicted pods stay Terminating: the drain does not wait for them."""
+    lost = _three(ready=("server-a", "server-b"))
+    pod = _pod("rancher-1", "server-c")
+    pod["metadata"]["deletionTimestamp"] = "2026-12-07T06:00:00Z"
+    cluster = Cluster(lost, [pod])
+    _remove(api_server(cluster))
+    assert "server-c" not in cluster.nodes

@@ -192,6 +192,7 @@ def remove_member(
     # leaves: the evicted pods' replacements Ready (Rancher's new pod), not only scheduled.
     budgets = [key for key, allowed in api.budgets().items() if allowed >= 1]
 
+    leaving_ready = is_ready(node)
     api.patch_node(name, {"spec": {"unschedulable": True}})
     done.append(f"cordoned {name}")
 
@@ -202,7 +203,8 @@ def remove_member(
         return [p for p in body.get("items", []) if evictable(p)]
 
     def drained() -> Optional[str]:
-        left = pods_left()
+        # A lost server's kubelet never confirms its pods' end: once evicted they count as gone.
+        left = [p for p in pods_left() if leaving_ready or not p["metadata"].get("deletionTimestamp")]
         blocked = []
         for pod in left:
             metadata = pod["metadata"]
