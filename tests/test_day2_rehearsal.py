@@ -190,3 +190,14 @@ def test_after_the_upgrade_a_shrink_is_safe(landed_states):
     cluster = cluster_for(upgraded, etcd=True)
     result = rehearse(plan(upgraded, stack_run("prod", 3)), stack_run("prod", 3), cluster)
     assert result.violations == [] and len(cluster.members) == 3
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_destroy_skips_the_drains(shape):
+    """`pulumi destroy` takes the whole cluster: the members are deleted with the Kubernetes
+    provider (deleted_with), so no drain runs and nothing refuses the last member."""
+    from offline.destroy import destroy_schedule
+
+    stack, _, counts, _ = SHAPES[shape]
+    members = [s for s in destroy_schedule(stack_run(stack, counts[-1])) if s.type == MEMBER]
+    assert len(members) == counts[-1] and all(s.skipped for s in members)
