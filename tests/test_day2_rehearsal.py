@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from offline.destroy import DependencyGraph
 from offline.cluster_model import MEMBER, Cluster, cluster_for, is_server, rehearse
 from offline.plan import SERVER_INSTANCE
 from offline.runner import run_stack
@@ -113,6 +114,10 @@ def rotate(stack: str, etcd: bool, servers: int):
     return cluster, rehearsals, plans
 
 
+def run_of(stack: str, servers: int):
+    return stack_run(stack, servers)
+
+
 def plan_replace(run, urn: str):
     from offline.plan import plan_update
     from tools.plan import program_dynamic_diffs
@@ -141,6 +146,11 @@ def test_rotating_every_server_joins_the_new_one_before_the_old_one_leaves(shape
         order = {(s.name, s.op, s.replacement): s.seq for s in p.steps}
         assert order[(f"{name}-member", "replace", False)] > order[("cluster-access-api-ready", "replace", False)]
         assert order[(f"{name}-member", "delete", True)] < order[(name, "delete", True)]
+        member = next(r for r in run_of(stack, servers).registrations if r.name == f"{name}-member")
+        gate = next(r for r in run_of(stack, servers).registrations if r.name == "cluster-access-api-ready")
+        # It waits for the gate itself (not only through the Kubernetes provider it is deleted with).
+        assert gate.urn in member.dependencies
+        assert gate.urn in DependencyGraph(run_of(stack, servers).registrations).transitive_dependencies([member.urn])
 
 
 # -- without the members: what the first releases did ---------------------------------------
