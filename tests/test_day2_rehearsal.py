@@ -211,3 +211,30 @@ def test_destroy_skips_the_drains(shape):
     stack, _, counts, _ = SHAPES[shape]
     members = [s for s in destroy_schedule(stack_run(stack, counts[-1])) if s.type == MEMBER]
     assert len(members) == counts[-1] and all(s.skipped for s in members)
+
+
+GATE_TYPE = "pulumi-python:dynamic/rancher-ha:ApiGate"
+
+
+def _gate_inputs(run) -> dict:
+    (gate,) = [r for r in run.registrations if r.type == GATE_TYPE]
+    return {k: v for k, v in gate.inputs.items() if k != "__provider"}
+
+
+def test_a_shrink_in_the_upgrading_up_is_refused_in_preview(landed_states):
+    """The gate's check sees the old inputs: a state from before ClusterMember (no
+    `serverMembers`) plus fewer servers is refused, naming the safe way."""
+    from components.providers.api_gate_provider import ApiGateProvider
+
+    landed = _gate_inputs(landed_states["prod"])
+    assert "serverMembers" not in landed and len(landed["expectedNodes"]) == 3
+    # A prod stack deployed by bb6a910 with 7 servers: the same inputs, 7 addresses.
+    seven = {**landed, "expectedNodes": _gate_inputs(stack_run("prod", 7))["expectedNodes"]}
+    failures = ApiGateProvider().check(seven, _gate_inputs(stack_run("prod", 3))).failures
+    assert [f.property for f in failures] == ["expectedNodes"]
+    assert "(7 -> 3)" in failures[0].reason and "set serverCount back to 7, run `pulumi up` once" in failures[0].reason
+    # The upgrade alone, a grow, and a shrink once the members exist pass.
+    provider = ApiGateProvider()
+    assert provider.check(seven, _gate_inputs(stack_run("prod", 7))).failures == []
+    assert provider.check(landed, _gate_inputs(stack_run("prod", 5))).failures == []
+    assert provider.check(_gate_inputs(stack_run("prod", 7)), _gate_inputs(stack_run("prod", 3))).failures == []
