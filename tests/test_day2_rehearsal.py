@@ -238,3 +238,17 @@ def test_a_shrink_in_the_upgrading_up_is_refused_in_preview(landed_states):
     assert provider.check(seven, _gate_inputs(stack_run("prod", 7))).failures == []
     assert provider.check(landed, _gate_inputs(stack_run("prod", 5))).failures == []
     assert provider.check(_gate_inputs(stack_run("prod", 7)), _gate_inputs(stack_run("prod", 3))).failures == []
+
+
+def test_the_model_holds_rancher_budget_and_etcd_quorum_by_their_rules():
+    cluster = Cluster.running(["s0", "s1", "s2", "s3"], etcd=True, replicas=3, pod_start_seconds=30)
+    assert cluster.drain(cluster.current("s0"), 10.0) is None  # one disruption allowed
+    assert cluster.current("s3").rancher_pod == 40.0  # rescheduled on the free node, Ready later
+    assert cluster.drain(cluster.current("s1"), 10.0) == "evicting Rancher from s1#0 would leave 1/3 Ready"
+    assert cluster.drain(cluster.current("s1"), 40.0) is None  # once the new pod is Ready
+    # etcd: a member whose machine stopped still counts; quorum is a majority of all members.
+    for server in ("s0", "s1"):
+        cluster.terminate(cluster.current(server), 50.0)
+    assert cluster.quorum() is False and cluster.describe(50.0).startswith("etcd 2/4 live")
+    cluster.leave(cluster.oldest("s0"), 60.0)
+    assert cluster.quorum() is True  # 2 live of 3 members
