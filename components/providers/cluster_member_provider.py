@@ -2,8 +2,9 @@
 its instance terminates.
 
 K3s and RKE2 remove a server's etcd member only through its Kubernetes Node: the etcd
-member controller (k3s-io/k3s pkg/etcd/member_controller.go; RKE2 runs the same code with
-the program name `rke2`) removes the member when the Node carries the annotation
+member controller (k3s-io/k3s pkg/etcd/member_controller.go, read at commit
+14cf9632252443ce7227df556b476f786e79a1b5; RKE2 runs the same code with `version.Program`
+set to `rke2`) removes the member when the Node carries the annotation
 `etcd.<program>.cattle.io/remove: "true"` (and records `etcd.<program>.cattle.io/removed-node-name`),
 or when the Node is deleted (a wrangler OnRemove handler, which holds the Node with a
 finalizer until the member is gone). Terminating an instance deletes nothing, so without
