@@ -17,7 +17,7 @@ from typing import Any
 
 import pulumi
 
-from components.cluster_access import ClusterAccess, ClusterAccessArgs, cluster_identifier
+from components.cluster_access import API_PORT, ClusterAccess, ClusterAccessArgs, cluster_identifier
 from components.cluster_ca import ClusterCa, ClusterCaArgs
 from components.cluster_nodes import NODE_PARAMETER_PATH_SUFFIX, ClusterNodes, ClusterNodesArgs
 from components.datastore import Datastore, DatastoreArgs
@@ -33,6 +33,7 @@ from components.dns import (
 )
 from components.firewall import Firewall, FirewallArgs, firewall_rules, first_release_names
 from components.hostname_lock import HostnameGuard
+from components.membership import MEMBER_REMOVAL_TIMEOUT_SECONDS, ClusterMembership, ClusterMembershipArgs
 from components.naming import children_wait_for, parameter_root, stack_name
 from components.network import Network, NetworkArgs
 from components.nginx_lb import NginxAddress, NginxAddressArgs, NginxLoadBalancer, NginxLoadBalancerArgs
@@ -298,6 +299,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
         ),
         opts=guarded,
     )
+    membership(settings, nodes, access, lb_address, cluster_ca, guarded)
     # Users follow the Rancher name; it moves to a new NLB only once the gate has seen the
     # API through it (an NGINX stack's Elastic IP never moves).
     dns = RancherDns(
@@ -366,6 +368,30 @@ def deploy(settings: Settings) -> dict[str, Any]:
     if bucket is not None:
         outputs["etcdSnapshotBucket"] = bucket.bucket_name
     return outputs
+
+
+def membership(settings: Settings, nodes: ClusterNodes, access: ClusterAccess, lb_address: Any, cluster_ca: ClusterCa,
+               opts: pulumi.ResourceOptions) -> ClusterMembership:
+    """One member per server: removing a server drains it and removes its Node and etcd
+    member before its instance terminates, one server at a time (components/membership.py)."""
+    return ClusterMembership(
+        "cluster-membership",
+        ClusterMembershipArgs(
+            distribution=settings.distribution,
+            instances=nodes.instances,
+            instance_ids=nodes.instance_ids,
+            addresses=nodes.private_ips,
+            api_url=pulumi.Output.concat("https://", lb_address, f":{API_PORT}"),
+            server_name=settings.hostname,
+            ca_pem=cluster_ca.server_ca_pem,
+            client_cert_pem=cluster_ca.admin_cert_pem,
+            client_key_pem=cluster_ca.admin_key_pem,
+            timeout_seconds=MEMBER_REMOVAL_TIMEOUT_SECONDS,
+            gate=access.gate,
+            provider=access.provider,
+        ),
+        opts=opts,
+    )
 
 
 def trusted_forwarders(settings: Settings, network: Network) -> list:

@@ -53,6 +53,9 @@ class ApiGate(Resource, module="rancher-ha", name="ApiGate"):
                 "timeoutSeconds": args.timeout_seconds,
                 "expectedNodes": list(args.expected_nodes),
                 "triggers": list(args.triggers),
+                # Every server has a ClusterMember from this release on: a later shrink is safe
+                # (the provider's check refuses one from a state without it).
+                "serverMembers": True,
                 "attempts": None,
             },
             pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["clientKeyPem"])),

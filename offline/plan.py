@@ -15,6 +15,9 @@ older CLI (ENGINE_FEATURES; tests/test_plan_engine.py checks both; docs/upstream
 - Matching: by URN, or by an alias URN of the new resource (`generateAliases` /
   `getOldResource`, 621-713); a child of an aliased parent is also found under the parent's
   old type chain (`inheritedChildAlias`, 590-619).
+- `pulumi up --replace <urn>` (`plan_update(replace=...)`): the new copy is checked from
+  the program's inputs alone, not the old ones (the same test in `generateSteps`), so it
+  gets the current user data and AMI.
 - Diff order (`diff`, 2884-2960): `--replace` (`isTargetedReplace`) first, then `replaceWith` — replace when any listed resource is
   being replaced (2895-2907) — then a `deletedWith` target being replaced (2910-2918), then
   a changed provider reference (2921-2927), then the provider's own Diff.
@@ -1107,11 +1110,13 @@ def _rds_modifications(steps: list, new_regs, notes: list) -> None:
             continue
         if [c.path for c in step.changes] == ["applyImmediately"]:
             # terraform-provider-aws v6.58.0 resourceInstanceUpdate sends ModifyDBInstance
-            # whenever anything but a few listed attributes changed, applyImmediately too.
-            message = (f"{step.name}: only `applyImmediately` changes, so the provider sends RDS a modification with "
-                       "nothing to modify, which RDS has refused ('InvalidParameterCombination: No modifications were "
-                       "requested', crossplane-contrib/provider-aws#1795); change dbApplyImmediately together with the "
-                       "edit it is meant for")
+            # whenever anything but a few listed attributes changed, applyImmediately too; the
+            # request always carries DeletionProtection at its current value
+            # (dbInstancePopulateModify: "Always set this"), so it is a modification that
+            # changes nothing, not an empty one.
+            message = (f"{step.name}: only `applyImmediately` changes: the provider sends RDS a modification that "
+                       "restates deletionProtection and changes nothing on the database; the setting governs the "
+                       "next edit of the instance")
             step.notes.append(message)
             notes.append(message)
             continue

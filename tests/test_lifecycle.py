@@ -602,11 +602,11 @@ def test_an_immediate_rds_edit_says_it_applies_now(path, edit):
     assert f"`{path}`" in note and "applies during this `pulumi up`" in note and "maintenance window" not in note, note
 
 
-def test_the_apply_immediately_setting_alone_is_a_modification_rds_may_refuse():
+def test_the_apply_immediately_setting_alone_changes_nothing_on_the_database():
     p = plan(lifecycle_run({}, stack="prod"), lifecycle_run({"rancher-ha:dbApplyImmediately": True}, stack="prod"))
     assert [c.path for c in p.step("datastore-mysql").changes] == ["applyImmediately"]
     (note,) = _rds_notes(p)
-    assert "No modifications were requested" in note and "together with the edit" in note, note
+    assert "changes nothing on the database" in note and "governs the next edit" in note, note
 
 
 # -- RDS final snapshot -------------------------------------------------------------------

@@ -536,7 +536,8 @@ def test_the_plan_uses_the_programs_own_dynamic_provider_diffs():
     from tools.plan import program_dynamic_diffs
 
     diffs = program_dynamic_diffs()
-    assert set(diffs) == {"pulumi-python:dynamic/rancher-ha:ApiGate", "pulumi-python:dynamic/rancher-ha:IdentityLock"}
+    assert set(diffs) == {"pulumi-python:dynamic/rancher-ha:ApiGate", "pulumi-python:dynamic/rancher-ha:IdentityLock",
+                          "pulumi-python:dynamic/rancher-ha:ClusterMember"}
     old = run_program()
     new = run_program({"rancher-ha:apiReadyTimeoutSeconds": 1800})
     gate = plan_update(old, new, dynamic_diffs=diffs).step("cluster-access-api-ready")
@@ -544,6 +545,20 @@ def test_the_plan_uses_the_programs_own_dynamic_provider_diffs():
     # One more server: a new node to wait for, so the gate is replaced (created again).
     grown = run_program({"rancher-ha:serverCount": 3})
     assert plan_update(old, grown, dynamic_diffs=diffs).step("cluster-access-api-ready").op == "replace"
+
+
+def test_pulumi_up_replace_replaces_the_named_resource_create_before_delete():
+    """`pulumi up --replace <urn>`: the engine replaces a targeted resource whatever its diff
+    (step_generator.go `diff`: `sg.isTargetedReplace(urn)` before the provider's Diff)."""
+    from conftest import run as run_program
+
+    run = run_program()
+    server = next(r for r in run.registrations if r.name == "rancher-server-1" and r.custom)
+    p = plan_update(run, run, replace=[server.urn])
+    step = p.step("rancher-server-1")
+    assert step.op == "replace" and step.replace_reasons == ["--replace"] and not step.delete_before_replace
+    assert p.step("rancher-server-1", op="delete").phase == "delete"
+    assert p.step("rancher-server-0").op == "same"
 
 
 LISTENER = "aws:lb/listener:Listener"

@@ -170,11 +170,13 @@ def program_dynamic_diffs() -> dict:
     """type token -> the working tree's dynamic provider, whose `check` and `diff` the plan
     runs (the engine checks and diffs with the new program's provider, components/providers/)."""
     from components.providers.api_gate_provider import ApiGateProvider
+    from components.providers.cluster_member_provider import ClusterMemberProvider
     from components.providers.identity_lock_provider import IdentityLockProvider
 
     return {
         "pulumi-python:dynamic/rancher-ha:ApiGate": ApiGateProvider(),
         "pulumi-python:dynamic/rancher-ha:IdentityLock": IdentityLockProvider(),
+        "pulumi-python:dynamic/rancher-ha:ClusterMember": ClusterMemberProvider(),
     }
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 from urllib.parse import urlsplit
 
-from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
 # Inputs whose change means "a new cluster, load balancer or server to wait for".
 REPLACING_INPUTS = ("url", "serverName", "caPem", "expectedNodes", "triggers")
@@ -54,6 +54,14 @@ def ssl_context(probe: ApiProbe) -> ssl.SSLContext:
 
 
 def get(probe: ApiProbe, context: ssl.SSLContext, path: str, timeout: float) -> tuple[int, bytes]:
+    return request(probe, context, "GET", path, timeout)
+
+
+def request(
+    probe: ApiProbe, context: ssl.SSLContext, method: str, path: str, timeout: float,
+    body: Optional[dict] = None, content_type: str = "application/json",
+) -> tuple[int, bytes]:
+    """One Kubernetes API call through the load balancer, TLS checked for probe.server_name."""
     parts = urlsplit(probe.url)
     raw = socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout)
     try:
@@ -64,7 +72,12 @@ def get(probe: ApiProbe, context: ssl.SSLContext, path: str, timeout: float) -> 
     connection = http.client.HTTPSConnection(probe.server_name, parts.port or 443, timeout=timeout, context=context)
     connection.sock = tls
     try:
-        connection.request("GET", path, headers={"Host": probe.server_name, "Accept": "application/json"})
+        headers = {"Host": probe.server_name, "Accept": "application/json"}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        connection.request(method, path, body=payload, headers=headers)
         response = connection.getresponse()
         return response.status, response.read()
     finally:
@@ -143,7 +156,28 @@ def probe_from(props: dict[str, Any]) -> ApiProbe:
     )
 
 
+def shrink_without_members(olds: dict[str, Any], news: dict[str, Any]) -> Optional[str]:
+    """Why this update must be refused: it removes servers while the state predates their
+    ClusterMembers (components/membership.py), so nothing would take them out of the
+    cluster before their instances terminate; or None."""
+    before, after = (olds or {}).get("expectedNodes"), news.get("expectedNodes")
+    if not olds or olds.get("serverMembers") or not isinstance(before, list) or not isinstance(after, list):
+        return None
+    if len(after) >= len(before):
+        return None
+    return (
+        f"serverCount: this `pulumi up` removes servers ({len(before)} -> {len(after)}) while upgrading a stack "
+        "deployed before servers had a ClusterMember: their instances would terminate with their Nodes and etcd "
+        f"members still in the cluster (dead members: quorum lost). Fix: set serverCount back to {len(before)}, run "
+        f"`pulumi up` once (it only adds a member per server), then lower serverCount."
+    )
+
+
 class ApiGateProvider(ResourceProvider):
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        reason = shrink_without_members(olds, news)
+        return CheckResult(inputs=news, failures=[CheckFailure("expectedNodes", reason)] if reason else [])
+
     def create(self, props: dict[str, Any]) -> CreateResult:
         attempts = wait_for_api(
             probe_from(props),

@@ -1,0 +1,358 @@
+"""A model of the running cluster, driven by an offline plan in the engine's order.
+
+What it holds: the server machines (running or not), their Kubernetes Nodes (Ready,
+cordoned), the etcd member list (RKE2; K3s here keeps its data in RDS and has none),
+and Rancher: the Deployment's replicas (Helm value `replicas`, min(3, servers)), one pod
+per node at most (`antiAffinity: required`, rendering/ha_values.py) and its
+PodDisruptionBudget (maxUnavailable 1).
+
+How a plan drives it (`rehearse`): the update phase runs each step when everything it
+depends on has finished (the engine's parallel creates and updates), then the delete
+phase in the engine's rounds (offline/destroy.py `schedule_rounds`: a round starts when
+the previous one has finished; the steps of a round run side by side). Each mechanism acts
+by its own rules:
+- a server instance created joins the cluster once booted (a new etcd member and a Ready
+  Node) at the end of its step;
+- a server instance deleted stops at the start of its step: its Node goes NotReady and,
+  unless its Node was deleted before, its etcd member stays, dead, counting against quorum;
+- a ClusterMember deleted (components/membership.py) cordons its node and evicts Rancher's
+  pod through the PDB at the start of its step (the drain waits while the PDB allows no
+  disruption), then the etcd member leaves and the Node is deleted at its end;
+- the Rancher release updated sets the replica count (the Deployment scales at once).
+
+Checked at every moment: etcd has quorum (live members > half of the members), at least
+one Rancher pod is Ready, and no eviction breaks the PDB. `Rehearsal` records every
+violation with the step that caused it, and the seconds without quorum or without a ready
+Rancher pod.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from .destroy import DependencyGraph
+from .plan import SERVER_INSTANCE, Plan
+
+MEMBER = "pulumi-python:dynamic/rancher-ha:ClusterMember"
+GATE = "pulumi-python:dynamic/rancher-ha:ApiGate"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+PDB_MAX_UNAVAILABLE = 1  # rendering/ha_values.py rancher_spread_values
+
+
+def is_server(step_or_registration) -> bool:
+    return step_or_registration.type == SERVER_INSTANCE and "-server-" in step_or_registration.name
+
+
+def server_of_member(name: str) -> str:
+    return name[: -len("-member")]
+
+
+@dataclass
+class Machine:
+    server: str  # the resource name: rancher-server-N
+    generation: int
+    running: bool = True
+    node: bool = True  # the Kubernetes Node object exists
+    cordoned: bool = False
+    member: bool = True  # in the etcd member list (etcd clusters only)
+    rancher_pod: Optional[float] = None  # when its Rancher pod is (or will be) Ready; None: no pod
+
+    @property
+    def key(self) -> str:
+        return f"{self.server}#{self.generation}"
+
+    @property
+    def ready(self) -> bool:
+        return self.running and self.node
+
+
+@dataclass
+class Cluster:
+    etcd: bool
+    machines: list[Machine] = field(default_factory=list)
+    replicas: int = 1
+    pod_start_seconds: float = 30.0
+
+    @classmethod
+    def running(cls, servers: list[str], etcd: bool, replicas: int, pod_start_seconds: float = 30.0) -> "Cluster":
+        cluster = cls(etcd=etcd, replicas=replicas, pod_start_seconds=pod_start_seconds)
+        for server in servers:
+            cluster.machines.append(Machine(server, 0, member=etcd))
+        cluster.schedule(0.0)
+        return cluster
+
+    # -- what is true now ----------------------------------------------------------------
+    def current(self, server: str) -> Optional[Machine]:
+        machines = [m for m in self.machines if m.server == server and (m.running or m.node)]
+        return max(machines, key=lambda m: m.generation) if machines else None
+
+    def oldest(self, server: str) -> Optional[Machine]:
+        machines = [m for m in self.machines if m.server == server and (m.running or m.node or m.member)]
+        return min(machines, key=lambda m: m.generation) if machines else None
+
+    @property
+    def members(self) -> list[Machine]:
+        return [m for m in self.machines if m.member]
+
+    def quorum(self) -> bool:
+        if not self.etcd:
+            return any(m.ready for m in self.machines)  # K3s on RDS: any server serves the API
+        live = [m for m in self.members if m.running]
+        return len(live) * 2 > len(self.members)
+
+    def ready_pods(self, now: float) -> int:
+        return sum(1 for m in self.machines if m.ready and m.rancher_pod is not None and m.rancher_pod <= now)
+
+    def describe(self, now: float) -> str:
+        members = self.members
+        live = [m for m in members if m.running]
+        etcd = f"etcd {len(live)}/{len(members)} live" if self.etcd else "datastore RDS"
+        nodes = sum(1 for m in self.machines if m.ready)
+        return f"{etcd}, {nodes} Ready nodes, Rancher {self.ready_pods(now)}/{self.replicas} Ready"
+
+    # -- what changes it -----------------------------------------------------------------
+    def schedule(self, now: float) -> None:
+        """The Deployment controller and scheduler: place missing pods, one per node, on
+        Ready schedulable nodes; drop pods beyond the replica count (those on the newest
+        nodes last, deterministically)."""
+        placed = [m for m in self.machines if m.rancher_pod is not None and (m.running or m.node)]
+        for m in self.machines:  # a pod on a node that is gone is gone
+            if m.rancher_pod is not None and not m.node:
+                m.rancher_pod = None
+        placed = [m for m in self.machines if m.rancher_pod is not None]
+        while len(placed) > self.replicas:
+            victim = sorted(placed, key=lambda m: (m.ready, m.rancher_pod is not None and m.rancher_pod <= now, -m.generation))[0]
+            victim.rancher_pod = None
+            placed.remove(victim)
+        free = [m for m in self.machines if m.ready and not m.cordoned and m.rancher_pod is None]
+        for m in free[: max(0, self.replicas - len(placed))]:
+            m.rancher_pod = now + (self.pod_start_seconds if now > 0 else 0.0)
+
+    def join(self, server: str, now: float) -> Machine:
+        previous = [m.generation for m in self.machines if m.server == server]
+        machine = Machine(server, max(previous) + 1 if previous else 0, member=self.etcd)
+        self.machines.append(machine)
+        self.schedule(now)
+        return machine
+
+    def terminate(self, machine: Machine, now: float) -> None:
+        machine.running = False
+        if machine.rancher_pod is not None:
+            machine.rancher_pod = None  # lost, not evicted: rescheduled only when the Node goes
+        self.schedule(now)
+
+    def drain(self, machine: Machine, now: float) -> Optional[str]:
+        """Cordon and evict; returns why the PDB refused, if it did (the drain then waits)."""
+        machine.cordoned = True
+        if machine.rancher_pod is None:
+            return None
+        disrupted = self.replicas - self.ready_pods(now)
+        if machine.rancher_pod <= now and machine.ready:
+            disrupted += 1
+        if disrupted > PDB_MAX_UNAVAILABLE:
+            return f"evicting Rancher from {machine.key} would leave {self.replicas - disrupted}/{self.replicas} Ready"
+        machine.rancher_pod = None
+        self.schedule(now)
+        return None
+
+    def leave(self, machine: Machine, now: float) -> None:
+        """The etcd member is removed and the Node deleted (the ClusterMember's delete)."""
+        machine.member = False
+        machine.node = False
+        machine.rancher_pod = None
+        self.schedule(now)
+
+
+# -- driving it with a plan ---------------------------------------------------------------
+@dataclass
+class Violation:
+    at: float
+    step: str
+    what: str
+    state: str
+
+
+@dataclass
+class Rehearsal:
+    cluster: Cluster
+    duration: float = 0.0
+    seconds_without_quorum: float = 0.0
+    seconds_without_rancher: float = 0.0
+    violations: list[Violation] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+    broken_after: bool = False  # still without quorum or Rancher when the `up` ends: until someone repairs it
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+Durations = Callable[[str, str, str], float]  # (kind: "server", "member" or the type; op; resource name) -> seconds
+
+
+def default_durations(kind: str, op: str, name: str = "") -> float:
+    """Rough seconds per step; benchmarks/day2.py passes the sourced table instead."""
+    table = {
+        ("server", "create"): 300.0,
+        ("server", "delete"): 30.0,
+        ("member", "delete"): 90.0,
+        (GATE, "create"): 5.0,
+        (HELM_RELEASE, "update"): 60.0,
+    }
+    return table.get((kind, op), 1.0)
+
+
+def _kind(step) -> str:
+    if is_server(step):
+        return "server"
+    if step.type == MEMBER:
+        return "member"
+    return step.type
+
+
+def _replicas(registration) -> Optional[int]:
+    values = (registration.inputs or {}).get("values") or {}
+    if registration.type == HELM_RELEASE and (registration.inputs or {}).get("name") == "rancher":
+        return int(values.get("replicas", 1))
+    return None
+
+
+def rancher_replicas(run) -> int:
+    found = [r for r in (_replicas(reg) for reg in run.registrations) if r is not None]
+    return found[0] if found else 1
+
+
+def cluster_for(run, etcd: bool, pod_start_seconds: float = 30.0) -> Cluster:
+    """The cluster a deployed run stands for: every server joined, Rancher spread."""
+    servers = sorted(r.name for r in run.registrations if is_server(r))
+    return Cluster.running(servers, etcd=etcd, replicas=rancher_replicas(run), pod_start_seconds=pod_start_seconds)
+
+
+def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_durations, start: float = 0.0) -> Rehearsal:
+    """Run the plan's steps against the cluster, in the engine's order and timing."""
+    result = Rehearsal(cluster=cluster)
+    by_urn = {r.urn: r for r in new.registrations}
+    graph = DependencyGraph(new.registrations)
+    events: list[tuple[float, int, str, object]] = []
+    counter = [0]
+
+    def at(when: float, action: str, payload: object) -> None:
+        counter[0] += 1
+        heapq.heappush(events, (when, counter[0], action, payload))
+
+    # Update phase: a step starts when every step it depends on has finished.
+    update_steps = [s for s in plan.steps if s.phase == "update"]
+    finished: dict[str, float] = {}
+    for step in update_steps:
+        # (a delete-before-replace's delete is ordered by the plan just before its create)
+        needs = graph.dependencies_of(step.urn) if step.urn in graph.by_urn else set()
+        begin = max([finished.get(d, start) for d in needs], default=start)
+        length = 0.0 if step.op == "same" else durations(_kind(step), "create" if step.op == "replace" else step.op, step.name)
+        finished[step.urn] = begin + length
+        _effects(step, begin, begin + length, by_urn, at)
+    clock = max(finished.values(), default=start)
+
+    # Delete phase: rounds; each waits for the previous one.
+    deletes = [s for s in plan.steps if s.phase == "delete"]
+    for number in sorted({s.round for s in deletes}):
+        length = 0.0
+        for step in (s for s in deletes if s.round == number):
+            took = 0.0 if step.skipped else durations(_kind(step), "delete", step.name)
+            if not step.skipped:
+                _effects(step, clock, clock + took, by_urn, at)
+            length = max(length, took)
+        clock += length
+    result.duration = clock - start
+    at(clock, "end", None)
+
+    # Play the events in time order, checking after every moment.
+    now = start
+    while events:
+        when = events[0][0]
+        _account(result, now, when)
+        now = when
+        while events and events[0][0] == when:
+            _, _, action, payload = heapq.heappop(events)
+            _apply(result, action, payload, when)
+        _check(result, now)
+    # Pods that were still starting when the last step ended.
+    pending = [m.rancher_pod for m in cluster.machines if m.rancher_pod is not None and m.rancher_pod > now]
+    _account(result, now, max([now, *pending]))
+    result.broken_after = not cluster.quorum() or cluster.ready_pods(max([now, *pending])) < 1
+    return result
+
+
+def _effects(step, begin: float, end: float, by_urn: dict, at) -> None:
+    if is_server(step):
+        if step.op in ("create", "replace"):
+            at(end, "join", step)
+        elif step.op == "delete":
+            at(begin, "terminate", step)
+    elif step.type == MEMBER and step.op == "delete":
+        at(begin, "drain", step)
+        at(end, "leave", step)
+    elif step.type == HELM_RELEASE and step.op in ("update", "replace", "create"):
+        replicas = _replicas(by_urn[step.urn]) if step.urn in by_urn else None
+        if replicas is not None:
+            at(end, "scale", replicas)
+
+
+def _apply(result: Rehearsal, action: str, payload, now: float) -> None:
+    cluster = result.cluster
+    if action == "end":
+        return
+    if action == "scale":
+        cluster.replicas = payload
+        cluster.schedule(now)
+        result.log.append(f"{now:7.0f}s Rancher replicas -> {payload}: {cluster.describe(now)}")
+        return
+    step = payload
+    if action == "join":
+        machine = cluster.join(step.name, now)
+        result.log.append(f"{now:7.0f}s {machine.key} joined: {cluster.describe(now)}")
+    elif action == "terminate":
+        machine = cluster.oldest(step.name) if step.replacement else cluster.current(step.name)
+        if machine is None:
+            return
+        cluster.terminate(machine, now)
+        result.log.append(f"{now:7.0f}s {machine.key} terminated{' (its Node and etcd member still there)' if machine.node else ''}: "
+                          f"{cluster.describe(now)}")
+    elif action in ("drain", "leave"):
+        server = server_of_member(step.name)
+        machine = cluster.oldest(server) if step.replacement else cluster.current(server)
+        if machine is None:
+            return
+        if action == "drain":
+            refused = cluster.drain(machine, now)
+            if refused:
+                result.violations.append(Violation(now, step.name, f"PDB: {refused}", cluster.describe(now)))
+            result.log.append(f"{now:7.0f}s {machine.key} cordoned and drained: {cluster.describe(now)}")
+        else:
+            if cluster.etcd and not machine.running:
+                result.violations.append(Violation(now, step.name, "the member's machine stopped before it left", cluster.describe(now)))
+            cluster.leave(machine, now)
+            result.log.append(f"{now:7.0f}s {machine.key} left (etcd member and Node removed): {cluster.describe(now)}")
+
+
+def _check(result: Rehearsal, now: float) -> None:
+    cluster = result.cluster
+    if not cluster.quorum():
+        result.violations.append(Violation(now, "", "etcd lost quorum", cluster.describe(now)))
+    if cluster.ready_pods(now) < 1 and not any(m.rancher_pod is not None and m.rancher_pod > now for m in cluster.machines):
+        result.violations.append(Violation(now, "", "no Rancher pod Ready or starting", cluster.describe(now)))
+
+
+def _account(result: Rehearsal, since: float, until: float) -> None:
+    """Add the seconds between two moments in which the cluster had no quorum / no Rancher."""
+    if until <= since:
+        return
+    cluster = result.cluster
+    if not cluster.quorum():
+        result.seconds_without_quorum += until - since
+    # Rancher: count the part of the interval before the first pod becomes Ready.
+    if cluster.ready_pods(since) < 1:
+        starts = sorted(m.rancher_pod for m in cluster.machines if m.ready and m.rancher_pod is not None and m.rancher_pod > since)
+        ready_from = starts[0] if starts else until
+        result.seconds_without_rancher += min(until, ready_from) - since
