@@ -97,6 +97,8 @@ INVALID = [
     ("retention-zero", {"distribution": "rke2", "etcdSnapshotRetention": 0}, "etcdSnapshotRetention", "1-1000"),
     ("node-placement-bad", {"nodePlacement": "dmz"}, "nodePlacement", "Input should be 'private' or 'public'"),
     ("boolean-text", {"natGateway": "maybe"}, "natGateway", "valid boolean"),
+    ("session-manager-text", {"sessionManager": "sometimes"}, "sessionManager", "valid boolean"),
+    ("bucket-admin-session-arn", {"distribution": "rke2", "snapshotBucketAdmins": ["arn:aws:sts::123456789012:assumed-role/ci/s"]}, "snapshotBucketAdmins", "not an IAM role or user ARN"),
     ("region-missing", {"aws:region": None}, "aws:region", "is required but not set"),
     ("allow-world-not-boolean", {"allowApiFromAnywhere": "sometimes"}, "allowApiFromAnywhere", "valid boolean"),
     ("ssh-key-empty", {"sshKeyName": ""}, "sshKeyName", "not an EC2 key pair name"),
