@@ -34,7 +34,7 @@ from components.dns import (
 from components.firewall import Firewall, FirewallArgs, firewall_rules, first_release_names
 from components.hostname_lock import HostnameGuard
 from components.membership import MEMBER_REMOVAL_TIMEOUT_SECONDS, ClusterMembership, ClusterMembershipArgs
-from components.naming import children_wait_for, parameter_root, stack_name
+from components.naming import StackIdentity, children_wait_for, stack_name
 from components.network import Network, NetworkArgs
 from components.nginx_lb import NginxAddress, NginxAddressArgs, NginxLoadBalancer, NginxLoadBalancerArgs
 from components.nlb import PUBLIC_PORTS, NetworkLoadBalancer, NetworkLoadBalancerArgs, rancher_health_checks
@@ -71,12 +71,13 @@ def deploy(settings: Settings) -> dict[str, Any]:
     k3s = settings.distribution == "k3s"
     nginx = settings.load_balancer_type == "nginx"
     l7 = settings.load_balancer_layer == "l7"
-    node_path = f"{parameter_root()}/{NODE_PARAMETER_PATH_SUFFIX}"
     # Everything waits for the guard, so a refused change changes nothing: every
     # component, and every resource inside one.
     guard = HostnameGuard("rancher-hostname", locked_settings(settings))
     children_wait_for(guard.lock)
     guarded = pulumi.ResourceOptions(depends_on=[guard])
+    identity = StackIdentity("stack-identity", opts=guarded)
+    node_path = pulumi.Output.concat(identity.parameter_root, "/", NODE_PARAMETER_PATH_SUFFIX)
 
     network = Network(
         "network",
@@ -174,7 +175,9 @@ def deploy(settings: Settings) -> dict[str, Any]:
         )
         if settings.etcd_snapshot_s3:
             bucket = SnapshotBucket(
-                "etcd-snapshots", SnapshotBucketArgs(protect=settings.protect_stateful_resources), opts=guarded
+                "etcd-snapshots",
+                SnapshotBucketArgs(protect=settings.protect_stateful_resources, admin_arns=settings.snapshot_bucket_admins),
+                opts=guarded,
             )
 
     registration = None if k3s else registration_hostname()
@@ -204,12 +207,16 @@ def deploy(settings: Settings) -> dict[str, Any]:
             etcd_snapshot_bucket_arn=bucket.bucket_arn if bucket else None,
             proxy=proxy_spec(settings, network.vpc_cidr_block),
             ssh_key_name=settings.ssh_key_name,
+            session_manager=settings.session_manager,
             target_groups=target_groups,
             secrets=node_secrets,
             late_secrets=late_secrets,
         ),
         opts=guarded,
     )
+
+    if bucket is not None:
+        bucket.restrict_to(nodes.role_arn, settings.region, identity.unique_suffix)
 
     certificate = None
     if settings.tls_source in ("provided", "generated"):
@@ -238,6 +245,8 @@ def deploy(settings: Settings) -> dict[str, Any]:
                 layer=settings.load_balancer_layer,
                 distribution=settings.distribution,
                 region=settings.region,
+                parameter_root=identity.parameter_root,
+                stack_id=identity.stack_id,
                 node_private_ips=nodes.private_ips,
                 subnet_ids=network.lb_subnet_ids,
                 security_group_id=firewall.lb_sg_id,
@@ -249,6 +258,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
                 worker_rlimit_nofile=settings.nginx_worker_rlimit_nofile,
                 proxy_timeout_seconds=settings.nginx_proxy_timeout_seconds,
                 ssh_key_name=settings.ssh_key_name,
+                session_manager=settings.session_manager,
                 certificate_pem=certificate.certificate_pem if (l7 and certificate) else None,
                 private_key_pem=certificate.private_key_pem if (l7 and certificate) else None,
             ),

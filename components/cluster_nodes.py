@@ -32,7 +32,8 @@ class ClusterNodesArgs:
     server_count: int
     kubernetes_version: str
     region: str
-    parameter_path: str
+    # Resolved to a string before node_boot_spec (an Output in the program: StackIdentity).
+    parameter_path: pulumi.Input[str]
     instance_type: str
     root_volume_gb: int
     subnet_ids: Sequence[pulumi.Input[str]]
@@ -52,6 +53,7 @@ class ClusterNodesArgs:
     etcd_snapshot_bucket_arn: Optional[pulumi.Input[str]] = None
     proxy: Optional[cloud_init.ProxySpec] = None
     ssh_key_name: Optional[str] = None
+    session_manager: bool = False
     # Load balancer port -> target group ARN; every server registers in each.
     target_groups: Mapping[int, pulumi.Input[str]] = field(default_factory=dict)
     # Secrets the nodes read at boot besides the generated token, by SSM name below
@@ -123,6 +125,7 @@ class ClusterNodes(pulumi.ComponentResource):
     instances: list[aws.ec2.Instance]
     private_ips: list[pulumi.Output[str]]
     instance_ids: list[pulumi.Output[str]]
+    role_arn: pulumi.Output[str]
     user_data: list[pulumi.Output[str]]
 
     def __init__(self, name: str, args: ClusterNodesArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -141,6 +144,7 @@ class ClusterNodes(pulumi.ComponentResource):
                 parameter_path=args.parameter_path,
                 extra_statements=extra_statements,
                 description=f"rancher-ha {args.distribution} servers",
+                session_manager=args.session_manager,
             ),
             opts=child(self),
         )
@@ -168,8 +172,10 @@ class ClusterNodes(pulumi.ComponentResource):
         self.instances, self.user_data = [], []
         for index in range(args.server_count):
             server = f"{name}-server-{index}"
-            user_data = pulumi.Output.from_input(args.etcd_snapshot_bucket).apply(
-                lambda bucket, index=index: cloud_init.node_user_data(node_boot_spec(args, index, bucket))
+            user_data = pulumi.Output.all(args.etcd_snapshot_bucket, args.parameter_path).apply(
+                lambda values, index=index: cloud_init.node_user_data(
+                    node_boot_spec(dataclasses.replace(args, parameter_path=values[1]), index, values[0])
+                )
             )
             instance = hardened_instance(
                 self,
@@ -205,6 +211,7 @@ class ClusterNodes(pulumi.ComponentResource):
             self.instances.append(instance)
             self.user_data.append(user_data)
 
+        self.role_arn = role.role_arn
         self.private_ips = [instance.private_ip for instance in self.instances]
         self.instance_ids = [instance.id for instance in self.instances]
         self.register_outputs({"private_ips": self.private_ips, "instance_ids": self.instance_ids})

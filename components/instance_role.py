@@ -1,4 +1,5 @@
-"""A least-privilege instance role: read one SSM path, plus optional extra statements."""
+"""A least-privilege instance role: read one SSM path, optionally Session Manager, plus
+optional extra statements."""
 
 from __future__ import annotations
 
@@ -19,14 +20,47 @@ EC2_TRUST_POLICY = json.dumps(
 )
 
 
+# What the SSM Agent needs for Session Manager and nothing else: AWS's own minimal
+# instance policy for Session Manager ("Create a custom IAM role with permissions for
+# Session Manager", https://docs.aws.amazon.com/systems-manager/latest/userguide/getting-started-create-iam-instance-profile.html;
+# the managed policy AWSCloud9SSMInstanceProfile is the same five actions). Not
+# AmazonSSMManagedInstanceCore: no ssm:GetParameter(s) on every parameter, no documents,
+# associations, inventory, patching or Run Command (ec2messages:*).
+SESSION_MANAGER_ACTIONS = (
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+)
+
+
+def session_manager_statements(partition: str, region: str, account: str) -> list[dict]:
+    """The ssmmessages actions have no resource type ("Actions, resources, and condition
+    keys for Amazon Message Gateway Service": the resource must be '*'), so the statement
+    is scoped by `ec2:SourceInstanceARN`, which AWS sets on every request signed with an
+    EC2 instance's role credentials: only from an instance of this account and region."""
+    return [
+        {
+            "Sid": "SessionManagerAgent",
+            "Effect": "Allow",
+            "Action": list(SESSION_MANAGER_ACTIONS),
+            "Resource": "*",
+            "Condition": {"StringLike": {"ec2:SourceInstanceARN": f"arn:{partition}:ec2:{region}:{account}:instance/*"}},
+        }
+    ]
+
+
 @dataclass
 class InstanceRoleArgs:
     region: str
-    # Parameters below this path (e.g. /rancher-ha/dev/node) and nothing else.
-    parameter_path: str
+    # Parameters below this path (e.g. /rancher-ha/dev/1a2b3c4d/node) and nothing else.
+    parameter_path: pulumi.Input[str]
     # Further IAM statements (already scoped by the caller), as an Output of a list.
     extra_statements: Optional[pulumi.Input[list]] = None
     description: str = ""
+    # Break-glass shell through Session Manager (setting sessionManager).
+    session_manager: bool = False
 
 
 class InstanceRole(pulumi.ComponentResource):
@@ -53,7 +87,12 @@ class InstanceRole(pulumi.ComponentResource):
         )
         # SecureStrings use the AWS-managed aws/ssm key, whose key policy already lets
         # SSM decrypt for principals of this account: no kms:Decrypt grant needed.
-        policy = pulumi.Output.all(parameter_arn, args.extra_statements or []).apply(
+        session = (
+            pulumi.Output.all(partition, account_id).apply(lambda v: session_manager_statements(v[0], args.region, v[1]))
+            if args.session_manager
+            else []
+        )
+        policy = pulumi.Output.all(parameter_arn, args.extra_statements or [], session).apply(
             lambda values: json.dumps(
                 {
                     "Version": "2012-10-17",
@@ -65,6 +104,7 @@ class InstanceRole(pulumi.ComponentResource):
                             "Resource": values[0],
                         },
                         *values[1],
+                        *values[2],
                     ],
                 },
                 sort_keys=True,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 import pulumi
+import pulumi_random as random
 
 PROJECT = "rancher-ha"
 
@@ -20,13 +22,36 @@ def stack_label(limit: int = 40) -> str:
     return label or "stack"
 
 
-def parameter_root() -> str:
-    """SSM path of this stack; instance roles are scoped below it."""
-    return f"/{PROJECT}/{stack_name()}"
+# Tag keys that scope IAM grants: the stack's unique identity and a machine's role.
+STACK_ID_TAG = f"{PROJECT}:stack-id"
+ROLE_TAG = f"{PROJECT}:role"
 
 
-def tags(name: str, **extra: str) -> dict[str, str]:
+def tags(name: str, **extra: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
     return {"Name": f"{PROJECT}-{stack_name()}-{name}", "rancher-ha:stack": stack_name(), **extra}
+
+
+class StackIdentity(pulumi.ComponentResource):
+    """What no other stack shares, even one of the same project and stack name deployed
+    from another state (another team's fork) in the same account and region.
+
+    `stack_id` is `<stack>/<8 random hex digits>`, generated once and kept in the state;
+    `parameter_root` is `/rancher-ha/<stack_id>`, the SSM path every instance role is
+    scoped below. SSM names are unique per account and region, so a shared path meant
+    `ParameterAlreadyExists` and, worse, each stack's nodes could read the other's CA keys.
+    """
+
+    stack_id: pulumi.Output[str]
+    parameter_root: pulumi.Output[str]
+    unique_suffix: pulumi.Output[str]  # the random part alone (for names with a stricter alphabet)
+
+    def __init__(self, name: str, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("rancher-ha:naming:StackIdentity", name, None, opts)
+        suffix = random.RandomId(f"{name}-id", byte_length=4, opts=child(self))
+        self.unique_suffix = suffix.hex
+        self.stack_id = pulumi.Output.concat(stack_name(), "/", suffix.hex)
+        self.parameter_root = pulumi.Output.concat("/", PROJECT, "/", self.stack_id)
+        self.register_outputs({"stack_id": self.stack_id, "parameter_root": self.parameter_root})
 
 
 # Resources every child waits for (the identity lock). A component's depends_on does

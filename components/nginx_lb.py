@@ -25,10 +25,13 @@ from rendering.nginx import CERTIFICATE_KEY_PATH, CERTIFICATE_PATH, NginxSpec, r
 
 from .ec2_instance import MachineSpec, hardened_launch_template, ubuntu_2404_ami
 from .instance_role import InstanceRole, InstanceRoleArgs
-from .naming import PROJECT, child, parameter_root, stack_name, tags
+from .naming import ROLE_TAG, STACK_ID_TAG, child, tags
 from .secure_parameters import SecureParameters, SecureParametersArgs
 
 NGINX_PARAMETER_PATH_SUFFIX = "nginx"
+# The role tag of the instances the Auto Scaling group launches: the only ones the
+# Elastic IP may be moved onto (servers carry the stack's tags too, never this one).
+NGINX_ROLE = "nginx"
 NGINX_ROOT_VOLUME_GB = 20
 # An instance whose EC2 status checks fail is replaced; new instances get this long to boot.
 HEALTH_CHECK_GRACE_SECONDS = 300
@@ -52,8 +55,10 @@ class NginxAddress(pulumi.ComponentResource):
         self.register_outputs({"address": self.address, "allocation_id": self.allocation_id})
 
 
-def association_statements(partition: str, region: str, account: str, allocation_id: str) -> list[dict]:
-    """May move this stack's Elastic IP, onto this stack's instances only."""
+def association_statements(partition: str, region: str, account: str, allocation_id: str, stack_id: str) -> list[dict]:
+    """May move this stack's Elastic IP, onto this stack's NGINX instances only: those
+    tagged with the stack's unique identity and the NGINX role (a server of the same
+    stack, or an instance of another deployment with the same stack name, is neither)."""
     return [
         {
             "Sid": "TakeOverStackAddress",
@@ -69,7 +74,7 @@ def association_statements(partition: str, region: str, account: str, allocation
                 f"arn:{partition}:ec2:{region}:{account}:instance/*",
                 f"arn:{partition}:ec2:{region}:{account}:network-interface/*",
             ],
-            "Condition": {"StringEquals": {f"aws:ResourceTag/{PROJECT}:stack": stack_name()}},
+            "Condition": {"StringEquals": {f"aws:ResourceTag/{STACK_ID_TAG}": stack_id, f"aws:ResourceTag/{ROLE_TAG}": NGINX_ROLE}},
         },
     ]
 
@@ -80,6 +85,10 @@ class NginxLoadBalancerArgs:
     layer: str
     distribution: str
     region: str
+    # StackIdentity: the SSM root below which NGINX's parameters live, and the tag value
+    # that marks this stack's instances.
+    parameter_root: pulumi.Input[str]
+    stack_id: pulumi.Input[str]
     node_private_ips: Sequence[pulumi.Input[str]]
     subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
@@ -91,6 +100,7 @@ class NginxLoadBalancerArgs:
     worker_rlimit_nofile: int
     proxy_timeout_seconds: int
     ssh_key_name: Optional[str] = None
+    session_manager: bool = False
     # L7 only: the served certificate chain and key.
     certificate_pem: Optional[pulumi.Input[str]] = None
     private_key_pem: Optional[pulumi.Input[str]] = None
@@ -103,7 +113,7 @@ class NginxLoadBalancer(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NginxLoadBalancerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:loadbalancer:NginxLoadBalancer", name, None, opts)
-        parameter_path = f"{parameter_root()}/{NGINX_PARAMETER_PATH_SUFFIX}"
+        parameter_path = pulumi.Output.concat(args.parameter_root, "/", NGINX_PARAMETER_PATH_SUFFIX)
         self.nginx_conf = pulumi.Output.all(*args.node_private_ips).apply(
             lambda ips: render_nginx_conf(
                 NginxSpec(
@@ -135,19 +145,20 @@ class NginxLoadBalancer(pulumi.ComponentResource):
             InstanceRoleArgs(
                 region=args.region,
                 parameter_path=parameter_path,
-                extra_statements=pulumi.Output.all(partition, account, args.address.allocation_id).apply(
-                    lambda values: association_statements(values[0], args.region, values[1], values[2])
+                extra_statements=pulumi.Output.all(partition, account, args.address.allocation_id, args.stack_id).apply(
+                    lambda values: association_statements(values[0], args.region, values[1], values[2], values[3])
                 ),
                 description="rancher-ha NGINX load balancer",
+                session_manager=args.session_manager,
             ),
             opts=child(self),
         )
-        self.user_data = args.address.allocation_id.apply(
-            lambda allocation: cloud_init.nginx_user_data(
+        self.user_data = pulumi.Output.all(args.address.allocation_id, parameter_path).apply(
+            lambda values: cloud_init.nginx_user_data(
                 layer=args.layer,
                 region=args.region,
-                parameter_prefix=parameter_path,
-                eip_allocation_id=allocation,
+                parameter_prefix=values[1],
+                eip_allocation_id=values[0],
                 certificate_path=CERTIFICATE_PATH,
                 certificate_key_path=CERTIFICATE_KEY_PATH,
             )
@@ -190,7 +201,7 @@ class NginxLoadBalancer(pulumi.ComponentResource):
             ),
             tags=[
                 aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
-                for key, value in tags(f"{name}-instance").items()
+                for key, value in tags(f"{name}-instance", **{STACK_ID_TAG: args.stack_id, ROLE_TAG: NGINX_ROLE}).items()
             ],
             # Not after the configuration: the instance boots and installs NGINX while the
             # servers (whose addresses the configuration names) are still being created;

@@ -17,7 +17,7 @@ from .naming import child, tags
 
 @dataclass
 class SecureParametersArgs:
-    path: str  # e.g. /rancher-ha/dev/node
+    path: pulumi.Input[str]  # e.g. /rancher-ha/dev/1a2b3c4d/node (StackIdentity.parameter_root)
     values: Mapping[str, pulumi.Input[str]]  # name below the path -> value
     # Where these parameters lived before (component name, component): aliases keep
     # their URNs, so moving one does not create a second parameter of the same name
@@ -42,7 +42,7 @@ class SecureParameters(pulumi.ComponentResource):
                 aliases = [pulumi.Alias(name=f"{old_name}-{suffix}", parent=old_parent)]
             self.parameters[key] = aws.ssm.Parameter(
                 resource_name,
-                name=f"{args.path}/{key}",
+                name=pulumi.Output.concat(args.path, "/", key),
                 type="SecureString",
                 # Certificate chains can pass the 4 KB standard-tier limit.
                 tier="Intelligent-Tiering",
@@ -50,4 +50,4 @@ class SecureParameters(pulumi.ComponentResource):
                 tags=tags(resource_name),
                 opts=child(self, aliases=aliases, depends_on=list(args.depends_on)),
             )
-        self.register_outputs({"names": sorted(f"{args.path}/{key}" for key in args.values)})
+        self.register_outputs({"names": [self.parameters[key].name for key in sorted(self.parameters)]})

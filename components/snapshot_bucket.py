@@ -1,14 +1,114 @@
-"""The S3 bucket for RKE2 etcd snapshots: private, encrypted, versioned."""
+"""The S3 bucket for RKE2 etcd snapshots: private, versioned, encrypted with a key of its
+own, readable and writable by the server nodes only.
+
+A snapshot holds every secret of the cluster. The bucket is created before the servers
+(their role policy names it); `restrict_to(node role)` then adds what names the role: a
+customer-managed KMS key whose policy lets only that role use it (through S3), default
+encryption with it, and a bucket policy that refuses requests without TLS and object
+reads and writes by anyone but the nodes.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
 
 from .naming import child, stack_label, tags
+
+# What the account (through IAM policies of its administrators) may do with the key: run
+# it, never use it. Without an account principal in the key policy nobody could change
+# or delete the key again (only AWS support can recover an unmanageable key), and KMS
+# refuses a policy that would lock out the caller (the policy lockout safety check of
+# CreateKey/PutKeyPolicy). kms:CreateGrant is left out: a grant gives use of the key.
+KEY_ADMINISTRATION_ACTIONS = [
+    "kms:CancelKeyDeletion", "kms:CreateAlias", "kms:DeleteAlias", "kms:DescribeKey", "kms:DisableKey",
+    "kms:DisableKeyRotation", "kms:EnableKey", "kms:EnableKeyRotation", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus",
+    "kms:ListGrants", "kms:ListKeyPolicies", "kms:ListResourceTags", "kms:PutKeyPolicy", "kms:RevokeGrant",
+    "kms:ScheduleKeyDeletion", "kms:TagResource", "kms:UntagResource", "kms:UpdateAlias", "kms:UpdateKeyDescription",
+]
+# What S3 asks KMS for on behalf of the nodes (SSE-KMS with a bucket key: GenerateDataKey
+# for a PutObject, Decrypt for a GetObject; "Using server-side encryption with AWS KMS keys").
+KEY_USE_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
+# Object reads and writes: the snapshots themselves.
+OBJECT_DATA_ACTIONS = ["s3:GetObject*", "s3:PutObject*", "s3:RestoreObject"]
+
+
+def key_policy(partition: str, account: str, region: str, node_role_arn: str) -> dict:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountAdministersTheKeyOnly",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
+                "Action": KEY_ADMINISTRATION_ACTIONS,
+                "Resource": "*",
+            },
+            {
+                "Sid": "NodesUseTheKeyThroughS3",
+                "Effect": "Allow",
+                "Principal": {"AWS": node_role_arn},
+                "Action": KEY_USE_ACTIONS,
+                "Resource": "*",
+                "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+            },
+        ],
+    }
+
+
+def principal_arn_patterns(caller_arn: str) -> list[str]:
+    """`aws:PrincipalArn` of the caller `aws sts get-caller-identity` names: an assumed-role
+    session is authorised as its role, whose ARN may carry a path the session ARN lacks."""
+    prefix, _, rest = caller_arn.partition(":sts::")
+    if rest and rest.split(":", 1)[1].startswith("assumed-role/"):
+        account, resource = rest.split(":", 1)
+        role = resource.split("/")[1]
+        iam = f"{prefix}:iam::{account}:role"
+        return [f"{iam}/{role}", f"{iam}/*/{role}"]
+    return [caller_arn]
+
+
+def bucket_policy(bucket_arn: str, node_role_arn: str, admin_arns: Sequence[str]) -> dict:
+    everything = [bucket_arn, f"{bucket_arn}/*"]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyWithoutTls",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": everything,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+            {
+                # Whatever IAM grants (ReadOnlyAccess has s3:Get*), only the nodes read or
+                # write snapshots; administrators and the deployer neither.
+                "Sid": "OnlyNodesReadOrWriteSnapshots",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": OBJECT_DATA_ACTIONS,
+                "Resource": f"{bucket_arn}/*",
+                "Condition": {"ArnNotLike": {"aws:PrincipalArn": [node_role_arn]}},
+            },
+            {
+                # Everything else (listing, deleting, the bucket's configuration) to the
+                # nodes and the administrators: the identity that runs `pulumi up`, which
+                # must keep managing the bucket and, outside prod, empty it on destroy,
+                # and snapshotBucketAdmins (a CI role and a person's, for instance).
+                "Sid": "OnlyNodesAndAdministrators",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": everything,
+                "Condition": {"ArnNotLike": {"aws:PrincipalArn": [node_role_arn, *admin_arns]}},
+            },
+        ],
+    }
 
 
 @dataclass
@@ -16,6 +116,9 @@ class SnapshotBucketArgs:
     protect: bool
     # Days a superseded snapshot version is kept before S3 removes it.
     noncurrent_version_days: int = 30
+    # Principals (IAM role or user ARNs, wildcards allowed) that may manage the bucket
+    # besides the deployer; none of them may read or write a snapshot.
+    admin_arns: Sequence[str] = ()
 
 
 class SnapshotBucket(pulumi.ComponentResource):
@@ -32,26 +135,13 @@ class SnapshotBucket(pulumi.ComponentResource):
             tags=tags(name),
             opts=child(self, protect=args.protect),
         )
-        aws.s3.BucketPublicAccessBlock(
+        public_access = aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access",
             bucket=bucket.id,
             block_public_acls=True,
             block_public_policy=True,
             ignore_public_acls=True,
             restrict_public_buckets=True,
-            opts=child(self),
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-encryption",
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="aws:kms"
-                    ),
-                    bucket_key_enabled=True,
-                )
-            ],
             opts=child(self),
         )
         versioning = aws.s3.BucketVersioning(
@@ -75,6 +165,57 @@ class SnapshotBucket(pulumi.ComponentResource):
             ],
             opts=child(self, depends_on=[versioning]),
         )
+        self._name, self._bucket, self._args = name, bucket, args
+        self._public_access = public_access
         self.bucket_name = bucket.bucket
         self.bucket_arn = bucket.arn
         self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn})
+
+    def restrict_to(self, node_role_arn: pulumi.Input[str], region: str, unique_suffix: pulumi.Input[str]) -> None:
+        """The key, default encryption and bucket policy, once the node role exists."""
+        name, bucket = self._name, self._bucket
+        invoke = pulumi.InvokeOptions(parent=self)
+        caller = aws.get_caller_identity_output(opts=invoke)
+        partition = aws.get_partition_output(opts=invoke).partition
+        key = aws.kms.Key(
+            f"{name}-key",
+            description=f"rancher-ha {stack_label()} etcd snapshots",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=pulumi.Output.all(partition, caller.account_id, node_role_arn).apply(
+                lambda v: json.dumps(key_policy(v[0], v[1], region, v[2]), sort_keys=True)
+            ),
+            tags=tags(f"{name}-key"),
+            opts=child(self, protect=self._args.protect),
+        )
+        aws.kms.Alias(
+            f"{name}-key-alias",
+            # Alias names are unique per account and region: the stack's unique suffix.
+            name=pulumi.Output.concat("alias/rancher-ha/", stack_label(), "-", unique_suffix, "/etcd-snapshots"),
+            target_key_id=key.key_id,
+            opts=child(self),
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-encryption",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="aws:kms", kms_master_key_id=key.arn
+                    ),
+                    bucket_key_enabled=True,
+                )
+            ],
+            opts=child(self),
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-policy",
+            bucket=bucket.id,
+            policy=pulumi.Output.all(bucket.arn, node_role_arn, caller.arn).apply(
+                lambda v: json.dumps(
+                    bucket_policy(v[0], v[1], [*principal_arn_patterns(v[2]), *self._args.admin_arns]), sort_keys=True
+                )
+            ),
+            # S3 refuses a policy while the public-access block is being changed.
+            opts=child(self, depends_on=[self._public_access]),
+        )

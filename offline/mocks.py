@@ -85,9 +85,12 @@ class Registration:
 class StackMocks(pulumi.runtime.Mocks):
     """Records every registration and answers with deterministic outputs."""
 
-    def __init__(self, region: str, preview: bool):
+    def __init__(self, region: str, preview: bool, deployment: str = ""):
         self.region = region
         self.preview = preview
+        # Another deployment of the same project and stack name (another team's fork, its
+        # own state): random values differ, as they would on AWS. "" keeps the usual ones.
+        self.deployment = deployment
         self.lock = threading.Lock()
         self.registrations: list[Registration] = []
         self.secret_values: set[str] = set()
@@ -161,6 +164,9 @@ class StackMocks(pulumi.runtime.Mocks):
         elif typ == "aws:s3/bucket:Bucket":
             bucket = f"{inputs.get('bucketPrefix', name)}{h[:8]}"
             out.update(id=bucket, bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
+        elif typ == "aws:kms/key:Key":
+            key_id = f"{h[:8]}-{h[8:12]}-4000-8000-{digest(typ, name, 'key')}"
+            out.update(id=key_id, keyId=key_id, arn=f"arn:{_partition(self.region)}:kms:{self.region}:{ACCOUNT_ID}:key/{key_id}")
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
             out.update(id=f"lt-{h[:17]}", latestVersion=1)
         elif typ == "aws:route53/zone:Zone":
@@ -174,6 +180,7 @@ class StackMocks(pulumi.runtime.Mocks):
             out.update(result=(h * 8)[:length])
         elif typ == "random:index/randomId:RandomId":
             length = int(inputs.get("byteLength", 8))
+            h = digest(self.deployment, typ, name) if self.deployment else h
             out.update(hex=h[: 2 * length], b64Url=h[: 2 * length], dec=str(int(h[: 2 * length], 16)))
         elif typ == "tls:index/privateKey:PrivateKey":
             kind = "RSA PRIVATE KEY" if inputs.get("algorithm") == "RSA" else "EC PRIVATE KEY"

@@ -1066,9 +1066,12 @@ def _launch_template_rollouts(steps: list, new_regs, notes: list) -> None:
             continue
         version = (r.inputs.get("launchTemplate") or {}).get("version") if isinstance(r.inputs.get("launchTemplate"), Mapping) else None
         follows = set(r.property_dependencies.get("launchTemplate", [])) & changed and version not in ("$Latest", "$Default")
-        if follows and step.op == "same":
+        # Also when the group updates for another reason (new tags, say): the new version
+        # comes with it.
+        if follows and step.op in ("same", "update"):
             step.op = "update"
-            step.changes.append(Change("launchTemplate.version", "n", "n+1"))
+            if not any(_overlaps("launchTemplate", c.path) for c in step.changes):
+                step.changes.append(Change("launchTemplate.version", "n", "n+1"))
         if step.op != "update":
             continue
         paths = [c.path for c in step.changes]

@@ -87,6 +87,7 @@ def run_program(
     stack: str = "dev",
     preview: bool = False,
     secret_keys: Optional[list[str]] = None,
+    deployment: str = "",
 ) -> MockRun:
     """Run the program for a config map ({"rancher-ha:key": value, "aws:region": ...})."""
     from app import deploy
@@ -94,7 +95,7 @@ def run_program(
 
     strings = _as_config_strings(config)
     region = strings.get("aws:region", "eu-west-1")
-    mocks = StackMocks(region=region, preview=preview)
+    mocks = StackMocks(region=region, preview=preview, deployment=deployment)
     logs: list[str] = []
     logger = logging.getLogger(f"rancher-ha-offline-{id(mocks)}")
     logger.propagate = False

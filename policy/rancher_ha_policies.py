@@ -136,6 +136,24 @@ def _statements(document: Any) -> list[Mapping[str, Any]]:
     return [statements] if isinstance(statements, Mapping) else list(statements)
 
 
+# Actions that name no resource type, so '*' is their only resource (Service Authorization
+# Reference, ssmmessages), and ssm:UpdateInstanceInformation that goes with them in AWS's
+# Session Manager instance policy. Allowed on '*' only when the statement is limited to
+# requests from EC2 instances' role credentials (ec2:SourceInstanceARN).
+INSTANCE_AGENT_ACTIONS = {
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+}
+
+
+def _instance_only_agent_statement(actions: list, condition: Any) -> bool:
+    keys = {key.lower() for block in (condition or {}).values() if isinstance(block, Mapping) for key in block}
+    return bool(actions) and set(actions) <= INSTANCE_AGENT_ACTIONS and "ec2:sourceinstancearn" in keys
+
+
 def _no_wildcard_iam(args: ResourceValidationArgs, report: Report) -> None:
     """Instance roles are reachable from every process on a node; keep them narrow."""
     if args.resource_type not in IAM_POLICIES or not _known(args.props.get("policy")):
@@ -149,7 +167,7 @@ def _no_wildcard_iam(args: ResourceValidationArgs, report: Report) -> None:
         resources = [resources] if isinstance(resources, str) else resources
         if any(action == "*" or action.endswith(":*") for action in actions):
             report(f"IAM statement {statement.get('Sid', '')!r} allows wildcard actions {actions}; list the actions needed.", None)
-        if "*" in resources:
+        if "*" in resources and not _instance_only_agent_statement(actions, statement.get("Condition")):
             report(f"IAM statement {statement.get('Sid', '')!r} applies to every resource ('*'); scope it to ARNs.", None)
 
 

@@ -30,6 +30,7 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 CRON_FIELD = re.compile(r"^[0-9*/,\-]+$")
 PROXY_URL = re.compile(r"^https?://[^\s/@]+(:\d+)?/?$")
+IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(root|(role|user)/[\w+=,.@/*-]+)$")
 SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 
@@ -238,6 +239,14 @@ class Settings(BaseModel):
     ssh_key_name: Optional[str] = Field(
         None, **_doc("EC2 key pair for break-glass SSH; opens port 22 to adminCidrs only.", "key pair name", "none (no SSH)")
     )
+    session_manager: bool = Field(
+        True,
+        **_doc(
+            "Break-glass shell on every node through AWS Session Manager (no SSH, no open port); "
+            "grants the nodes only the managed-instance actions a session needs.",
+            "boolean",
+        ),
+    )
     imds_hop_limit: int = Field(
         1,
         **_doc(
@@ -392,6 +401,14 @@ class Settings(BaseModel):
     )
     etcd_snapshot_s3: bool = Field(
         **_doc("Also upload etcd snapshots to an S3 bucket created by the stack (rke2).", "boolean; rke2 only", "true for rke2 in staging and prod, else false")
+    )
+    snapshot_bucket_admins: list[str] = Field(
+        default_factory=list,
+        **_doc(
+            "IAM roles or users that may manage the snapshot bucket besides the identity running `pulumi up` "
+            "(add a new deployer here before it runs); none of them may read or write a snapshot.",
+            "IAM role/user ARNs (arn:<partition>:iam::<account>:role/... or user/...; * allowed)",
+        ),
     )
 
     # --- proxy ----------------------------------------------------------------------
@@ -576,6 +593,17 @@ class Settings(BaseModel):
                 )
         if len(set(value)) != len(value):
             raise ValueError("lists a subnet twice. Fix: list each subnet once")
+        return value
+
+    @field_validator("snapshot_bucket_admins")
+    @classmethod
+    def _principal_arns(cls, value: list[str]) -> list[str]:
+        for arn in value:
+            if not IAM_PRINCIPAL_ARN.match(arn):
+                raise ValueError(
+                    f"contains '{arn}', which is not an IAM role or user ARN (aws:PrincipalArn of a session is its "
+                    "role's ARN, not the assumed-role session's). Fix: use e.g. 'arn:aws:iam::123456789012:role/ci-deploy'"
+                )
         return value
 
     @field_validator("ssh_key_name")

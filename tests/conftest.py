@@ -8,7 +8,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from offline.mocks import digest  # noqa: E402
 from offline.runner import MockRun, run_program, stack_config  # noqa: E402
+
+# The SSM root of a `dev` run under the mocks: /rancher-ha/<stack>/<StackIdentity's random id>.
+DEV_PARAMETER_ROOT = "/rancher-ha/dev/" + digest("random:index/randomId:RandomId", "stack-identity-id", length=8)
 
 # A minimal valid stack; tests override single keys.
 BASE_CONFIG: dict[str, Any] = {
@@ -35,10 +39,10 @@ PROXY = {
 }
 
 
-def run(overrides: dict[str, Any] | None = None, stack: str = "dev", preview: bool = False) -> MockRun:
+def run(overrides: dict[str, Any] | None = None, stack: str = "dev", preview: bool = False, deployment: str = "") -> MockRun:
     config = {**BASE_CONFIG, **(overrides or {})}
     config = {key: value for key, value in config.items() if value is not None}
-    return run_program(config, stack=stack, preview=preview)
+    return run_program(config, stack=stack, preview=preview, deployment=deployment)
 
 
 _cache: dict[tuple, MockRun] = {}

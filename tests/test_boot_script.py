@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import NGINX_L4, NGINX_L7, PROXY, RKE2, cached_run
+from conftest import DEV_PARAMETER_ROOT, NGINX_L4, NGINX_L7, PROXY, RKE2, cached_run
 from helpers import server_instances
 from rehearsal import with_real_pems, LateParameter, Scenario, boot, pem_self_signed
 from rendering.node_config import CLUSTER_CA_FILES
@@ -33,8 +33,8 @@ from rendering import polls
 REHEARSAL_READY = os.geteuid() == 0 and shutil.which("unshare") is not None and Path("/usr/bin/python3").exists()
 rehearsal = pytest.mark.skipif(not REHEARSAL_READY, reason="the rehearsal needs root, unshare(1) and the system python3 with cloud-init")
 
-PREFIX = "/rancher-ha/dev/node"
-NGINX_PREFIX = "/rancher-ha/dev/nginx"
+PREFIX = f"{DEV_PARAMETER_ROOT}/node"
+NGINX_PREFIX = f"{DEV_PARAMETER_ROOT}/nginx"
 HOSTNAME = "rancher.dev.example.com"
 API_HOSTNAME = "api.rancher.dev.example.com"
 REGISTRATION = "registration.rancher-ha-dev.internal"  # the stack's private zone

@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from conftest import RKE2, cached_run
+from conftest import DEV_PARAMETER_ROOT, RKE2, cached_run
 from helpers import cloud_config, server_instances, written_file
 from rendering.cloud_init import BASE_CONFIG_PATH, BOOTSTRAP_PATH, USER_DATA_LIMIT_BYTES
 
@@ -38,8 +38,16 @@ def test_instance_role_reads_only_this_stacks_node_parameters(dev_run):
             "Sid": "ReadOwnParameters",
             "Effect": "Allow",
             "Action": ["ssm:GetParameter", "ssm:GetParameters"],
-            "Resource": "arn:aws:ssm:eu-west-1:123456789012:parameter/rancher-ha/dev/node/*",
-        }
+            "Resource": f"arn:aws:ssm:eu-west-1:123456789012:parameter{DEV_PARAMETER_ROOT}/node/*",
+        },
+        {  # sessionManager (default on): tests/test_iam_seams.py evaluates it
+            "Sid": "SessionManagerAgent",
+            "Effect": "Allow",
+            "Action": ["ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+                       "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"],
+            "Resource": "*",
+            "Condition": {"StringLike": {"ec2:SourceInstanceARN": "arn:aws:ec2:eu-west-1:123456789012:instance/*"}},
+        },
     ]
 
 
@@ -47,8 +55,8 @@ def test_secrets_are_secure_strings_under_the_stack_path(dev_run):
     parameters = dev_run.of_type("aws:ssm/parameter:Parameter")
     assert {p.inputs["type"] for p in parameters} == {"SecureString"}
     names = {p.inputs["name"] for p in parameters}
-    assert {"/rancher-ha/dev/node/token", "/rancher-ha/dev/node/datastore-endpoint", "/rancher-ha/dev/node/tls/server-ca.key"} <= names
-    assert all(name.startswith("/rancher-ha/dev/node/") for name in names)
+    assert {f"{DEV_PARAMETER_ROOT}/node/token", f"{DEV_PARAMETER_ROOT}/node/datastore-endpoint", f"{DEV_PARAMETER_ROOT}/node/tls/server-ca.key"} <= names
+    assert all(name.startswith(f"{DEV_PARAMETER_ROOT}/node/") for name in names)
 
 
 def test_k3s_user_data(dev_run):
@@ -105,7 +113,7 @@ def test_cluster_initialized_marker_is_written_after_the_gate():
     run = cached_run(RKE2)
     (gate,) = run.of_type("pulumi-python:dynamic/rancher-ha:ApiGate")
     (marker,) = [p for p in run.of_type("aws:ssm/parameter:Parameter") if p.inputs["name"].endswith("/cluster-initialized")]
-    assert marker.inputs["name"] == "/rancher-ha/dev/node/cluster-initialized"
+    assert marker.inputs["name"] == f"{DEV_PARAMETER_ROOT}/node/cluster-initialized"
     assert gate.urn in marker.dependencies
     assert not [p for p in cached_run({}).of_type("aws:ssm/parameter:Parameter") if p.inputs["name"].endswith("/cluster-initialized")]
 
@@ -126,5 +134,7 @@ def test_arns_use_the_regions_partition():
     """GovCloud and China regions pass the settings: their ARNs are not arn:aws:..."""
     run = cached_run({"aws:region": "us-gov-west-1"})
     (policy,) = [p for p in run.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.startswith("rancher-server")]
-    (statement,) = json.loads(policy.inputs["policy"])["Statement"]
-    assert statement["Resource"] == "arn:aws-us-gov:ssm:us-gov-west-1:123456789012:parameter/rancher-ha/dev/node/*"
+    statements = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
+    assert statements["ReadOwnParameters"]["Resource"] == f"arn:aws-us-gov:ssm:us-gov-west-1:123456789012:parameter{DEV_PARAMETER_ROOT}/node/*"
+    assert statements["SessionManagerAgent"]["Condition"] == {
+        "StringLike": {"ec2:SourceInstanceARN": "arn:aws-us-gov:ec2:us-gov-west-1:123456789012:instance/*"}}

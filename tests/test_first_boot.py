@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from conftest import NGINX_L4, NGINX_L7, PROXY, RKE2, BASE_CONFIG, cached_run
+from conftest import DEV_PARAMETER_ROOT, NGINX_L4, NGINX_L7, PROXY, RKE2, BASE_CONFIG, cached_run
 from offline.runner import STACKS_DIR, run_stack, stack_config
 from rehearsal import LateParameter, with_real_pems, Scenario, boot, pem_self_signed
 
@@ -385,7 +385,7 @@ def test_no_stub_crashed_and_joiners_reached_the_registration_address(case):
 def test_stubs_behave_like_the_real_commands():
     config, run = _config_and_run("shape:k3s-nlb")
     instance = run.of_type("aws:ec2/instance:Instance")[0]
-    store = {"/rancher-ha/dev/node/token": "t0ken-value-for-the-rehearsal"}
+    store = {f"{DEV_PARAMETER_ROOT}/node/token": "t0ken-value-for-the-rehearsal"}
     first = boot("#cloud-config\nruncmd:\n- [sh, -c, 'command -v aws || echo no-aws-cli']\n", store, _scenario(config, instance), timeout=30)
     try:
         assert first.returncode == 0 and "no-aws-cli" in first.stdout  # the image has no AWS CLI
@@ -394,11 +394,11 @@ def test_stubs_behave_like_the_real_commands():
         missing = installed.run_again("aws ssm get-parameter --region eu-west-1 --name /nope --with-decryption --query Parameter.Value --output text")
         assert missing.returncode == 254
         assert missing.stderr == "\nAn error occurred (ParameterNotFound) when calling the GetParameter operation: \n"
-        wrong_region = missing.run_again("aws ssm get-parameter --region us-east-1 --name /rancher-ha/dev/node/token --with-decryption")
+        wrong_region = missing.run_again(f"aws ssm get-parameter --region us-east-1 --name {DEV_PARAMETER_ROOT}/node/token --with-decryption")
         assert wrong_region.returncode == 254
         bad_argument = missing.run_again("aws ssm get-parameter --region eu-west-1 --nme /x")
         assert bad_argument.returncode == 252 and "Unknown options: --nme" in bad_argument.stderr
-        read = missing.run_again("aws ssm get-parameter --region eu-west-1 --name /rancher-ha/dev/node/token --with-decryption --query Parameter.Value --output text")
+        read = missing.run_again(f"aws ssm get-parameter --region eu-west-1 --name {DEV_PARAMETER_ROOT}/node/token --with-decryption --query Parameter.Value --output text")
         assert (read.returncode, read.stdout) == (0, "t0ken-value-for-the-rehearsal\n")
         imds = read.run_again("t=$(curl -sf -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 60')"
                               " && curl -sf -H \"X-aws-ec2-metadata-token: $t\" http://169.254.169.254/latest/meta-data/instance-id"

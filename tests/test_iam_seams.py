@@ -48,7 +48,7 @@ from typing import Any, Iterable, Mapping
 import pytest
 import yaml
 
-from conftest import NGINX_L7, RKE2, run
+from conftest import DEV_PARAMETER_ROOT, NGINX_L7, RKE2, run
 from offline.mocks import ACCOUNT_ID
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -85,29 +85,41 @@ class Request:
 CONDITION_OPERATORS = {
     "StringEquals": lambda pattern, value: pattern == value,
     "StringLike": lambda pattern, value: _wildcard(pattern, value),
+    "ArnEquals": lambda pattern, value: pattern == value,
+    "ArnLike": lambda pattern, value: _wildcard(pattern, value),
+    "Bool": lambda pattern, value: str(pattern).lower() == str(value).lower(),
 }
+# A negated operator holds when none of its values match, and when the key is absent
+# ("IAM JSON policy elements: Condition operators").
+NEGATED_OPERATORS = {"StringNotEquals": "StringEquals", "StringNotLike": "StringLike",
+                     "ArnNotEquals": "ArnEquals", "ArnNotLike": "ArnLike"}
 
 
 def _conditions_hold(conditions: Mapping[str, Mapping[str, Any]], request: Request) -> bool:
     """Every operator and every key must hold (AND); any of a key's values may (OR). A key
     absent from the request context does not match a positive operator."""
     for operator, keys in conditions.items():
-        if operator not in CONDITION_OPERATORS:
+        negated = operator in NEGATED_OPERATORS
+        if operator not in CONDITION_OPERATORS and not negated:
             raise NotImplementedError(f"condition operator {operator}")
-        test = CONDITION_OPERATORS[operator]
+        test = CONDITION_OPERATORS[NEGATED_OPERATORS.get(operator, operator)]
         for key, patterns in keys.items():
             value = request.value(key)
             if value is None:
+                if negated:
+                    continue
                 return False
-            if not any(test(p, value) for p in _as_list(patterns)):
+            if any(test(p, value) for p in _as_list(patterns)) == negated:
                 return False
     return True
 
 
-def _statement_applies(statement: Mapping[str, Any], request: Request) -> bool:
-    for unsupported in ("NotAction", "NotResource", "NotPrincipal", "Principal"):
+def _statement_applies(statement: Mapping[str, Any], request: Request, resource_policy: bool = False) -> bool:
+    for unsupported in ("NotAction", "NotResource", "NotPrincipal") + (() if resource_policy else ("Principal",)):
         if unsupported in statement:
             raise NotImplementedError(unsupported)
+    if resource_policy and not _principal_names(statement["Principal"], request):
+        return False
     if not any(_wildcard(a, request.action, case_sensitive=False) for a in _as_list(statement["Action"])):
         return False
     if not any(_wildcard(r, request.resource) for r in _as_list(statement["Resource"])):
@@ -124,6 +136,39 @@ def evaluate(policies: Iterable[Mapping[str, Any]], request: Request) -> str:
     if any(s["Effect"] == "Allow" for s in applying):
         return "Allow"
     return "ImplicitDeny"
+
+
+def _principal_names(principal: Any, request: Request, directly: bool = False) -> bool:
+    """Whether a resource policy's Principal covers the caller (aws:PrincipalArn in the
+    context): "*", the caller's ARN, or its account's root, which in a same-account
+    resource policy hands the decision to the caller's IAM policies (not `directly`)."""
+    if principal == "*":
+        return not directly
+    caller = request.value("aws:PrincipalArn") or ""
+    for arn in _as_list(principal.get("AWS", [])):
+        if arn == caller or (arn == "*" and not directly):
+            return True
+        if not directly and arn.endswith(":root") and arn.split(":")[4] == caller.split(":")[4]:
+            return True
+    return False
+
+
+def evaluate_with_resource_policy(identity: Iterable[Mapping[str, Any]], resource: Mapping[str, Any] | None,
+                                  request: Request, key_policy: bool = False) -> str:
+    """One request of a principal of the resource's own account. S3: an Allow in either the
+    identity or the bucket policy allows. KMS ("Key policies in AWS KMS"): the key policy
+    must allow, naming the caller, or naming the account (root), and then an IAM policy must
+    allow too. An explicit Deny anywhere wins."""
+    own = [s for p in identity for s in _as_list(p["Statement"]) if _statement_applies(s, request)]
+    theirs = [s for s in _as_list((resource or {}).get("Statement") or []) if _statement_applies(s, request, resource_policy=True)]
+    if any(s["Effect"] == "Deny" for s in own + theirs):
+        return "Deny"
+    identity_allows = any(s["Effect"] == "Allow" for s in own)
+    if not key_policy:
+        return "Allow" if identity_allows or any(s["Effect"] == "Allow" for s in theirs) else "ImplicitDeny"
+    direct = any(s["Effect"] == "Allow" and _principal_names(s["Principal"], request, directly=True) for s in theirs)
+    delegated = any(s["Effect"] == "Allow" for s in theirs)
+    return "Allow" if direct or (delegated and identity_allows) else "ImplicitDeny"
 
 
 def allowed(policies, requests: Iterable[Request]) -> bool:
@@ -153,6 +198,25 @@ def test_the_evaluator_itself():
     with pytest.raises(NotImplementedError):
         evaluate([{"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*", "Condition": {"IpAddress": {}}}]}],
                  Request("a:b", "c"))
+    # Negated operators hold for an absent key; Bool compares as text.
+    not_like = {"Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*",
+                               "Condition": {"ArnNotLike": {"aws:PrincipalArn": ["arn:aws:iam::1:role/a", "arn:aws:iam::1:role/*/a"]}}}]}
+    assert evaluate([not_like], Request("s3:GetObject", "x", {"aws:PrincipalArn": "arn:aws:iam::1:role/a"})) == "ImplicitDeny"
+    assert evaluate([not_like], Request("s3:GetObject", "x", {"aws:PrincipalArn": "arn:aws:iam::1:role/p/a"})) == "ImplicitDeny"
+    assert evaluate([not_like], Request("s3:GetObject", "x", {"aws:PrincipalArn": "arn:aws:iam::1:role/b"})) == "Deny"
+    assert evaluate([not_like], Request("s3:GetObject", "x")) == "Deny"
+    tls = {"Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}
+    assert evaluate([tls], Request("s3:GetObject", "x", {"aws:SecureTransport": "false"})) == "Deny"
+    assert evaluate([tls], Request("s3:GetObject", "x", {"aws:SecureTransport": "true"})) == "ImplicitDeny"
+    # Resource policies: who they name; a key policy naming the account needs IAM as well.
+    me = {"aws:PrincipalArn": "arn:aws:iam::1:role/me"}
+    grant = lambda principal: {"Statement": [{"Effect": "Allow", "Principal": principal, "Action": "kms:Decrypt", "Resource": "*"}]}  # noqa: E731
+    iam = [{"Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}]
+    assert evaluate_with_resource_policy([], grant({"AWS": "arn:aws:iam::1:role/me"}), Request("kms:Decrypt", "k", me), key_policy=True) == "Allow"
+    assert evaluate_with_resource_policy([], grant({"AWS": "arn:aws:iam::1:root"}), Request("kms:Decrypt", "k", me), key_policy=True) == "ImplicitDeny"
+    assert evaluate_with_resource_policy(iam, grant({"AWS": "arn:aws:iam::1:root"}), Request("kms:Decrypt", "k", me), key_policy=True) == "Allow"
+    assert evaluate_with_resource_policy(iam, grant({"AWS": "arn:aws:iam::1:role/other"}), Request("kms:Decrypt", "k", me), key_policy=True) == "ImplicitDeny"
+    assert evaluate_with_resource_policy(iam, None, Request("kms:Decrypt", "k", me)) == "Allow"  # S3: IAM alone suffices
 
 
 # -- the program's policies ----------------------------------------------------------------
@@ -275,18 +339,18 @@ def _created_parameters(result) -> set[str]:
 
 def test_node_role_reads_every_node_parameter_and_nothing_of_nginx(stack, node_policy):
     created = _created_parameters(stack)
-    node = {n for n in created if n.startswith(f"/rancher-ha/{STACK}/node/")}
-    nginx = {n for n in created if n.startswith(f"/rancher-ha/{STACK}/nginx/")}
-    assert {"/rancher-ha/dev/node/token", "/rancher-ha/dev/node/tls/server-ca.key", "/rancher-ha/dev/node/cluster-initialized"} <= node
+    node = {n for n in created if n.startswith(f"{DEV_PARAMETER_ROOT}/node/")}
+    nginx = {n for n in created if n.startswith(f"{DEV_PARAMETER_ROOT}/nginx/")}
+    assert {f"{DEV_PARAMETER_ROOT}/node/token", f"{DEV_PARAMETER_ROOT}/node/tls/server-ca.key", f"{DEV_PARAMETER_ROOT}/node/cluster-initialized"} <= node
     assert nginx and node | nginx == created
     for action in ("ssm:GetParameter", "ssm:GetParameters"):
         assert {n: evaluate([node_policy], Request(action, _parameter_arn(n))) for n in node} == {n: "Allow" for n in node}
         assert {n: evaluate([node_policy], Request(action, _parameter_arn(n))) for n in nginx} == {n: "ImplicitDeny" for n in nginx}
     # Another stack's node path, and parameters of this path in another region, are denied.
     assert evaluate([node_policy], Request("ssm:GetParameter", _parameter_arn("/rancher-ha/prod/node/token"))) == "ImplicitDeny"
-    other_region = f"arn:aws:ssm:us-east-1:{ACCOUNT_ID}:parameter/rancher-ha/dev/node/token"
+    other_region = f"arn:aws:ssm:us-east-1:{ACCOUNT_ID}:parameter{DEV_PARAMETER_ROOT}/node/token"
     assert evaluate([node_policy], Request("ssm:GetParameter", other_region)) == "ImplicitDeny"
-    assert evaluate([node_policy], Request("ssm:PutParameter", _parameter_arn("/rancher-ha/dev/node/token"))) == "ImplicitDeny"
+    assert evaluate([node_policy], Request("ssm:PutParameter", _parameter_arn(f"{DEV_PARAMETER_ROOT}/node/token"))) == "ImplicitDeny"
 
 
 def test_every_parameter_a_server_boot_script_reads_is_created_and_allowed(stack, node_policy):
@@ -298,7 +362,7 @@ def test_every_parameter_a_server_boot_script_reads_is_created_and_allowed(stack
         names = _parameters_read(_script_text(cloud_config(server)))
         assert names, server.name
         read |= names
-    assert "/rancher-ha/dev/node/tls/service.key" in read and "/rancher-ha/dev/node/token" in read
+    assert f"{DEV_PARAMETER_ROOT}/node/tls/service.key" in read and f"{DEV_PARAMETER_ROOT}/node/token" in read
     assert read <= created, read - created
     assert {n: evaluate([node_policy], Request("ssm:GetParameter", _parameter_arn(n))) for n in read} == {n: "Allow" for n in read}
 
@@ -309,7 +373,7 @@ def test_the_k3s_datastore_endpoint_is_read_from_the_node_path():
     from helpers import cloud_config, server_instances
 
     read = set().union(*(_parameters_read(_script_text(cloud_config(s))) for s in server_instances(k3s)))
-    assert "/rancher-ha/dev/node/datastore-endpoint" in read
+    assert f"{DEV_PARAMETER_ROOT}/node/datastore-endpoint" in read
     assert read <= _created_parameters(k3s), read - _created_parameters(k3s)
     assert all(evaluate([policy], Request("ssm:GetParameter", _parameter_arn(n))) == "Allow" for n in read)
 
@@ -318,12 +382,12 @@ def test_nginx_role_reads_only_its_own_parameters(stack, nginx_policy):
     (template,) = stack.of_type("aws:ec2/launchTemplate:LaunchTemplate")
     script = _script_text(yaml.safe_load(base64.b64decode(template.inputs["userData"]).decode()))
     read = _parameters_read(script)
-    assert read == {"/rancher-ha/dev/nginx/nginx.conf", "/rancher-ha/dev/nginx/tls.crt", "/rancher-ha/dev/nginx/tls.key"}
+    assert read == {f"{DEV_PARAMETER_ROOT}/nginx/nginx.conf", f"{DEV_PARAMETER_ROOT}/nginx/tls.crt", f"{DEV_PARAMETER_ROOT}/nginx/tls.key"}
     created = _created_parameters(stack)
     assert read <= created
     for name in created:
         verdict = evaluate([nginx_policy], Request("ssm:GetParameter", _parameter_arn(name)))
-        assert verdict == ("Allow" if name.startswith("/rancher-ha/dev/nginx/") else "ImplicitDeny"), name
+        assert verdict == ("Allow" if name.startswith(f"{DEV_PARAMETER_ROOT}/nginx/") else "ImplicitDeny"), name
 
 
 # -- NGINX takes over the Elastic IP ----------------------------------------------------------
@@ -356,14 +420,221 @@ def test_nginx_may_move_the_stack_address_onto_stack_instances_only(stack, nginx
     assert evaluate([nginx_policy], Request("ec2:DisassociateAddress", f"arn:aws:ec2:{REGION}:{ACCOUNT_ID}:elastic-ip/{allocation}")) == "ImplicitDeny"
 
 
-def test_association_statements_match_the_policy_the_program_produces(stack, nginx_policy):
+def _association_cases(allocation: str, stack_id: str) -> list[tuple[str, list[Request], str]]:
+    """Concrete `associate-address` calls and the verdict each must get, written out by hand
+    (not derived from the program): only this stack's address, only onto an instance that
+    is this stack's NGINX (its unique identity and the NGINX role tag)."""
+    own = {"rancher-ha:stack-id": stack_id, "rancher-ha:role": "nginx", "rancher-ha:stack": STACK}
+    instance = "i-0123456789abcdef0"
+    eip = lambda a, region=REGION: Request("ec2:AssociateAddress", f"arn:aws:ec2:{region}:{ACCOUNT_ID}:elastic-ip/{a}")  # noqa: E731
+    return [
+        ("own address onto own NGINX", _associate(allocation, instance, own), "Allow"),
+        ("another address onto own NGINX", _associate("eipalloc-0ffffffffffffffff", instance, own), "Deny"),
+        ("own address in another region", [eip(allocation, "us-east-1")], "Deny"),
+        ("onto a server of the stack", _associate(allocation, instance, {"rancher-ha:stack-id": stack_id, "rancher-ha:stack": STACK}), "Deny"),
+        ("onto a server tagged with another role", _associate(allocation, instance, {**own, "rancher-ha:role": "server"}), "Deny"),
+        ("onto another deployment's NGINX", _associate(allocation, instance, {**own, "rancher-ha:stack-id": f"{STACK}/0badc0de"}), "Deny"),
+        ("onto an instance tagged with the stack name only", _associate(allocation, instance, {"rancher-ha:stack": STACK, "rancher-ha:role": "nginx"}), "Deny"),
+        ("onto an untagged instance", _associate(allocation, instance, {}), "Deny"),
+        ("disassociate", [Request("ec2:DisassociateAddress", eip(allocation).resource)], "Deny"),
+        ("release", [Request("ec2:ReleaseAddress", eip(allocation).resource)], "Deny"),
+    ]
+
+
+def test_association_statements_allow_exactly_the_stack_address_onto_its_nginx(stack, nginx_policy):
+    """Both the function and the policy the program produced, against the hand-written table."""
     from components.nginx_lb import association_statements
 
     (address,) = [r for r in stack.of_type("aws:ec2/eip:Eip") if r.name == "nginx-lb-address"]
-    expected = association_statements("aws", REGION, ACCOUNT_ID, address.outputs["allocationId"])
-    for statement in expected:  # stack_name() is the stack of the last run: pin it to dev
-        condition = statement.get("Condition", {}).get("StringEquals", {})
-        for key in condition:
-            condition[key] = STACK
-    produced = [s for s in nginx_policy["Statement"] if s.get("Sid") != "ReadOwnParameters"]
-    assert produced == json.loads(json.dumps(expected, sort_keys=True))
+    allocation = address.outputs["allocationId"]
+    (stack_id,) = {t["value"] for t in stack.of_type("aws:autoscaling/group:Group")[0].inputs["tags"] if t["key"] == "rancher-ha:stack-id"}
+    assert re.fullmatch(rf"{STACK}/[0-9a-f]{{8}}", stack_id), stack_id
+    policies = {
+        "produced": {"Statement": [s for s in nginx_policy["Statement"] if s.get("Sid") != "ReadOwnParameters"]},
+        "function": {"Statement": association_statements("aws", REGION, ACCOUNT_ID, allocation, stack_id)},
+    }
+    for source, policy in policies.items():
+        verdicts = {what: "Allow" if allowed([policy], requests) else "Deny" for what, requests, _ in _association_cases(allocation, stack_id)}
+        assert verdicts == {what: expected for what, _, expected in _association_cases(allocation, stack_id)}, source
+
+
+# -- two deployments with one stack name (another team's fork, one account and region) -----
+@pytest.fixture(scope="module")
+def other_team(stack):
+    """The same project and stack name, deployed from another state (another fork or team)."""
+    return run({**RKE2, **NGINX_L7, "rancher-ha:etcdSnapshotS3": True}, deployment="team-b")
+
+
+def test_two_deployments_of_one_stack_name_share_no_parameter(stack, other_team):
+    ours, theirs = _created_parameters(stack), _created_parameters(other_team)
+    assert ours and theirs
+    # SSM names are unique per account and region: a shared one is ParameterAlreadyExists.
+    assert ours & theirs == set(), sorted(ours & theirs)
+
+
+def test_a_node_cannot_read_the_other_deployments_parameters(stack, other_team, node_policy, nginx_policy):
+    for policy, other_policy in ((node_policy, _policy(other_team, "rancher-server-policy")),
+                                 (nginx_policy, _policy(other_team, "nginx-lb-instance-policy"))):
+        for name in sorted(_created_parameters(other_team)):
+            assert evaluate([policy], Request("ssm:GetParameter", _parameter_arn(name))) == "ImplicitDeny", name
+        for name in sorted(_created_parameters(stack)):
+            assert evaluate([other_policy], Request("ssm:GetParameter", _parameter_arn(name))) == "ImplicitDeny", name
+
+
+def _instance_tags(result) -> dict[str, dict[str, str]]:
+    """Instance id -> the tags EC2 puts on it: the servers' own, and the NGINX group's propagated ones."""
+    found = {r.outputs["id"]: dict(r.inputs["tags"]) for r in result.of_type("aws:ec2/instance:Instance")}
+    for group in result.of_type("aws:autoscaling/group:Group"):
+        found["i-0nginx" + group.name[-8:]] = {t["key"]: t["value"] for t in group.inputs["tags"] if t.get("propagateAtLaunch")}
+    return found
+
+
+def test_nginx_moves_the_address_only_onto_its_own_nginx_instance(stack, other_team, nginx_policy):
+    (address,) = [r for r in stack.of_type("aws:ec2/eip:Eip") if r.name == "nginx-lb-address"]
+    allocation = address.outputs["allocationId"]
+    ours = _instance_tags(stack)
+    servers = {i: t for i, t in ours.items() if not i.startswith("i-0nginx")}
+    (nginx_id,) = [i for i in ours if i.startswith("i-0nginx")]
+    assert len(servers) == 3
+    assert allowed([nginx_policy], _associate(allocation, nginx_id, ours[nginx_id]))
+    # A server of this very stack carries the stack's tags too: the address must not land there.
+    for server, server_tags in servers.items():
+        assert not allowed([nginx_policy], _associate(allocation, server, server_tags)), (server, server_tags)
+    # Nor on any instance of the other deployment of the same stack name, its NGINX included.
+    for instance, instance_tags in _instance_tags(other_team).items():
+        assert not allowed([nginx_policy], _associate(allocation, instance + "b", instance_tags)), (instance, instance_tags)
+
+
+# -- Session Manager: the SSM Agent's calls ------------------------------------------------
+# The agent (snap amazon-ssm-agent on Canonical's Ubuntu AMIs) registers and keeps the
+# instance online with ssm:UpdateInstanceInformation, and for a session opens its control
+# and data channels on the ssmmessages endpoint (AWS, "Reference: ec2messages, ssmmessages,
+# and other API operations"). ssmmessages names no resource type, so the request's
+# resource is '*'; EC2 role credentials carry ec2:SourceInstanceARN.
+SESSION_CALLS = ("ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+                 "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel")
+
+
+def _from_instance(action: str, resource: str = "*", account: str = ACCOUNT_ID, region: str = REGION) -> Request:
+    return Request(action, resource, {"ec2:SourceInstanceARN": f"arn:aws:ec2:{region}:{account}:instance/i-0123456789abcdef0"})
+
+
+@pytest.mark.parametrize("role", ["rancher-server-policy", "nginx-lb-instance-policy"])
+def test_every_node_may_open_a_session_manager_channel_and_nothing_broader(stack, role):
+    policy = _policy(stack, role)
+    assert {a: evaluate([policy], _from_instance(a)) for a in SESSION_CALLS} == {a: "Allow" for a in SESSION_CALLS}
+    broader = {
+        "Run Command": _from_instance("ec2messages:GetMessages"),
+        "Run Command reply": _from_instance("ec2messages:SendReply"),
+        "start a session elsewhere": _from_instance("ssm:StartSession", f"arn:aws:ec2:{REGION}:{ACCOUNT_ID}:instance/i-0ffffffffffffffff"),
+        "send a command": _from_instance("ssm:SendCommand", f"arn:aws:ssm:{REGION}::document/AWS-RunShellScript"),
+        "read documents": _from_instance("ssm:GetDocument", f"arn:aws:ssm:{REGION}:{ACCOUNT_ID}:document/x"),
+        "inventory": _from_instance("ssm:PutInventory", f"arn:aws:ec2:{REGION}:{ACCOUNT_ID}:instance/i-0123456789abcdef0"),
+        "any parameter (ManagedInstanceCore)": _from_instance("ssm:GetParameter", _parameter_arn("/rancher-ha/prod/node/token")),
+        "the credentials used off the instance": Request("ssmmessages:OpenControlChannel", "*"),
+        "from another account's instance": _from_instance("ssmmessages:OpenControlChannel", account="210987654321"),
+        "from another region's instance": _from_instance("ssmmessages:OpenDataChannel", region="us-east-1"),
+    }
+    assert {what: evaluate([policy], r) for what, r in broader.items()} == {what: "ImplicitDeny" for what in broader}
+
+
+def test_session_manager_off_grants_none_of_it():
+    result = run({"rancher-ha:sessionManager": False})
+    policy = _policy(result, "rancher-server-policy")
+    assert {a: evaluate([policy], _from_instance(a)) for a in SESSION_CALLS} == {a: "ImplicitDeny" for a in SESSION_CALLS}
+
+
+# -- the snapshot bucket: who may read the snapshots (they hold every secret of the cluster) --
+NODE_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/rancher-server-role"  # the mocks' ARN of the node role
+DEPLOYER = f"arn:aws:iam::{ACCOUNT_ID}:user/offline"  # the mocks' get_caller_identity
+AUDITOR = f"arn:aws:iam::{ACCOUNT_ID}:role/auditor"
+# What the managed ReadOnlyAccess / an administrator's policy grant in the account.
+READ_ONLY_ACCESS = {"Statement": [{"Effect": "Allow", "Action": ["s3:Get*", "s3:List*", "kms:Describe*", "kms:Get*", "kms:List*"], "Resource": "*"}]}
+ADMINISTRATOR = {"Statement": [{"Effect": "Allow", "Action": ["s3:*", "kms:*"], "Resource": "*"}]}
+
+
+def _resource_policy(result, type_token: str, field_name: str) -> dict | None:
+    found = [json.loads(r.inputs[field_name]) for r in result.of_type(type_token)]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+@pytest.fixture(scope="module")
+def bucket_policy(stack):
+    return _resource_policy(stack, "aws:s3/bucketPolicy:BucketPolicy", "policy")
+
+
+@pytest.fixture(scope="module")
+def key_policy(stack):
+    (key,) = stack.of_type("aws:kms/key:Key")
+    return json.loads(key.inputs["policy"])
+
+
+def _by(principal: str, request: Request, tls: bool = True) -> Request:
+    return Request(request.action, request.resource,
+                   {**request.context, "aws:PrincipalArn": principal, "aws:SecureTransport": "true" if tls else "false"})
+
+
+def _via_s3(action: str, principal: str, region: str = REGION) -> Request:
+    return Request(action, f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/etcd-snapshots-key",
+                   {"aws:PrincipalArn": principal, "kms:ViaService": f"s3.{region}.amazonaws.com"})
+
+
+def test_a_read_only_principal_of_the_account_cannot_read_a_snapshot(bucket, bucket_policy):
+    snapshot = snapshot_client_requests(bucket)["GetObject snapshot"]
+    for principal, policy in ((AUDITOR, READ_ONLY_ACCESS), (AUDITOR, ADMINISTRATOR), (DEPLOYER, ADMINISTRATOR)):
+        assert evaluate_with_resource_policy([policy], bucket_policy, _by(principal, snapshot)) == "Deny", principal
+
+
+def test_no_request_without_tls_is_served_not_even_the_nodes(node_policy, bucket, bucket_policy):
+    verdicts = {what: evaluate_with_resource_policy([node_policy], bucket_policy, _by(NODE_ROLE, r, tls=False))
+                for what, r in snapshot_client_requests(bucket).items()}
+    assert verdicts == {what: "Deny" for what in verdicts}
+
+
+def test_the_nodes_read_and_write_their_folder_over_tls_with_the_key(node_policy, bucket, bucket_policy, key_policy):
+    verdicts = {what: evaluate_with_resource_policy([node_policy], bucket_policy, _by(NODE_ROLE, r))
+                for what, r in snapshot_client_requests(bucket).items()}
+    assert verdicts == {what: "Allow" for what in verdicts}
+    # SSE-KMS: S3 asks KMS for a data key on PutObject and to decrypt it on GetObject.
+    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+        assert evaluate_with_resource_policy([node_policy], key_policy, _via_s3(action, NODE_ROLE), key_policy=True) == "Allow"
+        # ...only through S3 in the stack's region, not with the key directly.
+        direct = Request(action, f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/etcd-snapshots-key", {"aws:PrincipalArn": NODE_ROLE})
+        assert evaluate_with_resource_policy([node_policy], key_policy, direct, key_policy=True) == "ImplicitDeny"
+        assert evaluate_with_resource_policy([node_policy], key_policy, _via_s3(action, NODE_ROLE, "us-east-1"), key_policy=True) == "ImplicitDeny"
+
+
+def test_no_principal_outside_the_key_policy_can_decrypt(key_policy):
+    for principal, policy in ((AUDITOR, ADMINISTRATOR), (DEPLOYER, ADMINISTRATOR), (AUDITOR, READ_ONLY_ACCESS)):
+        for action in ("kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant", "kms:ReEncryptFrom"):
+            assert evaluate_with_resource_policy([policy], key_policy, _via_s3(action, principal), key_policy=True) == "ImplicitDeny", (principal, action)
+    # The account can still administer it (rotation, policy, deletion): through IAM only.
+    admin = Request("kms:PutKeyPolicy", "arn:aws:kms:eu-west-1:123456789012:key/k", {"aws:PrincipalArn": DEPLOYER})
+    assert evaluate_with_resource_policy([ADMINISTRATOR], key_policy, admin, key_policy=True) == "Allow"
+    assert evaluate_with_resource_policy([READ_ONLY_ACCESS], key_policy, admin, key_policy=True) == "ImplicitDeny"
+
+
+def test_the_deployer_keeps_managing_and_emptying_the_bucket_but_reads_nothing(bucket, bucket_policy):
+    arn = f"arn:aws:s3:::{bucket}"
+    manage = [Request("s3:PutBucketPolicy", arn), Request("s3:GetBucketPolicy", arn), Request("s3:PutBucketVersioning", arn),
+              Request("s3:ListBucketVersions", arn), Request("s3:DeleteObjectVersion", f"{arn}/rancher-ha/dev/etcd-snapshot-x"),
+              Request("s3:DeleteBucket", arn)]
+    assert {r.action: evaluate_with_resource_policy([ADMINISTRATOR], bucket_policy, _by(DEPLOYER, r)) for r in manage} == {
+        r.action: "Allow" for r in manage}
+    # Another administrator of the account, not named in snapshotBucketAdmins, cannot.
+    assert {r.action: evaluate_with_resource_policy([ADMINISTRATOR], bucket_policy, _by(AUDITOR, r)) for r in manage} == {
+        r.action: "Deny" for r in manage}
+
+
+def test_snapshot_bucket_admins_and_an_assumed_role_deployer_are_recognised():
+    from components.snapshot_bucket import bucket_policy as policy_of, principal_arn_patterns
+
+    patterns = principal_arn_patterns(f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/ci-deploy/github-1234")
+    policy = policy_of("arn:aws:s3:::b", NODE_ROLE, [*patterns, f"arn:aws:iam::{ACCOUNT_ID}:role/breakglass"])
+    put = Request("s3:PutBucketPolicy", "arn:aws:s3:::b")
+    for principal in (f"arn:aws:iam::{ACCOUNT_ID}:role/ci-deploy", f"arn:aws:iam::{ACCOUNT_ID}:role/deploy/ci-deploy",
+                      f"arn:aws:iam::{ACCOUNT_ID}:role/breakglass"):
+        assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(principal, put)) == "Allow", principal
+    assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(f"arn:aws:iam::{ACCOUNT_ID}:role/ci-deploy-2", put)) == "Deny"
+    assert principal_arn_patterns(DEPLOYER) == [DEPLOYER]

@@ -10,6 +10,7 @@ restarted, and an edit that running servers ignore says so in the plan.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -23,6 +24,7 @@ from offline.plan import RDS_INSTANCE, SERVER_INSTANCE, plan_update
 from offline.runner import STACKS_DIR, run_stack
 
 BUCKET_PREFIX = "aws:s3/bucket"
+SSM_PARAMETER = "aws:ssm/parameter:Parameter"
 FIRST_RELEASE = "f024eb3"
 BASE_DATE = "2026-03-01"  # inside the first renewal window of both certificates
 ADMIN = "203.0.113.0/24"  # conftest BASE_CONFIG
@@ -90,6 +92,26 @@ def assert_ignored_on_running_servers(p, path: str) -> None:
         assert any(
             note.startswith(f"{server.name}: `{path}`") and "only on replacement" in note for note in p.notes
         ), (server.name, p.notes)
+
+
+def assert_parameters_move_below_the_stack_identity(p, stack: str, new_parameters: tuple[str, ...] = ()) -> None:
+    """A stack created before StackIdentity kept its SSM parameters in /rancher-ha/<stack>:
+    each is replaced by one of the same name below /rancher-ha/<stack>/<id> (SSM names are
+    force-new), created before the old one is deleted (which runs last, after every
+    create and update); none is created or deleted alone, so none goes missing."""
+    changed = [s for s in p.steps if s.type == SSM_PARAMETER and s.op != "same" and not s.replacement]
+    assert sorted(s.name for s in changed if s.op == "create") == sorted(new_parameters)
+    assert [s.name for s in p.steps if s.type == SSM_PARAMETER and s.op == "delete" and not s.replacement] == []
+    moved = [s for s in changed if s.op != "create"]
+    assert moved, "no parameter moved"
+    for step in moved:
+        assert step.op == "replace" and not step.replacement, (step.name, step.op)
+        assert step.replace_reasons == ["force-new name"] and not step.delete_before_replace, (step.name, step.replace_reasons)
+        (name,) = [c for c in step.changes if c.path == "name"]
+        prefix = f"/rancher-ha/{stack}/"
+        assert name.old.startswith(prefix) and re.fullmatch(rf"{re.escape(prefix)}[0-9a-f]{{8}}/{re.escape(name.old[len(prefix):])}", name.new), (name.old, name.new)
+        (old_half,) = [s for s in p.steps if s.replacement and s.urn in (step.urn, step.old_urn)]
+        assert old_half.phase == "delete" and old_half.seq > step.seq, (step.name, old_half.phase)
 
 
 # -- routine edits ----------------------------------------------------------------------
@@ -395,10 +417,13 @@ def test_upgrading_from_the_first_release_collides_with_nothing(first_release_pl
 def test_upgrading_from_the_first_release_replaces_nothing_stateful(first_release_plans, stack):
     p = first_release_plans[stack]
     assert_routine(p)
-    # Only the readiness gate is replaced: its provider sees new inputs (the expected
-    # servers, the TLS name, triggers) and waits once more for a cluster that is up.
-    replaced = [(s.name, s.replace_reasons) for s in p.by_op("replace")]
+    # Only the readiness gate is replaced (its provider sees new inputs: the expected
+    # servers, the TLS name, triggers; it waits once more for a cluster that is up), and
+    # the SSM parameters, which move below the stack's unique identity.
+    replaced = [(s.name, s.replace_reasons) for s in p.by_op("replace") if s.type != SSM_PARAMETER]
     assert [name for name, _ in replaced] == ["cluster-access-api-ready"], replaced
+    # (The first release wrote no cluster-initialized marker: RKE2's prod gets one.)
+    assert_parameters_move_below_the_stack_identity(p, stack, ("cluster-state-cluster-initialized",) if stack == "prod" else ())
     assert_ignored_on_running_servers(p, "userData")
     # The lock takes over the first release's hostname lock in place.
     lock = p.step("rancher-hostname-lock")
@@ -746,3 +771,67 @@ def test_the_dns_records_moved_to_apidns_keep_their_identity(last_landed_plans, 
         (s.name, s.old_urn) for s in moved
     ]
     assert [s.name for s in p.steps if s.type == "rancher-ha:dns:ApiDns"] == ["api-dns"]
+
+
+# -- from the last landed revision (stack identity) ------------------------------------------
+IDENTITY_BASE = "bb6a910"  # SSM parameters under /rancher-ha/<stack>, the EIP condition on the stack name
+
+
+@pytest.fixture(scope="module")
+def identity_plans():
+    from tools.plan import base_states
+
+    stacks = ["dev", "prod", "staging"]  # K3s + NLB, RKE2 + NLB, RKE2 + NGINX L7
+    olds, errors = base_states(IDENTITY_BASE, stacks)
+    assert errors == {}, errors
+    return {stack: (olds[stack], run_stack(stack), plan(olds[stack], run_stack(stack))) for stack in stacks}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "staging"])
+def test_an_existing_stack_moves_its_parameters_below_its_identity_safely(identity_plans, stack):
+    old, new, p = identity_plans[stack]
+    assert p.errors == [] and p.collisions == [], [c.describe() for c in p.collisions]
+    assert_routine(p)
+    assert_parameters_move_below_the_stack_identity(p, stack)
+    # ClusterMembers are new in the same release (tests/test_day2_rehearsal.py covers them).
+    created = sorted(s.name for s in p.steps if s.op == "create" and s.custom and not s.name.endswith("-member"))
+    buckets = [s for s in p.steps if s.type == "aws:s3/bucket:Bucket"]
+    if buckets:  # RKE2 stacks with S3 snapshots: the bucket gets its key and policy in place
+        assert created == ["etcd-snapshots-key", "etcd-snapshots-key-alias", "etcd-snapshots-policy", "stack-identity-id"], created
+        assert [b.op for b in buckets] == ["same"], [(b.op, b.changes) for b in buckets]
+        (encryption,) = [s for s in p.steps if s.type.startswith("aws:s3/bucketServerSideEncryptionConfiguration")]
+        assert encryption.op == "update" and [c.path for c in encryption.changes] == ["rules[0].applyServerSideEncryptionByDefault.kmsMasterKeyId"], encryption.changes
+    else:
+        assert created == ["stack-identity-id"], created
+    assert [s.name for s in p.steps if s.op == "replace" and s.type != SSM_PARAMETER] == []
+    # Every parameter the old stack had is there under the new root, and nothing else moved.
+    root = {r.inputs["name"].rsplit("/node/", 1)[0].rsplit("/nginx/", 1)[0] for r in new.of_type(SSM_PARAMETER)}
+    (root,) = root
+    assert {n.inputs["name"].replace(f"/rancher-ha/{stack}/", f"{root}/", 1) for n in old.of_type(SSM_PARAMETER)} == {
+        n.inputs["name"] for n in new.of_type(SSM_PARAMETER)
+    }
+    # Running servers read SSM only at their first boot: their user data (the new root) is
+    # ignored and takes effect on replacement servers, which find every parameter there.
+    assert_ignored_on_running_servers(p, "userData")
+    # The roles are updated in place to the new root only (not the old one).
+    for policy in [s for s in p.steps if s.type == "aws:iam/rolePolicy:RolePolicy"]:
+        assert policy.op == "update", (policy.name, policy.op)
+        read = [x for x in json.loads(policy_input(new, policy.name))["Statement"] if x.get("Sid") == "ReadOwnParameters"]
+        assert read and all(f"parameter{root}/" in x["Resource"] for x in read), read
+    if stack == "prod":
+        # The replaced first server's marker: under the new root before the old one goes.
+        marker = p.step("cluster-state-cluster-initialized")
+        assert marker.op == "replace"
+    if stack == "staging":
+        # NGINX's refresh timer reads the root written in its launch template: the new
+        # version rolls the instance onto the new root (a failed read keeps the running
+        # configuration until then: rendering/templates/nginx-refresh.sh.j2, `set -e`).
+        (template,) = [s for s in p.steps if s.type == "aws:ec2/launchTemplate:LaunchTemplate"]
+        assert template.op == "update" and "userData" in [c.path for c in template.changes], template
+        group = p.step("nginx-lb-group")
+        assert [n for n in group.notes if "rolls its instance (instance refresh" in n], group.notes
+
+
+def policy_input(result, name: str) -> str:
+    (policy,) = [r for r in result.registrations if r.name == name]
+    return policy.inputs["policy"]

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from conftest import NGINX_L4, NGINX_L7, RKE2, cached_run
+from conftest import DEV_PARAMETER_ROOT, NGINX_L4, NGINX_L7, RKE2, cached_run
 from test_firewall import rule_set
 
 
@@ -68,19 +68,19 @@ def test_user_data_is_static_and_names_no_node():
 def test_configuration_and_certificate_reach_nginx_through_ssm_only():
     run = cached_run(NGINX_L7)
     parameters = _parameters(run)
-    assert {"/rancher-ha/dev/nginx/nginx.conf", "/rancher-ha/dev/nginx/tls.crt", "/rancher-ha/dev/nginx/tls.key"} <= set(parameters)
-    key = parameters["/rancher-ha/dev/nginx/tls.key"]
+    assert {f"{DEV_PARAMETER_ROOT}/nginx/nginx.conf", f"{DEV_PARAMETER_ROOT}/nginx/tls.crt", f"{DEV_PARAMETER_ROOT}/nginx/tls.key"} <= set(parameters)
+    key = parameters[f"{DEV_PARAMETER_ROOT}/nginx/tls.key"]
     assert key.inputs["type"] == "SecureString" and "value" in key.secret_inputs
     body = key.inputs["value"].strip().splitlines()[1]
     assert body not in base64.b64decode(_template(run).inputs["userData"]).decode()
     for ip in run.outputs["nodePrivateIps"].value:
-        assert f"server {ip}:6443 max_fails=3 fail_timeout=5s;" in parameters["/rancher-ha/dev/nginx/nginx.conf"].inputs["value"]
+        assert f"server {ip}:6443 max_fails=3 fail_timeout=5s;" in parameters[f"{DEV_PARAMETER_ROOT}/nginx/nginx.conf"].inputs["value"]
     refresh = _user_data(run)["write_files"][1]["content"]
     assert "fetch_parameter tls.key" in refresh and "fetch_parameter nginx.conf" in refresh and "nginx -t" in refresh
     (group,) = run.of_type("aws:autoscaling/group:Group")
     # The group does not wait for them (the instance boots while the servers are created);
     # its boot waits for them instead (rehearsed in test_first_boot with late parameters).
-    assert not any(parameters[name].urn in group.dependencies for name in ("/rancher-ha/dev/nginx/nginx.conf", "/rancher-ha/dev/nginx/tls.key"))
+    assert not any(parameters[name].urn in group.dependencies for name in (f"{DEV_PARAMETER_ROOT}/nginx/nginx.conf", f"{DEV_PARAMETER_ROOT}/nginx/tls.key"))
     servers = {i.urn for i in run.of_type("aws:ec2/instance:Instance")}
     assert not servers & set(group.dependencies)
 
@@ -89,10 +89,13 @@ def test_the_instance_role_reads_its_parameters_and_moves_only_its_address():
     run = cached_run(NGINX_L7)
     role = next(p for p in run.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.startswith("nginx-lb"))
     statements = {s["Sid"]: s for s in json.loads(role.inputs["policy"])["Statement"]}
-    assert statements["ReadOwnParameters"]["Resource"] == "arn:aws:ssm:eu-west-1:123456789012:parameter/rancher-ha/dev/nginx/*"
+    assert statements["ReadOwnParameters"]["Resource"] == f"arn:aws:ssm:eu-west-1:123456789012:parameter{DEV_PARAMETER_ROOT}/nginx/*"
     eip = next(e for e in run.of_type("aws:ec2/eip:Eip") if e.name == "nginx-lb-address")
     assert statements["TakeOverStackAddress"]["Resource"] == f"arn:aws:ec2:eu-west-1:123456789012:elastic-ip/{eip.outputs['allocationId']}"
-    assert statements["OntoStackInstances"]["Condition"] == {"StringEquals": {"aws:ResourceTag/rancher-ha:stack": "dev"}}
+    stack_id = DEV_PARAMETER_ROOT.removeprefix("/rancher-ha/")
+    assert statements["OntoStackInstances"]["Condition"] == {
+        "StringEquals": {"aws:ResourceTag/rancher-ha:stack-id": stack_id, "aws:ResourceTag/rancher-ha:role": "nginx"}
+    }
 
 
 def test_security_group_exposure():
@@ -106,16 +109,16 @@ def test_security_group_exposure():
 def test_l4_nginx_has_no_certificate():
     run = cached_run(NGINX_L4)
     assert not [name for name in _parameters(run) if name.endswith(("tls.crt", "tls.key"))]
-    config = _parameters(run)["/rancher-ha/dev/nginx/nginx.conf"].inputs["value"]
+    config = _parameters(run)[f"{DEV_PARAMETER_ROOT}/nginx/nginx.conf"].inputs["value"]
     assert "ssl_certificate" not in config and "http {" not in config
     assert "listen 443;" in config and "listen 80;" in config and "listen 9345;" not in config
 
 
 def test_worker_limits_are_configurable():
     run = cached_run({**NGINX_L7, "rancher-ha:nginxWorkerConnections": 16384, "rancher-ha:nginxWorkerRlimitNofile": 65536})
-    config = _parameters(run)["/rancher-ha/dev/nginx/nginx.conf"].inputs["value"]
+    config = _parameters(run)[f"{DEV_PARAMETER_ROOT}/nginx/nginx.conf"].inputs["value"]
     assert "worker_connections 16384;" in config and "worker_rlimit_nofile 65536;" in config
-    default = _parameters(cached_run(NGINX_L7))["/rancher-ha/dev/nginx/nginx.conf"].inputs["value"]
+    default = _parameters(cached_run(NGINX_L7))[f"{DEV_PARAMETER_ROOT}/nginx/nginx.conf"].inputs["value"]
     assert "worker_connections 8192;" in default and "worker_rlimit_nofile 40000;" in default
 
 

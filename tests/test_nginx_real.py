@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 import yaml
 
-from conftest import NGINX_L4, NGINX_L7, cached_run
+from conftest import DEV_PARAMETER_ROOT, NGINX_L4, NGINX_L7, cached_run
 from nginx_lab import BACKEND_ADDRESSES, HOSTNAME, Backends, Nginx, http_get, lab_spec, make_certificate, nginx_missing_reason
 from rendering.nginx import NginxSpec, render_nginx_conf
 
@@ -27,7 +27,7 @@ def test_the_lab_config_is_the_programs_config(overrides, layer):
     """The deployed nginx.conf is this renderer's output for the node IPs, nothing else."""
     run = cached_run(overrides)
     # NGINX reads it from SSM at boot and on every refresh (it self-heals in an ASG).
-    (parameter,) = [p for p in run.of_type("aws:ssm/parameter:Parameter") if p.inputs["name"] == "/rancher-ha/dev/nginx/nginx.conf"]
+    (parameter,) = [p for p in run.of_type("aws:ssm/parameter:Parameter") if p.inputs["name"] == f"{DEV_PARAMETER_ROOT}/nginx/nginx.conf"]
     node_ips = run.outputs["nodePrivateIps"].value
     expected = render_nginx_conf(dataclasses.replace(program_spec(layer), hostname="rancher.dev.example.com", backends=node_ips))
     assert parameter.inputs["value"] == expected

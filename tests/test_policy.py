@@ -43,6 +43,11 @@ BAD_CASES = [
     ("prod-datastore-deletion-protection", policies.RDS_INSTANCE, {"deletionProtection": True, "skipFinalSnapshot": True}, "db", "prod"),
     ("iam-no-wildcards", "aws:iam/rolePolicy:RolePolicy", {"policy": '{"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::b/*"}]}'}),
     ("iam-no-wildcards", "aws:iam/rolePolicy:RolePolicy", {"policy": '{"Statement": [{"Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": "*"}]}'}),
+    # Session Manager's agent actions on '*' only from an instance (ec2:SourceInstanceARN)...
+    ("iam-no-wildcards", "aws:iam/rolePolicy:RolePolicy", {"policy": '{"Statement": [{"Effect": "Allow", "Action": ["ssmmessages:OpenControlChannel"], "Resource": "*"}]}'}),
+    # ...and nothing else rides on that exception.
+    ("iam-no-wildcards", "aws:iam/rolePolicy:RolePolicy", {"policy": '{"Statement": [{"Effect": "Allow", "Action": ["ssmmessages:OpenControlChannel", "ssm:SendCommand"], "Resource": "*", '
+                                                          '"Condition": {"StringLike": {"ec2:SourceInstanceARN": "arn:aws:ec2:eu-west-1:1:instance/*"}}}]}'}),
 ]
 
 

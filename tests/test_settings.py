@@ -104,6 +104,8 @@ INVALID = [
     ("tls-source-unknown", {"tlsSource": "acm"}, "tlsSource", "or a CA the stack generates (generated). Fix: use rancher, letsEncrypt, provided or generated"),
     ("node-placement-bad", {"nodePlacement": "dmz"}, "nodePlacement", "is not a node placement: nodes go in the stack's private subnets"),
     ("boolean-text", {"natGateway": "maybe"}, "natGateway", "is not a boolean. Fix: write true or false"),
+    ("session-manager-text", {"sessionManager": "sometimes"}, "sessionManager", "is not a boolean. Fix: write true or false"),
+    ("bucket-admin-session-arn", {"distribution": "rke2", "snapshotBucketAdmins": ["arn:aws:sts::123456789012:assumed-role/ci/s"]}, "snapshotBucketAdmins", "not an IAM role or user ARN"),
     ("region-missing", {"aws:region": None}, "aws:region", "is required but not set"),
     ("allow-world-not-boolean", {"allowApiFromAnywhere": "sometimes"}, "allowApiFromAnywhere", "is not a boolean. Fix: write true or false"),
     ("ssh-key-empty", {"sshKeyName": ""}, "sshKeyName", "not an EC2 key pair name"),

@@ -18,6 +18,15 @@ def test_bucket_is_private_encrypted_and_versioned():
     (encryption,) = run.of_type("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
     (rule,) = encryption.inputs["rules"]
     assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
+    # The stack's own key (not aws/s3), with a bucket key, rotation and an alias.
+    (key,) = run.of_type("aws:kms/key:Key")
+    assert rule["applyServerSideEncryptionByDefault"]["kmsMasterKeyId"] == key.outputs["arn"] and rule["bucketKeyEnabled"]
+    assert key.inputs["enableKeyRotation"] is True
+    (alias,) = run.of_type("aws:kms/alias:Alias")
+    assert alias.inputs["targetKeyId"] == key.outputs["keyId"] and alias.inputs["name"].startswith("alias/rancher-ha/dev-")
+    (policy,) = run.of_type("aws:s3/bucketPolicy:BucketPolicy")
+    assert {s["Sid"] for s in json.loads(policy.inputs["policy"])["Statement"]} == {
+        "DenyWithoutTls", "OnlyNodesReadOrWriteSnapshots", "OnlyNodesAndAdministrators"}
     (versioning,) = run.of_type("aws:s3/bucketVersioning:BucketVersioning")
     assert versioning.inputs["versioningConfiguration"]["status"] == "Enabled"
     assert bucket.inputs["forceDestroy"] is True and not bucket.protect  # dev: disposable
@@ -49,7 +58,8 @@ def test_role_may_write_the_folder_only():
     # HeadBucket is authorised as s3:ListBucket with no s3:prefix: no condition may sit on it.
     assert statements["FindAndListSnapshotBucket"] == {
         "Sid": "FindAndListSnapshotBucket", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": arn}
-    resources = [s["Resource"] for s in statements.values()]
+    # Only Session Manager's agent actions (no resource type) sit on '*', limited to instances.
+    resources = [s["Resource"] for sid, s in statements.items() if sid != "SessionManagerAgent"]
     assert "*" not in resources and f"{arn}/*" not in resources
 
 
