@@ -169,13 +169,13 @@ def test_k3s_is_installed_unstarted_before_the_datastore_is_read_then_started():
     call = installer(result)
     assert call["argv"] == ["k3s"]
     assert {k: v for k, v in call["env"].items() if k.startswith("INSTALL_")} == {
-        "INSTALL_K3S_EXEC": "server", "INSTALL_K3S_SKIP_START": "true", "INSTALL_K3S_VERSION": K3S_VERSION}
+        "INSTALL_K3S_EXEC": "server", "INSTALL_K3S_SKIP_ENABLE": "true", "INSTALL_K3S_VERSION": K3S_VERSION}
     install = index_of(result, lambda cmd, _: cmd == "installer")
     datastore = index_of(result, ssm_read(f"{PREFIX}/datastore-endpoint"))
     start = index_of(result, lambda cmd, argv: cmd == "systemctl" and argv == ["enable", "--now", "k3s.service"])
     assert 0 <= install < datastore < start, result.log
-    # The installer itself only enabled the unit (SKIP_START); the script started it.
-    assert ["restart", "k3s.service"] not in result.calls_of("systemctl")
+    # The installer neither enabled nor started the unit (SKIP_ENABLE); the script did both, once configured.
+    assert [c for c in result.calls_of("systemctl") if "k3s.service" in c] == [["enable", "--now", "k3s.service"]]
     assert unit_state(result, "k3s.service") == {"active": True, "enabled": True}
     assert ["install", "aws-cli", "--classic"] in result.calls_of("snap")
 
@@ -236,9 +236,14 @@ def test_k3s_server_fails_clearly_when_the_datastore_never_appears_and_k3s_stays
                 f"and that the instance role may read {PREFIX}/*. It is written once the stack's RDS instance is "
                 "available: check that instance and the pulumi up output.") in result.stderr
         assert result.state["ssm_reads"][name] == 4
-        assert installer(result)["env"]["INSTALL_K3S_SKIP_START"] == "true"  # installed ...
-        assert unit_state(result, "k3s.service") == {"active": False, "enabled": True}  # ... but not started
-        assert not started(result, "k3s.service")
+        # Installed, but neither enabled nor started: a reboot must not start an unconfigured
+        # K3s (it would come up as a standalone SQLite server with the stack's CA).
+        state = unit_state(result, "k3s.service")
+        assert not state.get("enabled") and not state.get("active"), state
+        assert "/etc/systemd/system/k3s.service" in result.files  # installed all the same
+        assert installer(result)["env"].get("INSTALL_K3S_SKIP_ENABLE") == "true"
+        assert not [call for call in result.calls_of("systemctl") if "k3s.service" in call], result.calls_of("systemctl")
+        assert "/etc/systemd/system/multi-user.target.wants/k3s.service" not in result.files
         assert "/etc/rancher/k3s/config.yaml" not in result.files
         assert "/var/lib/rancher-ha/bootstrap.done" not in result.files
 
