@@ -44,7 +44,7 @@ from components.snapshot_bucket import SnapshotBucket, SnapshotBucketArgs
 from components.tls_certificate import RancherCertificate, RancherCertificateArgs
 from rendering import rancher_values as values_lib
 from rendering.node_config import EtcdSnapshots
-from settings import Settings
+from settings import Settings, placement
 
 # Written once the cluster has been ready: a replaced first RKE2 server then joins it.
 CLUSTER_INITIALIZED = "cluster-initialized"
@@ -89,6 +89,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
         opts=guarded,
     )
     check_cluster_networks(settings, network.vpc_cidr_block)
+    check_zone_quorum(settings, network.node_zones)
     rule_settings = dict(
         distribution=settings.distribution,
         admin_cidrs=settings.admin_cidrs,
@@ -386,3 +387,19 @@ def check_cluster_networks(settings: Settings, vpc_cidr: str) -> None:
                 f"rancher-ha:{key} = '{cidr}': overlaps the VPC {vpc}, so pod or service traffic would be "
                 "misrouted. Fix: pick a range outside the VPC"
             )
+
+
+def check_zone_quorum(settings: Settings, node_zones: list[str]) -> None:
+    """RKE2's etcd must keep a majority when any one zone is lost (the settings check what
+    the subnet count alone decides; the subnets' zones are known only from AWS)."""
+    if settings.distribution != "rke2":
+        return
+    risk = placement.quorum_loss_on_zone_failure(settings.server_count, node_zones)
+    if risk is None:
+        return
+    key, value = ("rancher-ha:nodeSubnetIds", settings.node_subnet_ids) if settings.vpc_id else ("aws:region", settings.region)
+    reason = placement.explain(risk, f"the zones of the node subnets ({', '.join(node_zones)})")
+    if settings.allow_quorum_loss_on_zone_failure:
+        pulumi.log.warn(f"{placement.OPT_IN}: true accepts this placement: {reason.split(' Fix:')[0]}")
+        return
+    raise ValueError(f"{key} = {value!r}: {reason}")

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from . import versions
+from . import placement, versions
 from .instance_types import memory_gib, validate_instance_type
 
 RANCHER_MIN_MEMORY_GIB = 4
@@ -185,6 +185,15 @@ class Settings(BaseModel):
         **_doc(
             "IMDSv2 response hop limit; 1 keeps pods away from the instance credentials.",
             "1-64",
+        ),
+    )
+
+    allow_quorum_loss_on_zone_failure: bool = Field(
+        False,
+        **_doc(
+            "Accept an RKE2 server placement where losing one availability zone loses etcd quorum "
+            "(servers in fewer than 3 zones).",
+            "boolean; rke2 only",
         ),
     )
 
@@ -767,6 +776,26 @@ class Settings(BaseModel):
                         "an existing VPC needs at least 2 subnets in different zones here. "
                         "Fix: list 2-3 subnets, one per availability zone",
                     )
+
+        if self.distribution == "rke2" and self.vpc_id is not None and self.node_subnet_ids:
+            # Even with every subnet in a zone of its own, too few subnets lose quorum with
+            # one zone; which zones they really are in only AWS knows (app.check_zone_quorum).
+            risk = placement.quorum_loss_on_zone_failure(self.server_count, self.node_subnet_ids)
+            if risk is not None and not self.allow_quorum_loss_on_zone_failure:
+                problem(
+                    "nodeSubnetIds",
+                    self.node_subnet_ids,
+                    placement.explain(
+                        placement.ZoneRisk("one zone", risk.servers_in_zone, risk.server_count),
+                        f"{len(self.node_subnet_ids)} node subnets, so at most {len(self.node_subnet_ids)} availability zones",
+                    ),
+                )
+        if self.allow_quorum_loss_on_zone_failure and self.distribution != "rke2":
+            problem(
+                "allowQuorumLossOnZoneFailure",
+                True,
+                "applies only to rke2 (etcd on every server); k3s here keeps its state in RDS. Fix: remove it",
+            )
 
         vpc = _cidr(self.vpc_cidr)
         pods, services = _cidr(self.cluster_cidr), _cidr(self.service_cidr)

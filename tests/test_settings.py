@@ -108,6 +108,8 @@ INVALID = [
     ("ca-not-pem", {"tlsSource": "provided", "tlsCertificate": PEM_CERT, "tlsPrivateKey": PEM_KEY, "tlsCaCertificate": "ca"}, "tlsCaCertificate", "not a PEM certificate"),
     ("snapshots-s3-on-k3s", {"etcdSnapshotS3": True}, "etcdSnapshotS3", "no etcd to snapshot"),
     ("proxy-http-scheme", {"proxyHttp": "ftp://proxy:21"}, "proxyHttp", "not a proxy URL"),
+    ("quorum-opt-in-on-k3s", {"allowQuorumLossOnZoneFailure": True}, "allowQuorumLossOnZoneFailure", "applies only to rke2"),
+    ("rke2-two-existing-subnets", {"distribution": "rke2", "vpcId": "vpc-0123456789abcdef0", "nodeSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"], "lbSubnetIds": ["subnet-0123456789abcdef2", "subnet-0123456789abcdef3"]}, "nodeSubnetIds", "losing that zone leaves 1"),
     ("region-malformed", {"aws:region": "europe"}, "aws:region", "not an AWS region"),
 ]
 
@@ -220,3 +222,59 @@ def test_settings_are_immutable():
     settings = _settings()
     with pytest.raises(Exception):
         settings.server_count = 5
+
+
+# ------------------------------------------------- etcd quorum across a zone's loss
+def test_rke2_on_two_existing_subnets_is_refused_unless_explicitly_accepted():
+    """Two node subnets put two of three etcd members in one zone: losing it loses quorum."""
+    two = {"distribution": "rke2", "vpcId": "vpc-0123456789abcdef0",
+           "nodeSubnetIds": ["subnet-00000000000000001", "subnet-00000000000000002"],
+           "lbSubnetIds": ["subnet-0000000000000000a", "subnet-0000000000000000b"]}
+    with pytest.raises(SettingsError) as caught:
+        _settings(**two)
+    (line,) = [p for p in caught.value.problems if "rancher-ha:nodeSubnetIds" in p]
+    assert "['subnet-00000000000000001', 'subnet-00000000000000002']" in line
+    assert "losing that zone leaves 1, fewer than the 2 etcd needs" in line
+    assert "Fix:" in line and "allowQuorumLossOnZoneFailure: true" in line
+    assert _settings(**two, allowQuorumLossOnZoneFailure=True).allow_quorum_loss_on_zone_failure
+    # K3s keeps its state in RDS, not etcd: two subnets are fine.
+    _settings(**{**two, "distribution": "k3s"})
+
+
+@pytest.mark.parametrize("count, zones, lost", [
+    (3, ["a", "b"], "a"), (5, ["a", "b"], "a"), (7, ["a", "b"], "a"), (3, ["a", "a", "b"], "a"),
+    (5, ["a", "b", "b"], "b"), (4, ["a", "b"], "a"), (3, ["a", "b", "c"], None), (5, ["a", "b", "c"], None), (7, ["a", "b", "c"], None),
+])
+def test_quorum_after_losing_the_fullest_zone(count, zones, lost):
+    from settings.placement import quorum_loss_on_zone_failure
+
+    risk = quorum_loss_on_zone_failure(count, zones)
+    assert (risk.zone if risk else None) == lost
+    if risk:
+        assert 2 * risk.survivors <= count
+
+
+def test_existing_subnets_that_share_a_zone_are_refused_at_deploy(monkeypatch):
+    """Three subnets, but AWS says two are in one zone (only AWS knows): refused before any
+    server exists, unless explicitly accepted."""
+    from offline import mocks
+
+    original = mocks.StackMocks.call
+
+    def call(self, args):
+        if args.token == "aws:ec2/getSubnet:getSubnet":
+            answer, failures = original(self, args)
+            return {**answer, "availabilityZone": "eu-west-1a" if answer["id"].endswith(("1", "2")) else "eu-west-1b"}, failures
+        return original(self, args)
+
+    monkeypatch.setattr(mocks.StackMocks, "call", call)
+    from conftest import EXISTING_VPC, RKE2
+
+    with pytest.raises(Exception) as caught:
+        run({**EXISTING_VPC, **RKE2})
+    message = str(caught.value)
+    assert "rancher-ha:nodeSubnetIds = ['subnet-00000000000000001', 'subnet-00000000000000002', 'subnet-00000000000000003']" in message
+    assert "eu-west-1a holds 2 of them" in message and "Fix:" in message
+    accepted = run({**EXISTING_VPC, **RKE2, "rancher-ha:allowQuorumLossOnZoneFailure": True})
+    assert len(accepted.of_type("aws:ec2/instance:Instance")) == 3
+    assert any("allowQuorumLossOnZoneFailure" in line for line in accepted.logs)
