@@ -29,6 +29,7 @@ from helpers import server_instances
 from rehearsal import with_real_pems, LateParameter, Scenario, boot, pem_self_signed
 from rendering.node_config import CLUSTER_CA_FILES
 from rendering import polls
+from settings.versions import EXAMPLE_KUBERNETES_VERSION, INSTALLERS
 
 REHEARSAL_READY = os.geteuid() == 0 and shutil.which("unshare") is not None and Path("/usr/bin/python3").exists()
 rehearsal = pytest.mark.skipif(not REHEARSAL_READY, reason="the rehearsal needs root, unshare(1) and the system python3 with cloud-init")
@@ -39,7 +40,7 @@ HOSTNAME = "rancher.dev.example.com"
 API_HOSTNAME = "api.rancher.dev.example.com"
 REGISTRATION = "registration.rancher-ha-dev.internal"  # the stack's private zone
 REGISTRATION_URL = f"https://{REGISTRATION}:9345"
-K3S_VERSION, RKE2_VERSION = "v1.34.1+k3s1", "v1.34.1+rke2r1"
+K3S_VERSION, RKE2_VERSION = EXAMPLE_KUBERNETES_VERSION["k3s"], EXAMPLE_KUBERNETES_VERSION["rke2"]  # the defaults
 PROXY_URL = "http://proxy.corp.example:3128"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 
@@ -248,6 +249,32 @@ def test_k3s_server_fails_clearly_when_the_datastore_never_appears_and_k3s_stays
         assert "/var/lib/rancher-ha/bootstrap.done" not in result.files
 
 
+# --------------------------------------------------------------- the pinned installer
+def test_the_boot_script_runs_only_the_pinned_installer():
+    """Each boot script downloads the install script at a fixed upstream commit and checks
+    its sha256 (reference/upstream/installers/installers.json) before running it."""
+    for overrides, distribution in (({}, "k3s"), (RKE2, "rke2")):
+        script = yaml.safe_load(server(cached_run(overrides), 0))["write_files"][0]["content"]
+        pin = INSTALLERS[distribution]
+        assert re.fullmatch(r"https://raw\.githubusercontent\.com/[\w-]+/[\w-]+/[0-9a-f]{40}/install\.sh", pin.url)
+        assert re.fullmatch(r"[0-9a-f]{64}", pin.sha256)
+        assert f"INSTALLER_URL={pin.url}\n" in script and f"INSTALLER_SHA256={pin.sha256}\n" in script
+        assert "get.k3s.io" not in script and "get.rke2.io" not in script
+        assert script.index("sha256sum --check") < script.index('sh "$INSTALLER"')
+
+
+@rehearsal
+def test_a_tampered_installer_aborts_the_boot_before_it_runs():
+    run = cached_run({})
+    with boot(server(run, 1), store_of(run), scenario(installer_tampered=True)) as result:
+        assert result.returncode != 0, describe(result)
+        assert f"the installer from {INSTALLERS['k3s'].url} has sha256 " in result.stderr
+        assert f"not the pinned " in result.stderr and "not running it" in result.stderr
+        assert not [c for c in result.calls if c["cmd"] == "installer"]
+        assert "/usr/local/bin/k3s" not in result.files
+        assert not [c for c in result.calls_of("systemctl") if "k3s.service" in c]
+
+
 # ------------------------------------------------------------------- the token, late
 @rehearsal
 def test_a_token_created_later_is_waited_for():
@@ -289,7 +316,7 @@ def test_the_boot_waits_for_egress_then_proceeds():
         assert result.returncode == 0, describe(result)
         probes = egress_probes(result)
         assert [p["exit"] for p in probes] == [28, 28, 28, 0]
-        assert probes[0]["argv"][-1] == "https://get.k3s.io"
+        assert probes[0]["argv"][-1] == INSTALLERS["k3s"].url
         # The rendered cadence (rendering/polls.py, which the benchmark models too).
         assert result.calls_of("sleep")[:3] == [[str(polls.EGRESS.interval_s)]] * 3
         assert all(p["argv"][p["argv"].index("--connect-timeout") + 1] == str(polls.EGRESS.connect_timeout_s) for p in probes)
@@ -304,7 +331,7 @@ def test_no_way_out_fails_clearly_before_installing_anything():
     with boot(server(run, 0), store_of(run), scenario(egress_from_request=None, environment={"RANCHER_HA_EGRESS_ATTEMPTS": "3"})) as result:
         assert result.returncode != 0, describe(result)
         assert len(egress_probes(result)) == 3
-        assert ("no way out to https://get.k3s.io after 3 attempts. Check the NAT gateway and the private route tables, "
+        assert (f"no way out to {INSTALLERS['k3s'].url} after 3 attempts. Check the NAT gateway and the private route tables, "
                 "or the proxy settings.") in result.stderr
         assert not [c for c in result.calls if c["cmd"] in ("installer", "aws")]
         assert "/etc/rancher/k3s/config.yaml" not in result.files
@@ -384,7 +411,7 @@ def test_rke2_joiner_waits_for_the_registration_address_and_gets_no_ca():
         pings = [c for c in result.calls if c["cmd"] == "curl" and c["argv"][-1] == f"{REGISTRATION_URL}/ping"]
         assert len(pings) == 3 and pings[-1]["exit"] == 0  # polled until it answered, then no more
         log = result.log
-        assert log.index("https://get.rke2.io") < log.index("/ping") < log.index("systemctl enable --now rke2-server.service")
+        assert log.index(INSTALLERS["rke2"].url) < log.index("/ping") < log.index("systemctl enable --now rke2-server.service")
         assert f"waiting for {REGISTRATION_URL}/ping" in result.stderr
 
 
@@ -414,7 +441,7 @@ def test_proxy_settings_reach_the_installer_and_snapd_and_spare_the_registration
         assert ".internal" in no_proxy and "git.corp.example" in no_proxy
         install = installer(result)
         assert install["env"]["HTTPS_PROXY"] == PROXY_URL and install["env"]["NO_PROXY"] == values["NO_PROXY"]
-        downloads = [c for c in result.calls if c["cmd"] == "curl" and c["argv"][-1] == "https://get.rke2.io"]
+        downloads = [c for c in result.calls if c["cmd"] == "curl" and c["argv"][-1] == INSTALLERS["rke2"].url]
         assert downloads and all(c.get("via_proxy") == PROXY_URL for c in downloads if c["exit"] == 0)
         # Through a proxy the connect timeout covers the CONNECT and the far TLS handshake too.
         probes = egress_probes(result)
