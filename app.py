@@ -61,7 +61,19 @@ def locked_settings(settings: Settings) -> dict[str, Any]:
         locked.update(vpcId=settings.vpc_id, nodeSubnetIds=list(settings.node_subnet_ids))
     else:
         locked["vpcCidr"] = settings.vpc_cidr
+    if settings.distribution == "rke2":
+        # Frozen at creation: a new minor's default never swaps it under a running cluster.
+        locked["ingressController"] = settings.ingress_controller
     return locked
+
+
+def derived_locked_settings(settings: Settings) -> tuple[list[str], list[str]]:
+    """Locked keys whose value the stack did not set, and those of them that a stack
+    deployed before they were locked may not be running (it must say which it runs):
+    before this release an RKE2 cluster created below 1.36 got ingress-nginx."""
+    if settings.distribution != "rke2" or settings.ingress_controller_choice is not None:
+        return [], []
+    return ["ingressController"], (["ingressController"] if settings.ingress_controller == "traefik" else [])
 
 
 def deploy(settings: Settings) -> dict[str, Any]:
@@ -71,7 +83,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
     node_path = f"{parameter_root()}/{NODE_PARAMETER_PATH_SUFFIX}"
     # Everything waits for the guard, so a refused change changes nothing: every
     # component, and every resource inside one.
-    guard = HostnameGuard("rancher-hostname", locked_settings(settings))
+    guard = HostnameGuard("rancher-hostname", locked_settings(settings), *derived_locked_settings(settings))
     children_wait_for(guard.lock)
     guarded = pulumi.ResourceOptions(depends_on=[guard])
 

@@ -145,8 +145,19 @@ class Settings(BaseModel):
         **_doc(
             "Exact K3s/RKE2 release to install.",
             "v1.N.P+k3sR or v1.N.P+rke2rR, matching distribution, within Rancher's range",
-            "v1.34.1+k3s1 (k3s) / v1.34.1+rke2r1 (rke2)",
+            f"{versions.EXAMPLE_KUBERNETES_VERSION['k3s']} (k3s) / {versions.EXAMPLE_KUBERNETES_VERSION['rke2']} (rke2)",
         )
+    )
+    ingress_controller_choice: Optional[Literal["ingress-nginx", "traefik"]] = Field(
+        None,
+        alias="ingressController",
+        **_doc(
+            "RKE2's ingress controller. Chosen once: a running cluster keeps it across Kubernetes minors "
+            "(the identity lock refuses a change).",
+            "ingress-nginx or traefik (rke2); traefik (k3s)",
+            "for a new stack, RKE2's default of kubernetesVersion's minor: ingress-nginx up to 1.35, "
+            "traefik from 1.36; k3s: traefik",
+        ),
     )
     cert_manager_version: str = Field(
         "v1.19.2",
@@ -707,6 +718,13 @@ class Settings(BaseModel):
                 f"or a Rancher version that supports 1.{release.minor}",
             )
 
+        if self.distribution == "k3s" and self.ingress_controller_choice not in (None, "traefik"):
+            problem(
+                "ingressController",
+                self.ingress_controller_choice,
+                "K3s ships Traefik as its only packaged ingress controller. Fix: remove it, or set traefik",
+            )
+
         memory = memory_gib(self.server_instance_type)
         if memory is not None and memory < RANCHER_MIN_MEMORY_GIB:
             problem(
@@ -917,6 +935,10 @@ class Settings(BaseModel):
 
     @property
     def ingress_controller(self) -> str:
+        """The ingressController setting, else the default of this distribution and minor
+        (which only a new stack may take: the identity lock keeps a running cluster's)."""
+        if self.ingress_controller_choice is not None:
+            return self.ingress_controller_choice
         if self.distribution == "k3s":
             return "traefik"
         return versions.rke2_ingress_controller(self.kubernetes_release.minor)
