@@ -649,14 +649,14 @@ def server_instances_of(result):
     return sorted((i for i in result.of_type(SERVER_INSTANCE) if "-server-" in i.name), key=lambda i: i.name)
 
 
-LAST_LANDED = "bb6a910"  # its lock did not record the ingress controller
+BEFORE_INGRESS_LOCK = "bb6a910"  # the last landed revision: its lock did not record the ingress controller
 
 
 @pytest.fixture(scope="module")
 def last_landed_staging():
     from tools.plan import base_states
 
-    olds, errors = base_states(LAST_LANDED, ["staging"])
+    olds, errors = base_states(BEFORE_INGRESS_LOCK, ["staging"])
     assert errors == {}, errors
     return olds["staging"]
 
