@@ -5,7 +5,9 @@ downstream cluster's agent registration (and is the name the API's TLS is checke
 against); the distribution, the VPC and the node placement decide where every server
 lives, and
 changing them would replace all servers at once (create-before-delete builds a second
-cluster beside the first, then deletes the first and its data). A dynamic provider's
+cluster beside the first, then deletes the first and its data). RKE2's ingress controller
+is kept from creation on: a new Kubernetes minor's default (Traefik from 1.36) must not
+swap it under a running cluster. A dynamic provider's
 `check` compares each with the last deployed value and fails with the way out, and
 every component depends on the lock, so nothing changes before it fails.
 """
