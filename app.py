@@ -34,7 +34,7 @@ from components.dns import (
 from components.firewall import Firewall, FirewallArgs, firewall_rules, first_release_names
 from components.hostname_lock import HostnameGuard
 from components.naming import children_wait_for, parameter_root, stack_name
-from components.network import Network, NetworkArgs
+from components.network import Network, NetworkArgs, node_subnet_zones
 from components.nginx_lb import NginxAddress, NginxAddressArgs, NginxLoadBalancer, NginxLoadBalancerArgs
 from components.nlb import PUBLIC_PORTS, NetworkLoadBalancer, NetworkLoadBalancerArgs, rancher_health_checks
 from components.proxy import no_proxy_entries, proxy_spec
@@ -81,27 +81,25 @@ def deploy(settings: Settings) -> dict[str, Any]:
     nginx = settings.load_balancer_type == "nginx"
     l7 = settings.load_balancer_layer == "l7"
     node_path = f"{parameter_root()}/{NODE_PARAMETER_PATH_SUFFIX}"
+    network_args = NetworkArgs(
+        vpc_cidr=settings.vpc_cidr,
+        node_placement=settings.node_placement,
+        nat_gateway=settings.nat_gateway,
+        nat_gateway_per_zone=settings.nat_gateway_per_zone,
+        existing_vpc_id=settings.vpc_id,
+        existing_node_subnet_ids=settings.node_subnet_ids,
+        existing_lb_subnet_ids=settings.lb_subnet_ids,
+    )
+    # Before any resource: a refused placement creates nothing.
+    check_zone_quorum(settings, node_subnet_zones(network_args))
     # Everything waits for the guard, so a refused change changes nothing: every
     # component, and every resource inside one.
     guard = HostnameGuard("rancher-hostname", locked_settings(settings), *derived_locked_settings(settings))
     children_wait_for(guard.lock)
     guarded = pulumi.ResourceOptions(depends_on=[guard])
 
-    network = Network(
-        "network",
-        NetworkArgs(
-            vpc_cidr=settings.vpc_cidr,
-            node_placement=settings.node_placement,
-            nat_gateway=settings.nat_gateway,
-            nat_gateway_per_zone=settings.nat_gateway_per_zone,
-            existing_vpc_id=settings.vpc_id,
-            existing_node_subnet_ids=settings.node_subnet_ids,
-            existing_lb_subnet_ids=settings.lb_subnet_ids,
-        ),
-        opts=guarded,
-    )
+    network = Network("network", network_args, opts=guarded)
     check_cluster_networks(settings, network.vpc_cidr_block)
-    check_zone_quorum(settings, network.node_zones)
     rule_settings = dict(
         distribution=settings.distribution,
         admin_cidrs=settings.admin_cidrs,

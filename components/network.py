@@ -59,6 +59,15 @@ def usable_zones() -> list[str]:
     return sorted(names)[:MAX_ZONES]
 
 
+def node_subnet_zones(args: NetworkArgs, opts: Optional[pulumi.InvokeOptions] = None) -> list[str]:
+    """The availability zone of each node subnet, in node_subnet_ids order, known at program
+    time and before any resource exists: an existing subnet's from AWS (plain invokes, so
+    previews see them too), else the zones the created VPC spreads over."""
+    if args.existing_vpc_id:
+        return [aws.ec2.get_subnet(id=subnet, opts=opts).availability_zone for subnet in args.existing_node_subnet_ids]
+    return usable_zones()
+
+
 class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     vpc_cidr: pulumi.Output[str]
@@ -67,9 +76,6 @@ class Network(pulumi.ComponentResource):
     lb_subnet_ids: list[pulumi.Output[str]]
     # CIDRs of the load balancer subnets: where the NGINX instance's address comes from.
     lb_cidrs: list[pulumi.Input[str]]
-    # The availability zone of each node subnet, in node_subnet_ids order, known at program
-    # time (a created VPC's zones, or an existing subnet's from AWS).
-    node_zones: list[str]
     nodes_public: bool
     # What internet-facing load balancers and Elastic IP associations must wait for:
     # they fail at random while the internet gateway is not yet attached.
@@ -107,10 +113,6 @@ class Network(pulumi.ComponentResource):
         self.vpc_cidr = pulumi.Output.from_input(vpc.cidr_block)
         self.vpc_cidr_block = vpc.cidr_block
         self.node_subnet_ids = [pulumi.Output.from_input(subnet) for subnet in args.existing_node_subnet_ids]
-        # Plain invokes: whether one zone's loss takes etcd quorum is decided before any server exists.
-        self.node_zones = [
-            aws.ec2.get_subnet(id=subnet, opts=invoke).availability_zone for subnet in args.existing_node_subnet_ids
-        ]
         self.lb_subnet_ids = [pulumi.Output.from_input(subnet) for subnet in args.existing_lb_subnet_ids]
         # A plain invoke: the L7 ingress trusts these CIDRs (known in previews too).
         self.lb_cidrs = [aws.ec2.get_subnet(id=subnet, opts=invoke).cidr_block for subnet in args.existing_lb_subnet_ids]
@@ -149,7 +151,6 @@ class Network(pulumi.ComponentResource):
         self.vpc_cidr_block = args.vpc_cidr
         self.lb_subnet_ids = [public_subnets[zone].id for zone in zones]
         self.lb_cidrs = list(public_cidrs)
-        self.node_zones = list(zones)
         if self.nodes_public:
             self.node_subnet_ids = list(self.lb_subnet_ids)
             return

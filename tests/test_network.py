@@ -118,6 +118,7 @@ def test_a_two_zone_region_and_local_zones(monkeypatch):
         run({"rancher-ha:distribution": "rke2"})
     assert "eu-south-9a holds 2 of them, so losing that zone leaves 1" in str(caught.value)
     assert "allowQuorumLossOnZoneFailure: true" in str(caught.value)
+    assert caught.value.registrations == []  # refused before any resource
     # ... unless explicitly accepted, and then loudly.
     result = run({"rancher-ha:distribution": "rke2", "rancher-ha:allowQuorumLossOnZoneFailure": True})
     zones = sorted(s.inputs["availabilityZone"] for s in result.of_type("aws:ec2/subnet:Subnet"))

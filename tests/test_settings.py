@@ -281,6 +281,7 @@ def test_existing_subnets_that_share_a_zone_are_refused_at_deploy(monkeypatch):
     message = str(caught.value)
     assert "rancher-ha:nodeSubnetIds = ['subnet-00000000000000001', 'subnet-00000000000000002', 'subnet-00000000000000003']" in message
     assert "eu-west-1a holds 2 of them" in message and "Fix:" in message
+    assert getattr(caught.value, "registrations", None) == [], "a resource was registered before the refusal"
     accepted = run({**EXISTING_VPC, **RKE2, "rancher-ha:allowQuorumLossOnZoneFailure": True})
     assert len(accepted.of_type("aws:ec2/instance:Instance")) == 3
     assert any("allowQuorumLossOnZoneFailure" in line for line in accepted.logs)
