@@ -35,7 +35,7 @@ from components.firewall import Firewall, FirewallArgs, firewall_rules, first_re
 from components.hostname_lock import HostnameGuard
 from components.membership import MEMBER_REMOVAL_TIMEOUT_SECONDS, ClusterMembership, ClusterMembershipArgs
 from components.naming import StackIdentity, children_wait_for, stack_name
-from components.network import Network, NetworkArgs
+from components.network import Network, NetworkArgs, node_subnet_zones
 from components.nginx_lb import NginxAddress, NginxAddressArgs, NginxLoadBalancer, NginxLoadBalancerArgs
 from components.nlb import PUBLIC_PORTS, NetworkLoadBalancer, NetworkLoadBalancerArgs, rancher_health_checks
 from components.proxy import no_proxy_entries, proxy_spec
@@ -45,7 +45,7 @@ from components.snapshot_bucket import SnapshotBucket, SnapshotBucketArgs
 from components.tls_certificate import RancherCertificate, RancherCertificateArgs
 from rendering import rancher_values as values_lib
 from rendering.node_config import EtcdSnapshots
-from settings import Settings
+from settings import Settings, placement
 
 # Written once the cluster has been ready: a replaced first RKE2 server then joins it.
 CLUSTER_INITIALIZED = "cluster-initialized"
@@ -64,34 +64,45 @@ def locked_settings(settings: Settings) -> dict[str, Any]:
         locked.update(vpcId=settings.vpc_id, nodeSubnetIds=list(settings.node_subnet_ids))
     else:
         locked["vpcCidr"] = settings.vpc_cidr
+    if settings.distribution == "rke2":
+        # Frozen at creation: a new minor's default never swaps it under a running cluster.
+        locked["ingressController"] = settings.ingress_controller
     return locked
+
+
+def derived_locked_settings(settings: Settings) -> tuple[list[str], list[str]]:
+    """Locked keys whose value the stack did not set, and those of them that a stack
+    deployed before they were locked may not be running (it must say which it runs):
+    before this release an RKE2 cluster created below 1.36 got ingress-nginx."""
+    if settings.distribution != "rke2" or settings.ingress_controller_choice is not None:
+        return [], []
+    return ["ingressController"], (["ingressController"] if settings.ingress_controller == "traefik" else [])
 
 
 def deploy(settings: Settings) -> dict[str, Any]:
     k3s = settings.distribution == "k3s"
     nginx = settings.load_balancer_type == "nginx"
     l7 = settings.load_balancer_layer == "l7"
+    network_args = NetworkArgs(
+        vpc_cidr=settings.vpc_cidr,
+        node_placement=settings.node_placement,
+        nat_gateway=settings.nat_gateway,
+        nat_gateway_per_zone=settings.nat_gateway_per_zone,
+        existing_vpc_id=settings.vpc_id,
+        existing_node_subnet_ids=settings.node_subnet_ids,
+        existing_lb_subnet_ids=settings.lb_subnet_ids,
+    )
+    # Before any resource: a refused placement creates nothing.
+    check_zone_quorum(settings, node_subnet_zones(network_args))
     # Everything waits for the guard, so a refused change changes nothing: every
     # component, and every resource inside one.
-    guard = HostnameGuard("rancher-hostname", locked_settings(settings))
+    guard = HostnameGuard("rancher-hostname", locked_settings(settings), *derived_locked_settings(settings))
     children_wait_for(guard.lock)
     guarded = pulumi.ResourceOptions(depends_on=[guard])
     identity = StackIdentity("stack-identity", opts=guarded)
     node_path = pulumi.Output.concat(identity.parameter_root, "/", NODE_PARAMETER_PATH_SUFFIX)
 
-    network = Network(
-        "network",
-        NetworkArgs(
-            vpc_cidr=settings.vpc_cidr,
-            node_placement=settings.node_placement,
-            nat_gateway=settings.nat_gateway,
-            nat_gateway_per_zone=settings.nat_gateway_per_zone,
-            existing_vpc_id=settings.vpc_id,
-            existing_node_subnet_ids=settings.node_subnet_ids,
-            existing_lb_subnet_ids=settings.lb_subnet_ids,
-        ),
-        opts=guarded,
-    )
+    network = Network("network", network_args, opts=guarded)
     check_cluster_networks(settings, network.vpc_cidr_block)
     rule_settings = dict(
         distribution=settings.distribution,
@@ -429,3 +440,19 @@ def check_cluster_networks(settings: Settings, vpc_cidr: str) -> None:
                 f"rancher-ha:{key} = '{cidr}': overlaps the VPC {vpc}, so pod or service traffic would be "
                 "misrouted. Fix: pick a range outside the VPC"
             )
+
+
+def check_zone_quorum(settings: Settings, node_zones: list[str]) -> None:
+    """RKE2's etcd must keep a majority when any one zone is lost (the settings check what
+    the subnet count alone decides; the subnets' zones are known only from AWS)."""
+    if settings.distribution != "rke2":
+        return
+    risk = placement.quorum_loss_on_zone_failure(settings.server_count, node_zones)
+    if risk is None:
+        return
+    key, value = ("rancher-ha:nodeSubnetIds", settings.node_subnet_ids) if settings.vpc_id else ("aws:region", settings.region)
+    reason = placement.explain(risk, f"the zones of the node subnets ({', '.join(node_zones)})")
+    if settings.allow_quorum_loss_on_zone_failure:
+        pulumi.log.warn(f"{placement.OPT_IN}: true accepts this placement: {reason.split(' Fix:')[0]}")
+        return
+    raise ValueError(f"{key} = {value!r}: {reason}")

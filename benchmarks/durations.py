@@ -196,13 +196,13 @@ SOURCED: dict[str, Duration] = {
     ),
     "phase:install#k3s": _e(
         35,
-        "after egress: get.k3s.io and the K3s binary (one ~70 MB file from GitHub releases, a few s), install"
+        "after egress: the pinned install.sh (checked by sha256) and the K3s binary (one ~70 MB file from GitHub releases, a few s), install"
         " without start (~2 s), `snap install aws-cli` on a just-seeded snapd (~15 s), a handful of SSM reads"
         " (~1 s each: an AWS CLI v2 process per read), the RDS CA bundle (~1 s); estimate",
     ),
     "phase:install#rke2": _e(
         45,
-        "after egress: get.rke2.io, then install.sh's tarball method fetches sha256sum-amd64.txt and"
+        "after egress: the pinned install.sh (checked by sha256), then its's tarball method fetches sha256sum-amd64.txt and"
         " rke2.linux-amd64.tar.gz from GitHub releases (tens of MB, a few s) and unpacks it (~3 s); the runtime and"
         " the control-plane images are pulled at start, not here (phase:start#rke2; docs.rke2.io/architecture, 'Content"
         " Bootstrap', research section 8); `snap install aws-cli` (~15 s);"

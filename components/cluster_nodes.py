@@ -17,6 +17,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from rendering import cloud_init, node_config
+from settings import placement
 
 from .ec2_instance import InstanceSpec, hardened_instance, ubuntu_2404_ami
 from .instance_role import InstanceRole, InstanceRoleArgs
@@ -184,7 +185,7 @@ class ClusterNodes(pulumi.ComponentResource):
                     ami=ami,
                     instance_type=args.instance_type,
                     # Round-robin over the subnets spreads servers across zones.
-                    subnet_id=args.subnet_ids[index % len(args.subnet_ids)],
+                    subnet_id=placement.subnet_of(index, args.subnet_ids),
                     security_group_ids=[args.security_group_id],
                     instance_profile=role.profile_name,
                     user_data=user_data,

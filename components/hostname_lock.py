@@ -5,14 +5,16 @@ downstream cluster's agent registration (and is the name the API's TLS is checke
 against); the distribution, the VPC and the node placement decide where every server
 lives, and
 changing them would replace all servers at once (create-before-delete builds a second
-cluster beside the first, then deletes the first and its data). A dynamic provider's
+cluster beside the first, then deletes the first and its data). RKE2's ingress controller
+is kept from creation on: a new Kubernetes minor's default (Traefik from 1.36) must not
+swap it under a running cluster. A dynamic provider's
 `check` compares each with the last deployed value and fails with the way out, and
 every component depends on the lock, so nothing changes before it fails.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 from pulumi.dynamic import Resource
@@ -52,6 +54,29 @@ REFUSALS = {
         "the servers live in these subnets; new subnets would replace every server at once. Set {key} back "
         "to {old}; to move servers, " + NEW_STACK + "."
     ),
+    "ingressController": (
+        "switching a running cluster's ingress controller from {old} to {new} is refused: RKE2 turns it into "
+        "`--disable` of {old}, which deletes that controller cluster-wide, while Rancher's ingress, the "
+        "forwarded-headers HelmChartConfig, the load balancer's timeouts and the Let's Encrypt solver all "
+        "depend on it. Set {key} back to {old}; to move to {new}, " + NEW_STACK + "."
+    ),
+}
+# When a locked value was derived (not set), its change is a new default, not a choice.
+DERIVED_REFUSALS = {
+    "ingressController": (
+        "this cluster runs {old}, chosen when it was created; the new kubernetesVersion's minor makes {new} "
+        "the default for new clusters only. Keep it: set ingressController: {old_value} in the stack "
+        "(nothing else changes). Moving to {new} is a new stack (see README, Day 2)."
+    ),
+}
+# A deployed stack whose lock predates the setting, when the derived value is ambiguous.
+UNRECORDED_REFUSALS = {
+    "ingressController": (
+        "this stack was deployed by a release that did not record its ingress controller, and the "
+        "kubernetesVersion's minor makes {new} the default for new clusters, while a cluster created before "
+        "RKE2 1.36 runs 'ingress-nginx'. Set ingressController once to the one the cluster runs "
+        "(`kubectl -n kube-system get helmcharts`: rke2-ingress-nginx or rke2-traefik); it is then kept."
+    ),
 }
 
 
@@ -63,11 +88,20 @@ class ShippedIdentityLockProvider(implementation.IdentityLockProvider):
 class IdentityLock(Resource, module="rancher-ha", name="IdentityLock"):
     locked: pulumi.Output[dict]
 
-    def __init__(self, name: str, locked: Mapping[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, locked: Mapping[str, Any], derived: Sequence[str] = (),
+                 ambiguous: Sequence[str] = (), opts: Optional[pulumi.ResourceOptions] = None):
+        # `derived`: locked keys whose value the stack did not set (a default of other
+        # settings); `ambiguous`: those of them a stack deployed before they were locked
+        # may not be running (it must say which it runs).
         super().__init__(
             ShippedIdentityLockProvider(),
             name,
-            {"locked": dict(locked), "refusals": dict(REFUSALS)},
+            {
+                "locked": dict(locked),
+                "refusals": dict(REFUSALS),
+                "derived": {key: DERIVED_REFUSALS[key] for key in derived if key in DERIVED_REFUSALS},
+                "unrecorded": {key: UNRECORDED_REFUSALS[key] for key in ambiguous if key in UNRECORDED_REFUSALS},
+            },
             opts,
         )
 
@@ -75,11 +109,14 @@ class IdentityLock(Resource, module="rancher-ha", name="IdentityLock"):
 class HostnameGuard(pulumi.ComponentResource):
     """Holds the lock, so the stack's top level has components only."""
 
-    def __init__(self, name: str, locked: Mapping[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, locked: Mapping[str, Any], derived: Sequence[str] = (),
+                 ambiguous: Sequence[str] = (), opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:guard:HostnameGuard", name, None, opts)
         self.lock = IdentityLock(
             f"{name}-lock",
             locked,
+            derived,
+            ambiguous,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # The first release's lock, under its old type.

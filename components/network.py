@@ -56,12 +56,16 @@ def usable_zones() -> list[str]:
     names = aws.get_availability_zones(state="available", filters=ZONE_FILTERS).names
     if len(names) < 2:
         raise ValueError(f"the region offers {len(names)} standard availability zone(s); rancher-ha needs at least 2")
-    if len(names) < MAX_ZONES:
-        pulumi.log.warn(
-            f"only {len(names)} availability zones: an RKE2 cluster of 3 puts two servers in one zone, "
-            "and losing that zone loses etcd quorum (see the failure table in README.md)"
-        )
     return sorted(names)[:MAX_ZONES]
+
+
+def node_subnet_zones(args: NetworkArgs, opts: Optional[pulumi.InvokeOptions] = None) -> list[str]:
+    """The availability zone of each node subnet, in node_subnet_ids order, known at program
+    time and before any resource exists: an existing subnet's from AWS (plain invokes, so
+    previews see them too), else the zones the created VPC spreads over."""
+    if args.existing_vpc_id:
+        return [aws.ec2.get_subnet(id=subnet, opts=opts).availability_zone for subnet in args.existing_node_subnet_ids]
+    return usable_zones()
 
 
 class Network(pulumi.ComponentResource):

@@ -66,6 +66,10 @@ class Rancher(pulumi.ComponentResource):
                 values_lib.CERT_MANAGER_NAMESPACE,
                 args.cert_manager_values,
                 timeout=900,
+                # A failed install or upgrade returns to the previous release: cert-manager's
+                # API (cert-manager.io/v1) is the same on both sides, and a failed first
+                # install leaves no half-installed release behind.
+                atomic=True,
                 opts=in_cluster(),
                 create_namespace=True,
             )
@@ -129,6 +133,11 @@ class Rancher(pulumi.ComponentResource):
             namespace.metadata.name,
             self.values,
             timeout=1200,
+            # Never rolled back by Helm: Rancher does not support `helm rollback` across its
+            # versions (a newer Rancher migrates its CRDs and stored objects); its way back is
+            # a rancher-backup restore (README, Day 2). A failed upgrade stays failed and the
+            # next `pulumi up` retries it.
+            atomic=False,
             opts=in_cluster(namespace, *rancher_dependencies, *args.rancher_after),
         )
         self.release_status = release.status
@@ -142,10 +151,12 @@ def pinned_release(
     namespace: pulumi.Input[str],
     values: pulumi.Input[dict],
     timeout: int,
+    atomic: bool,
     opts: pulumi.ResourceOptions,
     create_namespace: bool = False,
 ) -> k8s.helm.v3.Release:
-    """A Helm release named after its chart, at a pinned version; rolled back if it fails."""
+    """A Helm release named after its chart, at a pinned version; rolled back by Helm if it
+    fails only when `atomic` (the caller decides: not every chart supports a rollback)."""
     return k8s.helm.v3.Release(
         chart,
         name=chart,  # fixed release names: Rancher requires "rancher"
@@ -155,7 +166,7 @@ def pinned_release(
         namespace=namespace,
         create_namespace=create_namespace,
         values=values,
-        atomic=True,
+        atomic=atomic,
         wait_for_jobs=True,
         timeout=timeout,
         opts=opts,

@@ -12,13 +12,14 @@ from typing import Mapping, Optional
 
 import yaml
 
+from settings import versions
+
 from . import node_config
 from .templating import render
 
 USER_DATA_LIMIT_BYTES = 16 * 1024
 BOOTSTRAP_PATH = "/usr/local/sbin/rancher-ha-bootstrap"
 BASE_CONFIG_PATH = "/etc/rancher/rancher-ha/config.base.yaml"
-INSTALLER_URLS = {"k3s": "https://get.k3s.io", "rke2": "https://get.rke2.io"}
 ENV_FILES = {"k3s": "/etc/default/k3s", "rke2": "/etc/default/rke2-server"}
 
 
@@ -75,7 +76,7 @@ def node_bootstrap_script(spec: NodeBootSpec) -> str:
         cluster_ca_files=node_config.CLUSTER_CA_FILES if spec.deliver_cluster_ca else (),
         datastore_ca_url=node_config.RDS_CA_BUNDLE_URL if spec.distribution == "k3s" else None,
         registration_url=spec.registration_url,
-        installer_url=INSTALLER_URLS[spec.distribution],
+        installer=versions.INSTALLERS[spec.distribution],
         proxied=proxy is not None,
         proxy_http=proxy.http if proxy else None,
         proxy_https=proxy.https if proxy else None,

@@ -86,6 +86,7 @@ CHOICE_NOUNS = {
     "loadBalancerLayer": "a load balancer layer",
     "loadBalancerScheme": "a load balancer scheme",
     "tlsSource": "a certificate source",
+    "ingressController": "an ingress controller RKE2 packages",
 }
 CHOICE_REASONS = {
     ("environment", None): (
@@ -111,6 +112,7 @@ CHOICE_REASONS = {
         "Rancher's certificate comes from Rancher's own CA (rancher), Let's Encrypt (letsEncrypt), "
         "your PEM files (provided) or a CA the stack generates (generated)"
     ),
+    ("ingressController", None): "RKE2 packages ingress-nginx and Traefik (its `ingress-controller` option)",
     ("loadBalancerType", "elb"): (
         "the Classic Load Balancer is AWS's previous generation; the NLB does TCP pass-through "
         "with health checks per port"
@@ -208,6 +210,17 @@ def _cross_problems(data: Mapping[str, Any], unknown: set[str]) -> list[str]:
     return partial.with_unknown(unknown).combination_problems()
 
 
+def _choices(annotation: Any) -> list[str]:
+    """The values of a Literal setting, also when it is optional (Literal[...] | None)."""
+    found: list[str] = []
+    for option in typing.get_args(annotation):
+        if typing.get_origin(option) is typing.Literal:
+            found += _choices(option)
+        elif option is not type(None):
+            found.append(str(option))
+    return found
+
+
 def _explain_field(item: Any, data: Mapping[str, Any]) -> str:
     key = str(item["loc"][0])
     message = item["msg"].removeprefix("Value error, ")
@@ -219,7 +232,7 @@ def _explain_field(item: Any, data: Mapping[str, Any]) -> str:
     if kind == "missing":
         return f"{prefix}{key} is required but not set. Fix: {_missing_fix(key)}"
     if kind in ("literal_error", "enum"):
-        *others, last = [str(option) for option in typing.get_args(info.annotation)]
+        *others, last = _choices(info.annotation)
         options = f"{', '.join(others)} or {last}"
         reason = CHOICE_REASONS.get((key, str(value).lower())) or CHOICE_REASONS.get((key, None))
         noun = CHOICE_NOUNS.get(key, "one of the choices")

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from . import versions
+from . import placement, versions
 from .instance_types import memory_gib, validate_instance_type
 
 RANCHER_MIN_MEMORY_GIB = 4
@@ -204,8 +204,19 @@ class Settings(BaseModel):
         **_doc(
             "Exact K3s/RKE2 release to install.",
             "v1.N.P+k3sR or v1.N.P+rke2rR, matching distribution, within Rancher's range",
-            "v1.34.1+k3s1 (k3s) / v1.34.1+rke2r1 (rke2)",
+            f"{versions.EXAMPLE_KUBERNETES_VERSION['k3s']} (k3s) / {versions.EXAMPLE_KUBERNETES_VERSION['rke2']} (rke2)",
         )
+    )
+    ingress_controller_choice: Optional[Literal["ingress-nginx", "traefik"]] = Field(
+        None,
+        alias="ingressController",
+        **_doc(
+            "RKE2's ingress controller. Chosen once: a running cluster keeps it across Kubernetes minors "
+            "(the identity lock refuses a change).",
+            "ingress-nginx or traefik (rke2); traefik (k3s)",
+            "for a new stack, RKE2's default of kubernetesVersion's minor: ingress-nginx up to 1.35, "
+            "traefik from 1.36; k3s: traefik",
+        ),
     )
     cert_manager_version: str = Field(
         "v1.19.2",
@@ -252,6 +263,15 @@ class Settings(BaseModel):
         **_doc(
             "IMDSv2 response hop limit; 1 keeps pods away from the instance credentials.",
             "1-64",
+        ),
+    )
+
+    allow_quorum_loss_on_zone_failure: bool = Field(
+        False,
+        **_doc(
+            "Accept an RKE2 server placement where losing one availability zone loses etcd quorum "
+            "(servers in fewer than 3 zones).",
+            "boolean; rke2 only",
         ),
     )
 
@@ -829,6 +849,14 @@ class Settings(BaseModel):
                 )
 
         with guard:
+            if self.distribution == "k3s" and self.ingress_controller_choice not in (None, "traefik"):
+                problem(
+                    "ingressController",
+                    self.ingress_controller_choice,
+                    "K3s ships Traefik as its only packaged ingress controller. Fix: remove it, or set traefik",
+                )
+
+        with guard:
             memory = memory_gib(self.server_instance_type)
         with guard:
             if memory is not None and memory < RANCHER_MIN_MEMORY_GIB:
@@ -926,6 +954,28 @@ class Settings(BaseModel):
         with guard:
             if pods.overlaps(services):
                 problem("serviceCidr", str(services), "overlaps clusterCidr. Fix: use separate ranges")
+
+        with guard:
+            if self.distribution == "rke2" and self.vpc_id is not None and self.node_subnet_ids:
+                # Even with every subnet in a zone of its own, too few subnets lose quorum with
+                # one zone; which zones they really are in only AWS knows (app.check_zone_quorum).
+                risk = placement.quorum_loss_on_zone_failure(self.server_count, self.node_subnet_ids)
+                if risk is not None and not self.allow_quorum_loss_on_zone_failure:
+                    problem(
+                        "nodeSubnetIds",
+                        self.node_subnet_ids,
+                        placement.explain(
+                            placement.ZoneRisk("one zone", risk.servers_in_zone, risk.server_count),
+                            f"{len(self.node_subnet_ids)} node subnets, so at most {len(self.node_subnet_ids)} availability zones",
+                        ),
+                    )
+        with guard:
+            if self.allow_quorum_loss_on_zone_failure and self.distribution != "rke2":
+                problem(
+                    "allowQuorumLossOnZoneFailure",
+                    True,
+                    "applies only to rke2 (etcd on every server); k3s here keeps its state in RDS. Fix: remove it",
+                )
 
         with guard:
             proxied = bool(self.proxy_http or self.proxy_https)
@@ -1048,6 +1098,10 @@ class Settings(BaseModel):
 
     @property
     def ingress_controller(self) -> str:
+        """The ingressController setting, else the default of this distribution and minor
+        (which only a new stack may take: the identity lock keeps a running cluster's)."""
+        if self.ingress_controller_choice is not None:
+            return self.ingress_controller_choice
         if self.distribution == "k3s":
             return "traefik"
         return versions.rke2_ingress_controller(self.kubernetes_release.minor)

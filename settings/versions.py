@@ -8,8 +8,10 @@ before any EC2 instance exists.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 # Rancher minor -> (lowest, highest) supported Kubernetes minor, inclusive.
 RANCHER_KUBERNETES_SUPPORT: dict[tuple[int, int], tuple[int, int]] = {
@@ -23,7 +25,26 @@ RANCHER_VERSION_PATTERN = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 # K3s releases look like v1.34.1+k3s1, RKE2 releases like v1.34.1+rke2r1.
 KUBERNETES_VERSION_PATTERN = re.compile(r"^v1\.(\d+)\.(\d+)\+(k3s|rke2r)(\d+)$")
 DISTRIBUTION_SUFFIX = {"k3s": "k3s", "rke2": "rke2r"}
-EXAMPLE_KUBERNETES_VERSION = {"k3s": "v1.34.1+k3s1", "rke2": "v1.34.1+rke2r1"}
+
+# Pinned installers and the newest releases verified from upstream snapshots, each with
+# its source and commit (written by tools/update_versions.py).
+INSTALLERS_DATA = Path(__file__).resolve().parents[1] / "reference" / "upstream" / "installers" / "installers.json"
+_PINS = json.loads(INSTALLERS_DATA.read_text())
+
+
+@dataclass(frozen=True)
+class Installer:
+    """An install script at a fixed upstream commit, with the sha256 of its bytes."""
+
+    url: str
+    sha256: str
+
+
+INSTALLERS = {dist: Installer(url=pin["url"], sha256=pin["sha256"]) for dist, pin in _PINS["installers"].items()}
+# The newest RKE2 patch of each supported minor (rancher/rke2 tags). No K3s tag list could
+# be read here (k3s-io/k3s is too large to fetch), so the K3s default is not claimed newest.
+NEWEST_RKE2_RELEASES: dict[str, str] = _PINS["releases"]["rke2"]["newest_per_minor"]
+EXAMPLE_KUBERNETES_VERSION = {"k3s": "v1.34.1+k3s1", "rke2": NEWEST_RKE2_RELEASES["1.34"]}
 
 # Where Rancher publishes the chart (Rancher's install docs). Every tag goes to `latest`;
 # only some are promoted to `stable`, the one Rancher recommends for production; Rancher

@@ -29,6 +29,7 @@ from helpers import server_instances
 from rehearsal import with_real_pems, LateParameter, Scenario, boot, pem_self_signed
 from rendering.node_config import CLUSTER_CA_FILES
 from rendering import polls
+from settings.versions import EXAMPLE_KUBERNETES_VERSION, INSTALLERS
 
 REHEARSAL_READY = os.geteuid() == 0 and shutil.which("unshare") is not None and Path("/usr/bin/python3").exists()
 rehearsal = pytest.mark.skipif(not REHEARSAL_READY, reason="the rehearsal needs root, unshare(1) and the system python3 with cloud-init")
@@ -39,7 +40,7 @@ HOSTNAME = "rancher.dev.example.com"
 API_HOSTNAME = "api.rancher.dev.example.com"
 REGISTRATION = "registration.rancher-ha-dev.internal"  # the stack's private zone
 REGISTRATION_URL = f"https://{REGISTRATION}:9345"
-K3S_VERSION, RKE2_VERSION = "v1.34.1+k3s1", "v1.34.1+rke2r1"
+K3S_VERSION, RKE2_VERSION = EXAMPLE_KUBERNETES_VERSION["k3s"], EXAMPLE_KUBERNETES_VERSION["rke2"]  # the defaults
 PROXY_URL = "http://proxy.corp.example:3128"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 
@@ -169,13 +170,13 @@ def test_k3s_is_installed_unstarted_before_the_datastore_is_read_then_started():
     call = installer(result)
     assert call["argv"] == ["k3s"]
     assert {k: v for k, v in call["env"].items() if k.startswith("INSTALL_")} == {
-        "INSTALL_K3S_EXEC": "server", "INSTALL_K3S_SKIP_START": "true", "INSTALL_K3S_VERSION": K3S_VERSION}
+        "INSTALL_K3S_EXEC": "server", "INSTALL_K3S_SKIP_ENABLE": "true", "INSTALL_K3S_VERSION": K3S_VERSION}
     install = index_of(result, lambda cmd, _: cmd == "installer")
     datastore = index_of(result, ssm_read(f"{PREFIX}/datastore-endpoint"))
     start = index_of(result, lambda cmd, argv: cmd == "systemctl" and argv == ["enable", "--now", "k3s.service"])
     assert 0 <= install < datastore < start, result.log
-    # The installer itself only enabled the unit (SKIP_START); the script started it.
-    assert ["restart", "k3s.service"] not in result.calls_of("systemctl")
+    # The installer neither enabled nor started the unit (SKIP_ENABLE); the script did both, once configured.
+    assert [c for c in result.calls_of("systemctl") if "k3s.service" in c] == [["enable", "--now", "k3s.service"]]
     assert unit_state(result, "k3s.service") == {"active": True, "enabled": True}
     assert ["install", "aws-cli", "--classic"] in result.calls_of("snap")
 
@@ -236,11 +237,42 @@ def test_k3s_server_fails_clearly_when_the_datastore_never_appears_and_k3s_stays
                 f"and that the instance role may read {PREFIX}/*. It is written once the stack's RDS instance is "
                 "available: check that instance and the pulumi up output.") in result.stderr
         assert result.state["ssm_reads"][name] == 4
-        assert installer(result)["env"]["INSTALL_K3S_SKIP_START"] == "true"  # installed ...
-        assert unit_state(result, "k3s.service") == {"active": False, "enabled": True}  # ... but not started
-        assert not started(result, "k3s.service")
+        # Installed, but neither enabled nor started: a reboot must not start an unconfigured
+        # K3s (it would come up as a standalone SQLite server with the stack's CA).
+        state = unit_state(result, "k3s.service")
+        assert not state.get("enabled") and not state.get("active"), state
+        assert "/etc/systemd/system/k3s.service" in result.files  # installed all the same
+        assert installer(result)["env"].get("INSTALL_K3S_SKIP_ENABLE") == "true"
+        assert not [call for call in result.calls_of("systemctl") if "k3s.service" in call], result.calls_of("systemctl")
+        assert "/etc/systemd/system/multi-user.target.wants/k3s.service" not in result.files
         assert "/etc/rancher/k3s/config.yaml" not in result.files
         assert "/var/lib/rancher-ha/bootstrap.done" not in result.files
+
+
+# --------------------------------------------------------------- the pinned installer
+def test_the_boot_script_runs_only_the_pinned_installer():
+    """Each boot script downloads the install script at a fixed upstream commit and checks
+    its sha256 (reference/upstream/installers/installers.json) before running it."""
+    for overrides, distribution in (({}, "k3s"), (RKE2, "rke2")):
+        script = yaml.safe_load(server(cached_run(overrides), 0))["write_files"][0]["content"]
+        pin = INSTALLERS[distribution]
+        assert re.fullmatch(r"https://raw\.githubusercontent\.com/[\w-]+/[\w-]+/[0-9a-f]{40}/install\.sh", pin.url)
+        assert re.fullmatch(r"[0-9a-f]{64}", pin.sha256)
+        assert f"INSTALLER_URL={pin.url}\n" in script and f"INSTALLER_SHA256={pin.sha256}\n" in script
+        assert "get.k3s.io" not in script and "get.rke2.io" not in script
+        assert script.index("sha256sum --check") < script.index('sh "$INSTALLER"')
+
+
+@rehearsal
+def test_a_tampered_installer_aborts_the_boot_before_it_runs():
+    run = cached_run({})
+    with boot(server(run, 1), store_of(run), scenario(installer_tampered=True)) as result:
+        assert result.returncode != 0, describe(result)
+        assert f"the installer from {INSTALLERS['k3s'].url} has sha256 " in result.stderr
+        assert f"not the pinned " in result.stderr and "not running it" in result.stderr
+        assert not [c for c in result.calls if c["cmd"] == "installer"]
+        assert "/usr/local/bin/k3s" not in result.files
+        assert not [c for c in result.calls_of("systemctl") if "k3s.service" in c]
 
 
 # ------------------------------------------------------------------- the token, late
@@ -284,7 +316,7 @@ def test_the_boot_waits_for_egress_then_proceeds():
         assert result.returncode == 0, describe(result)
         probes = egress_probes(result)
         assert [p["exit"] for p in probes] == [28, 28, 28, 0]
-        assert probes[0]["argv"][-1] == "https://get.k3s.io"
+        assert probes[0]["argv"][-1] == INSTALLERS["k3s"].url
         # The rendered cadence (rendering/polls.py, which the benchmark models too).
         assert result.calls_of("sleep")[:3] == [[str(polls.EGRESS.interval_s)]] * 3
         assert all(p["argv"][p["argv"].index("--connect-timeout") + 1] == str(polls.EGRESS.connect_timeout_s) for p in probes)
@@ -299,7 +331,7 @@ def test_no_way_out_fails_clearly_before_installing_anything():
     with boot(server(run, 0), store_of(run), scenario(egress_from_request=None, environment={"RANCHER_HA_EGRESS_ATTEMPTS": "3"})) as result:
         assert result.returncode != 0, describe(result)
         assert len(egress_probes(result)) == 3
-        assert ("no way out to https://get.k3s.io after 3 attempts. Check the NAT gateway and the private route tables, "
+        assert (f"no way out to {INSTALLERS['k3s'].url} after 3 attempts. Check the NAT gateway and the private route tables, "
                 "or the proxy settings.") in result.stderr
         assert not [c for c in result.calls if c["cmd"] in ("installer", "aws")]
         assert "/etc/rancher/k3s/config.yaml" not in result.files
@@ -379,7 +411,7 @@ def test_rke2_joiner_waits_for_the_registration_address_and_gets_no_ca():
         pings = [c for c in result.calls if c["cmd"] == "curl" and c["argv"][-1] == f"{REGISTRATION_URL}/ping"]
         assert len(pings) == 3 and pings[-1]["exit"] == 0  # polled until it answered, then no more
         log = result.log
-        assert log.index("https://get.rke2.io") < log.index("/ping") < log.index("systemctl enable --now rke2-server.service")
+        assert log.index(INSTALLERS["rke2"].url) < log.index("/ping") < log.index("systemctl enable --now rke2-server.service")
         assert f"waiting for {REGISTRATION_URL}/ping" in result.stderr
 
 
@@ -409,7 +441,7 @@ def test_proxy_settings_reach_the_installer_and_snapd_and_spare_the_registration
         assert ".internal" in no_proxy and "git.corp.example" in no_proxy
         install = installer(result)
         assert install["env"]["HTTPS_PROXY"] == PROXY_URL and install["env"]["NO_PROXY"] == values["NO_PROXY"]
-        downloads = [c for c in result.calls if c["cmd"] == "curl" and c["argv"][-1] == "https://get.rke2.io"]
+        downloads = [c for c in result.calls if c["cmd"] == "curl" and c["argv"][-1] == INSTALLERS["rke2"].url]
         assert downloads and all(c.get("via_proxy") == PROXY_URL for c in downloads if c["exit"] == 0)
         # Through a proxy the connect timeout covers the CONNECT and the far TLS handshake too.
         probes = egress_probes(result)

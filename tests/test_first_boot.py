@@ -50,7 +50,7 @@ STACKS = sorted(path.name[len("Pulumi."):-len(".yaml")] for path in STACKS_DIR.g
 CASES = [f"shape:{name}" for name in SHAPES] + [f"stack:{name}" for name in STACKS]
 
 SERVER_MARKER = "/etc/rancher/rancher-ha/config.base.yaml"
-NGINX_MARKERS = ("/etc/rancher-ha/nginx.conf", "/usr/local/sbin/rancher-ha-nginx-refresh")  # staged conf, or refresh script
+NGINX_STAGED_CONF = "/etc/rancher-ha/nginx.conf"  # L4: staged in user data; L7: installed from SSM
 NGINX_MARKER = "nginx"
 INSTANCE_TYPES = ("aws:ec2/instance:Instance", "aws:ec2/launchTemplate:LaunchTemplate")  # NGINX may run in an ASG
 
@@ -178,9 +178,31 @@ def _is_server(user_data: str) -> bool:
     return SERVER_MARKER in _paths(user_data)
 
 
+def _base_config(user_data: str) -> dict:
+    (entry,) = [e for e in yaml.safe_load(user_data)["write_files"] if e["path"] == SERVER_MARKER]
+    return yaml.safe_load(entry["content"]) or {}
+
+
+def _joins(user_data: str) -> bool:
+    """The program's own view: a server whose config names a `server:` joins through it."""
+    return _is_server(user_data) and "server" in _base_config(user_data)
+
+
 def _of_kind(case: str, marker: str):
-    wanted = _is_server if marker == SERVER_MARKER else (lambda ud: any(m in _paths(ud) for m in NGINX_MARKERS))
+    """Servers (by their base config), or NGINX: every other instance the program boots, so
+    a renamed NGINX file makes the NGINX tests fail instead of finding no instance."""
+    wanted = _is_server if marker == SERVER_MARKER else (lambda ud: not _is_server(ud))
     return [entry for entry in _booted(case) if wanted(entry[1])]
+
+
+def _case_config(case: str) -> dict:
+    kind, name = case.split(":", 1)
+    return {**BASE_CONFIG, **SHAPES[name]} if kind == "shape" else stack_config(name)
+
+
+def _has_nginx(case: str) -> bool:
+    """From the settings, not from what the program rendered: the NGINX load balancer."""
+    return _case_config(case).get("rancher-ha:loadBalancerType") == "nginx"
 
 
 def _describe(result) -> str:
@@ -309,14 +331,14 @@ def test_server_config_keys_are_real_flags(case):
     assert not problems, problems
 
 
-NGINX_CASES = [case for case in CASES if case.startswith("stack:") or "nginx" in case]
+NGINX_CASES = [case for case in CASES if _has_nginx(case)]
 
 
 def _nginx_conf_source(user_data: str, store: dict[str, str]) -> str:
     """What /etc/nginx/nginx.conf must end up as: the staged file from user data, or the
     SSM parameter the refresh script installs."""
     for entry in yaml.safe_load(user_data)["write_files"]:
-        if entry["path"] == NGINX_MARKERS[0]:
+        if entry["path"] == NGINX_STAGED_CONF:
             return entry["content"]
     (name,) = [n for n in store if n.endswith("/nginx.conf")]
     return store[name]
@@ -325,8 +347,7 @@ def _nginx_conf_source(user_data: str, store: dict[str, str]) -> str:
 @pytest.mark.parametrize("case", NGINX_CASES)
 def test_nginx_instance_boots_and_its_config_passes_real_nginx(case):
     nginx = _of_kind(case, NGINX_MARKER)
-    if not nginx:
-        pytest.skip(f"{case} has no NGINX instance")
+    assert nginx, f"{case}: loadBalancerType nginx, but no NGINX instance was booted"
     for instance, user_data, store, result in nginx:
         assert result.returncode == 0, f"{instance.name}: {_describe(result)}"
         assert result.files["/etc/nginx/nginx.conf"].text.strip() == _nginx_conf_source(user_data, store).strip()
@@ -346,10 +367,9 @@ def _exec_start(result, unit: str) -> str:
 @pytest.mark.parametrize("case", ["shape:k3s-nginx-l7"])
 def test_nginx_refresh_timer_picks_up_a_renewed_certificate(case):
     nginx = _of_kind(case, NGINX_MARKER)
-    timers = [(i, u, s, r) for i, u, s, r in nginx if "/etc/systemd/system/rancher-ha-nginx-refresh.timer" in _paths(u)]
-    if not timers:
-        pytest.skip("this version has no NGINX refresh timer")
-    instance, _, store, result = timers[0]
+    assert len(nginx) == 1, f"{case}: expected one NGINX instance, booted {len(nginx)}"
+    instance, user_data, store, result = nginx[0]
+    assert "/etc/systemd/system/rancher-ha-nginx-refresh.timer" in _paths(user_data), _paths(user_data)
     assert result.returncode == 0, _describe(result)
     assert result.state["systemd"]["rancher-ha-nginx-refresh.timer"]["active"]
     renewed = dict(store)
@@ -375,11 +395,20 @@ def test_no_stub_crashed_and_joiners_reached_the_registration_address(case):
         crashes = [c for c in result.calls if "stub_crash" in c]
         assert not crashes, f"{instance.name}: rehearsal stub bug:\n{crashes[0]['stub_crash']}"
         pings = [c for c in result.calls if c["cmd"] == "curl" and any(a.endswith("/ping") for a in c["argv"])]
-        if pings:
-            last = pings[-1]
-            assert last["exit"] == 0, (
-                f"{instance.name}: {last['argv'][-1]} never answered in {len(pings)} attempts "
-                f"(curl exit {last['exit']}, via proxy {last.get('via_proxy')}, NO_PROXY={last['env'].get('NO_PROXY')})")
+        if not _joins(user_data):
+            # The first server of a new cluster (and any K3s server) waits for no one.
+            assert not pings, f"{instance.name}: pinged a registration address it does not join"
+            continue
+        # A joiner (its config names a `server:` to join) must wait for that address
+        # before starting, and reach it.
+        assert pings, f"{instance.name}: joins {_base_config(user_data)['server']} without waiting for its /ping"
+        last = pings[-1]
+        assert last["exit"] == 0, (
+            f"{instance.name}: {last['argv'][-1]} never answered in {len(pings)} attempts "
+            f"(curl exit {last['exit']}, via proxy {last.get('via_proxy')}, NO_PROXY={last['env'].get('NO_PROXY')})")
+        assert last["argv"][-1] == _base_config(user_data)["server"] + "/ping"
+        start = next(n for n, c in enumerate(result.calls) if c["cmd"] == "systemctl" and c["argv"][:2] == ["enable", "--now"])
+        assert result.calls.index(last) < start, f"{instance.name}: started before the registration address answered"
 
 
 def test_stubs_behave_like_the_real_commands():

@@ -835,3 +835,103 @@ def test_an_existing_stack_moves_its_parameters_below_its_identity_safely(identi
 def policy_input(result, name: str) -> str:
     (policy,) = [r for r in result.registrations if r.name == name]
     return policy.inputs["policy"]
+
+
+# -- the ingress controller is frozen at creation (issue 18 defect 2) ------------------------
+STAGING_135 = {"rancher-ha:rancherVersion": "2.15.0", "rancher-ha:kubernetesVersion": "v1.35.7+rke2r1"}
+STAGING_136 = {"rancher-ha:rancherVersion": "2.15.0", "rancher-ha:kubernetesVersion": "v1.36.3+rke2r1"}
+HELM_CHART_CONFIG = "kubernetes:helm.cattle.io/v1:HelmChartConfig"
+
+
+def _base_config(user_data: str) -> dict:
+    import yaml
+
+    (entry,) = [f for f in yaml.safe_load(user_data)["write_files"] if f["path"].endswith("config.base.yaml")]
+    return yaml.safe_load(entry["content"])
+
+
+def test_a_minor_bump_is_refused_until_the_ingress_controller_the_cluster_runs_is_kept():
+    """staging created at 1.35 runs ingress-nginx. Bumping to 1.36, whose default for NEW
+    clusters is Traefik, must not swap it (RKE2 --disable would delete ingress-nginx, the
+    HelmChartConfig with use-forwarded-headers would go): the lock refuses in preview and
+    says how to keep it."""
+    from components.providers.identity_lock_provider import IdentityLockProvider
+
+    old, new = run_stack("staging", overrides=STAGING_135), run_stack("staging", overrides=STAGING_136)
+    failures = {f.property: f.reason for f in IdentityLockProvider().check(_lock_inputs(old), _lock_inputs(new)).failures}
+    assert "ingressController" in failures, failures
+    reason = failures["ingressController"]
+    assert "'ingress-nginx'" in reason and "ingressController: ingress-nginx" in reason, reason
+
+
+def test_a_minor_bump_keeps_the_ingress_controller_and_everything_that_depends_on_it():
+    """With the controller kept, 1.35 -> 1.36 deletes no HelmChartConfig and leaves the
+    servers' rendered config as it is (a replacement server still gets ingress-nginx)."""
+    from components.providers.identity_lock_provider import IdentityLockProvider
+
+    old = run_stack("staging", overrides=STAGING_135)
+    new = run_stack("staging", overrides={**STAGING_136, "rancher-ha:ingressController": "ingress-nginx"})
+    assert IdentityLockProvider().check(_lock_inputs(old), _lock_inputs(new)).failures == []
+    p = plan(old, new)
+    assert p.errors == [] and p.collisions == []
+    charts = [s for s in p.steps if s.type == HELM_CHART_CONFIG]
+    assert charts and all(s.op in ("same", "update") for s in charts), [(s.name, s.op) for s in charts]
+    (chart,) = new.of_type(HELM_CHART_CONFIG)
+    assert chart.inputs["metadata"]["name"] == "rke2-ingress-nginx"
+    for before, after in zip(server_instances_of(old), server_instances_of(new)):
+        assert _base_config(after.inputs["userData"]) == _base_config(before.inputs["userData"])
+        assert _base_config(after.inputs["userData"])["ingress-controller"] == "ingress-nginx"
+
+
+def test_switching_a_running_cluster_to_traefik_is_refused_with_the_safe_way():
+    from components.providers.identity_lock_provider import IdentityLockProvider
+
+    old = run_stack("staging", overrides=STAGING_135)
+    new = run_stack("staging", overrides={**STAGING_135, "rancher-ha:ingressController": "traefik"})
+    failures = {f.property: f.reason for f in IdentityLockProvider().check(_lock_inputs(old), _lock_inputs(new)).failures}
+    reason = failures["ingressController"]
+    assert "back to 'ingress-nginx'" in reason and "new stack" in reason and "rancher-backup" in reason, reason
+
+
+def test_a_new_stack_on_136_gets_traefik_and_keeps_it():
+    from components.providers.identity_lock_provider import IdentityLockProvider
+
+    created = run_stack("staging", overrides=STAGING_136)
+    (chart,) = created.of_type(HELM_CHART_CONFIG)
+    assert chart.inputs["metadata"]["name"] == "rke2-traefik"
+    assert IdentityLockProvider().check(_lock_inputs(created), _lock_inputs(created)).failures == []
+
+
+def server_instances_of(result):
+    return sorted((i for i in result.of_type(SERVER_INSTANCE) if "-server-" in i.name), key=lambda i: i.name)
+
+
+BEFORE_INGRESS_LOCK = "bb6a910"  # the last landed revision: its lock did not record the ingress controller
+
+
+@pytest.fixture(scope="module")
+def last_landed_staging():
+    from tools.plan import base_states
+
+    olds, errors = base_states(BEFORE_INGRESS_LOCK, ["staging"])
+    assert errors == {}, errors
+    return olds["staging"]
+
+
+def test_a_stack_deployed_before_the_lock_recorded_the_ingress_controller(last_landed_staging):
+    """bb6a910's lock lacks ingressController. Unchanged (1.34: ingress-nginx, the only
+    controller such a stack can run) the lock records it silently; moved to 1.36, where the
+    default would be Traefik, the stack must say which controller the cluster runs."""
+    from components.providers.identity_lock_provider import IdentityLockProvider
+
+    (old_lock,) = [r for r in last_landed_staging.registrations if r.name == "rancher-hostname-lock"]
+    olds = {k: v for k, v in old_lock.inputs.items() if k != "__provider"}
+    assert "ingressController" not in olds["locked"]
+    unchanged = _lock_inputs(run_stack("staging"))
+    assert unchanged["locked"]["ingressController"] == "ingress-nginx"
+    assert IdentityLockProvider().check(olds, unchanged).failures == []
+    bumped = _lock_inputs(run_stack("staging", overrides=STAGING_136))
+    failures = {f.property: f.reason for f in IdentityLockProvider().check(olds, bumped).failures}
+    assert "did not record its ingress controller" in failures["ingressController"], failures
+    kept = _lock_inputs(run_stack("staging", overrides={**STAGING_136, "rancher-ha:ingressController": "ingress-nginx"}))
+    assert IdentityLockProvider().check(olds, kept).failures == []

@@ -1,5 +1,7 @@
 """Network: a created VPC across three zones, or an existing VPC and subnets."""
 
+import pytest
+
 from components.network import subnet_cidrs
 from conftest import cached_run
 
@@ -95,7 +97,8 @@ def test_public_node_placement_creates_no_nat():
 
 def test_a_two_zone_region_and_local_zones(monkeypatch):
     """The zones come from a filtered invoke (no Local/Wavelength zones), known at program
-    time; a region with two standard zones gets two of each subnet, with a warning."""
+    time; a region with two standard zones gets two of each subnet; RKE2 there is refused
+    unless allowQuorumLossOnZoneFailure accepts it."""
     from offline import mocks
 
     seen = {}
@@ -110,10 +113,19 @@ def test_a_two_zone_region_and_local_zones(monkeypatch):
     monkeypatch.setattr(mocks.StackMocks, "call", call)
     from conftest import run
 
-    result = run({"rancher-ha:distribution": "rke2"})
+    # Two zones hold three etcd members as 2 + 1: losing the first loses quorum. Refused ...
+    with pytest.raises(Exception) as caught:
+        run({"rancher-ha:distribution": "rke2"})
+    assert "eu-south-9a holds 2 of them, so losing that zone leaves 1" in str(caught.value)
+    assert "allowQuorumLossOnZoneFailure: true" in str(caught.value)
+    assert caught.value.registrations == []  # refused before any resource
+    # ... unless explicitly accepted, and then loudly.
+    result = run({"rancher-ha:distribution": "rke2", "rancher-ha:allowQuorumLossOnZoneFailure": True})
     zones = sorted(s.inputs["availabilityZone"] for s in result.of_type("aws:ec2/subnet:Subnet"))
     assert zones == ["eu-south-9a", "eu-south-9a", "eu-south-9b", "eu-south-9b"]
     assert {"name": "opt-in-status", "values": ["opt-in-not-required"]} in seen["filters"]
     assert {"name": "zone-type", "values": ["availability-zone"]} in seen["filters"]
     assert len([i for i in result.of_type("aws:ec2/instance:Instance")]) == 3  # two share a zone
-    assert any("only 2 availability zones" in line for line in result.logs)
+    assert any("allowQuorumLossOnZoneFailure: true accepts this placement" in line for line in result.logs)
+    # K3s keeps its state in RDS: two zones are enough.
+    assert len(run({}).of_type("aws:ec2/instance:Instance")) == 2

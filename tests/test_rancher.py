@@ -152,3 +152,13 @@ def test_reference_copy_matches_shared():
         files = ["Chart.yaml", "values.yaml", "values.schema.json"]
         match, mismatch, errors = filecmp.cmpfiles(SHARED_REFERENCE / version, REFERENCE_ROOT / version, files, shallow=False)
         assert mismatch == [] and errors == [], version
+
+
+def test_a_failed_rancher_upgrade_is_not_rolled_back_by_helm(dev_run):
+    """Rancher does not support `helm rollback` across its versions (its way back is a
+    rancher-backup restore): the Rancher release must not be atomic. cert-manager keeps
+    atomic: its API (cert-manager.io/v1) is the same on both sides of a rollback, and an
+    atomic first install leaves no half-installed release behind."""
+    found = releases(dev_run)
+    assert not found["rancher"].inputs.get("atomic"), found["rancher"].inputs.get("atomic")
+    assert found["cert-manager"].inputs["atomic"] is True

@@ -117,6 +117,10 @@ INVALID = [
     ("ca-not-pem", {"tlsSource": "provided", "tlsCertificate": PEM_CERT, "tlsPrivateKey": PEM_KEY, "tlsCaCertificate": "ca"}, "tlsCaCertificate", "not a PEM certificate"),
     ("snapshots-s3-on-k3s", {"etcdSnapshotS3": True}, "etcdSnapshotS3", "no etcd to snapshot"),
     ("proxy-http-scheme", {"proxyHttp": "ftp://proxy:21"}, "proxyHttp", "not a proxy URL"),
+    ("quorum-opt-in-on-k3s", {"allowQuorumLossOnZoneFailure": True}, "allowQuorumLossOnZoneFailure", "applies only to rke2"),
+    ("rke2-two-existing-subnets", {"distribution": "rke2", "vpcId": "vpc-0123456789abcdef0", "nodeSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"], "lbSubnetIds": ["subnet-0123456789abcdef2", "subnet-0123456789abcdef3"]}, "nodeSubnetIds", "losing that zone leaves 1"),
+    ("ingress-nginx-on-k3s", {"ingressController": "ingress-nginx"}, "ingressController", "K3s ships Traefik"),
+    ("ingress-unknown", {"distribution": "rke2", "ingressController": "haproxy"}, "ingressController", "is not an ingress controller RKE2 packages: RKE2 packages ingress-nginx and Traefik (its `ingress-controller` option). Fix: use ingress-nginx or traefik"),
     ("region-malformed", {"aws:region": "europe"}, "aws:region", "not an AWS region"),
 ]
 
@@ -188,7 +192,8 @@ def test_defaults_follow_distribution_and_environment():
     k3s = _settings()
     assert (k3s.server_count, k3s.kubernetes_version, k3s.ingress_controller) == (2, "v1.34.1+k3s1", "traefik")
     rke2 = _settings(distribution="rke2")
-    assert (rke2.server_count, rke2.kubernetes_version, rke2.ingress_controller) == (3, "v1.34.1+rke2r1", "ingress-nginx")
+    # The newest RKE2 1.34 tag in the rancher/rke2 snapshot (reference/upstream/installers).
+    assert (rke2.server_count, rke2.kubernetes_version, rke2.ingress_controller) == (3, "v1.34.10+rke2r1", "ingress-nginx")
     assert not k3s.db_deletion_protection and not k3s.protect_stateful_resources and not k3s.etcd_snapshot_s3
     prod = _settings(stack="prod")
     assert prod.db_deletion_protection and prod.db_final_snapshot and prod.db_multi_az and prod.protect_stateful_resources
@@ -216,6 +221,9 @@ def test_environment_required_for_other_stack_names():
 def test_rke2_136_uses_traefik():
     settings = _settings(distribution="rke2", rancherVersion="2.15.0", kubernetesVersion="v1.36.2+rke2r1")
     assert settings.ingress_controller == "traefik"
+    # ... unless the stack keeps what its cluster was created with.
+    kept = _settings(distribution="rke2", rancherVersion="2.15.0", kubernetesVersion="v1.36.2+rke2r1", ingressController="ingress-nginx")
+    assert kept.ingress_controller == "ingress-nginx"
 
 
 def test_tls_modes():
@@ -359,3 +367,92 @@ def test_derived_from_names_every_derived_default():
 
     derived = set(Settings._derive_defaults({"hostname": "rancher.example.com"})) - {"hostname"}
     assert derived == set(DERIVED_FROM)
+
+
+# ------------------------------------------------- etcd quorum across a zone's loss
+def test_rke2_on_two_existing_subnets_is_refused_unless_explicitly_accepted():
+    """Two node subnets put two of three etcd members in one zone: losing it loses quorum."""
+    two = {"distribution": "rke2", "vpcId": "vpc-0123456789abcdef0",
+           "nodeSubnetIds": ["subnet-00000000000000001", "subnet-00000000000000002"],
+           "lbSubnetIds": ["subnet-0000000000000000a", "subnet-0000000000000000b"]}
+    with pytest.raises(SettingsError) as caught:
+        _settings(**two)
+    (line,) = [p for p in caught.value.problems if "rancher-ha:nodeSubnetIds" in p]
+    assert "['subnet-00000000000000001', 'subnet-00000000000000002']" in line
+    assert "losing that zone leaves 1, fewer than the 2 etcd needs" in line
+    assert "Fix:" in line and "allowQuorumLossOnZoneFailure: true" in line
+    assert _settings(**two, allowQuorumLossOnZoneFailure=True).allow_quorum_loss_on_zone_failure
+    # K3s keeps its state in RDS, not etcd: two subnets are fine.
+    _settings(**{**two, "distribution": "k3s"})
+
+
+@pytest.mark.parametrize("count, zones, lost", [
+    (3, ["a", "b"], "a"), (5, ["a", "b"], "a"), (7, ["a", "b"], "a"), (3, ["a", "a", "b"], "a"),
+    (5, ["a", "b", "b"], "b"), (4, ["a", "b"], "a"), (3, ["a", "b", "c"], None), (5, ["a", "b", "c"], None), (7, ["a", "b", "c"], None),
+])
+def test_quorum_after_losing_the_fullest_zone(count, zones, lost):
+    from settings.placement import quorum_loss_on_zone_failure
+
+    risk = quorum_loss_on_zone_failure(count, zones)
+    assert (risk.zone if risk else None) == lost
+    if risk:
+        assert 2 * risk.survivors <= count
+
+
+def test_existing_subnets_that_share_a_zone_are_refused_at_deploy(monkeypatch):
+    """Three subnets, but AWS says two are in one zone (only AWS knows): refused before any
+    server exists, unless explicitly accepted."""
+    from offline import mocks
+
+    original = mocks.StackMocks.call
+
+    def call(self, args):
+        if args.token == "aws:ec2/getSubnet:getSubnet":
+            answer, failures = original(self, args)
+            return {**answer, "availabilityZone": "eu-west-1a" if answer["id"].endswith(("1", "2")) else "eu-west-1b"}, failures
+        return original(self, args)
+
+    monkeypatch.setattr(mocks.StackMocks, "call", call)
+    from conftest import EXISTING_VPC, RKE2
+
+    with pytest.raises(Exception) as caught:
+        run({**EXISTING_VPC, **RKE2})
+    message = str(caught.value)
+    assert "rancher-ha:nodeSubnetIds = ['subnet-00000000000000001', 'subnet-00000000000000002', 'subnet-00000000000000003']" in message
+    assert "eu-west-1a holds 2 of them" in message and "Fix:" in message
+    assert getattr(caught.value, "registrations", None) == [], "a resource was registered before the refusal"
+    accepted = run({**EXISTING_VPC, **RKE2, "rancher-ha:allowQuorumLossOnZoneFailure": True})
+    assert len(accepted.of_type("aws:ec2/instance:Instance")) == 3
+    assert any("allowQuorumLossOnZoneFailure" in line for line in accepted.logs)
+
+
+# ------------------------------------------------------------ installer pins (issue 18 #7)
+def test_installer_pins_record_their_source_and_the_update_tool_derives_them(tmp_path):
+    """The pins carry where they came from; tools/update_versions.py derives an RKE2 pin
+    and the newest tag per minor from a git snapshot (here a tiny one made on the spot)."""
+    import hashlib
+    import json
+    import subprocess
+
+    from settings import versions
+    from tools import update_versions
+
+    data = json.loads(versions.INSTALLERS_DATA.read_text())
+    for distribution, pin in data["installers"].items():
+        assert pin["url"] == f"https://raw.githubusercontent.com/{pin['repository']}/{pin['commit']}/install.sh", distribution
+        assert len(pin["commit"]) == 40 and len(pin["sha256"]) == 64 and pin["checksum_from"], distribution
+    assert versions.EXAMPLE_KUBERNETES_VERSION["rke2"] == data["releases"]["rke2"]["newest_per_minor"]["1.34"]
+
+    git_dir = tmp_path / "rke2"
+    subprocess.run(["git", "init", "-q", str(git_dir)], check=True)
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com", "PATH": "/usr/bin:/bin"}
+    for tag, body in (("v1.34.9+rke2r1", "a\n"), ("v1.34.10+rke2r1", "b\n"), ("v1.36.3+rke2r1", "c\n"), ("v1.36.3-rc1+rke2r1", "d\n")):
+        (git_dir / "install.sh").write_text(body)
+        subprocess.run(["git", "-C", str(git_dir), "add", "install.sh"], check=True, env=env)
+        subprocess.run(["git", "-C", str(git_dir), "commit", "-qm", tag], check=True, env=env)
+        subprocess.run(["git", "-C", str(git_dir), "tag", tag], check=True, env=env)
+    dot_git = str(git_dir / ".git")
+    assert update_versions.newest_rke2_tags(dot_git) == {"1.34": "v1.34.10+rke2r1", "1.36": "v1.36.3+rke2r1"}
+    pin = update_versions.installer_at(dot_git, "rancher/rke2", "v1.36.3+rke2r1")
+    assert pin["sha256"] == hashlib.sha256(b"c\n").hexdigest() and pin["commit"] in pin["url"]

@@ -57,6 +57,7 @@ Standard library only (plus git on PATH).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import subprocess
@@ -161,6 +162,12 @@ class GitSource:
     def read(self, path: str) -> str:
         return self._git("show", f"{self.rev}:{path}")
 
+    def read_bytes(self, path: str) -> bytes:
+        result = subprocess.run(["git", f"--git-dir={self.git_dir}", "show", f"{self.rev}:{path}"], capture_output=True)
+        if result.returncode != 0:
+            raise ExtractError(f"git show {self.rev}:{path}: {result.stderr.decode().strip()}")
+        return result.stdout
+
 
 @dataclass
 class DirSource:
@@ -171,6 +178,19 @@ class DirSource:
 
     def read(self, path: str) -> str:
         return (self.root / path).read_text()
+
+    def read_bytes(self, path: str) -> bytes:
+        return (self.root / path).read_bytes()
+
+
+def file_digests(sources: dict[str, "GitSource | DirSource"], files: list[str]) -> dict[str, str]:
+    """sha256 of each upstream file the flags came from (`<prefix>:<path>` or `<path>`),
+    so anyone holding a copy of the source can check it is the one the data came from."""
+    digests = {}
+    for entry in files:
+        prefix, _, path = entry.rpartition(":")
+        digests[entry] = hashlib.sha256(sources[prefix].read_bytes(path)).hexdigest()
+    return digests
 
 
 # --------------------------------------------------------------------------- Go lexing
@@ -623,6 +643,7 @@ def k3s_document(source: Source, version: str, commit: str, repo_note: str, tag_
             "read_from": repo_note,
             "tag_note": tag_note,
             "files": files,
+            "file_sha256": file_digests({"": source}, files),
             "list": "pkg/cli/cmds/server.go: ServerFlags",
             "extracted_by": "tools/extract_server_flags.py",
         },
@@ -796,6 +817,7 @@ def rke2_document(rke2_git_dir: str, tag: str, k3s_git_dir: str) -> tuple[dict, 
                 "read_from": describe_git_dir(k3s_git_dir),
             },
             "files": files,
+            "file_sha256": file_digests({"rke2": rke2, "k3s": k3s}, files),
             "list": "k3s ServerFlags filtered by rke2 K3SFlagSet (server.go) + serverFlag + commonFlag",
             "dropped_k3s_flags": sorted(dropped),
             "extracted_by": "tools/extract_server_flags.py",

@@ -21,14 +21,22 @@ class IdentityLockProvider(ResourceProvider):
             previous = {**previous, "hostname": olds["hostname"]}
         current = news.get("locked") or {}
         refusals = news.get("refusals") or {}
+        # Keys whose value the stack did not set: a change is a new default, not a choice.
+        derived = news.get("derived") or {}
+        # Derived keys a stack deployed before they were locked may not be running.
+        unrecorded = news.get("unrecorded") or {}
         failures = []
         # Old and new keys both: a setting that disappears changed too (a created VPC's
         # vpcCidr giving way to an existing vpcId moves every server just the same).
         for key in sorted(set(previous) | set(current)):
             old, new = previous.get(key), current.get(key)
             if old not in (None, "", []) and old != new:
-                reason = refusals.get(key, "{key} cannot change on a deployed stack. Set it back to {old}.")
-                failures.append(CheckFailure(key, reason.format(key=key, old=_show(old), new=_show(new))))
+                reason = derived.get(key) or refusals.get(key, "{key} cannot change on a deployed stack. Set it back to {old}.")
+            elif old in (None, "", []) and previous and key in unrecorded:
+                reason = unrecorded[key]
+            else:
+                continue
+            failures.append(CheckFailure(key, reason.format(key=key, old=_show(old), new=_show(new), old_value=old)))
         return CheckResult(inputs=news, failures=failures)
 
     def create(self, props: dict[str, Any]) -> CreateResult:

@@ -28,6 +28,7 @@ snapshot taken when the previous session ended (the machine did not reboot).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
@@ -42,6 +43,8 @@ import weakref
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Iterator, Mapping, Optional, Sequence, Union
+
+from settings.versions import INSTALLERS
 
 HERE = Path(__file__).resolve().parent
 STUBS = HERE / "stubs"
@@ -95,6 +98,9 @@ class Scenario:
     # Extra environment of cloud-final.service (as a systemd drop-in's Environment=
     # would set it), e.g. the boot script's RANCHER_HA_*_ATTEMPTS knobs.
     environment: Mapping[str, str] = field(default_factory=dict)
+    # The pinned installer URL serves other bytes than the pinned ones (a compromised or
+    # rewriting mirror/proxy): the boot must refuse to run them.
+    installer_tampered: bool = False
 
 
 @dataclass
@@ -243,7 +249,28 @@ def _scenario_json(scenario: Scenario) -> dict:
     documents = {RDS_CA_BUNDLE_URL: pem_self_signed("Amazon RDS eu-west-1 Root CA RSA2048 G1 (rehearsal)")[0], **dict(scenario.documents)}
     data["documents"] = documents
     data["supervisors"] = dict(scenario.supervisors) if scenario.supervisors is not None else None
+    data["installers"] = {pin.url: distribution for distribution, pin in INSTALLERS.items()}
     return data
+
+
+def stand_in_installer(distribution: str) -> bytes:
+    """What the curl stub serves at a pinned installer URL (stubs/fake-installer.sh)."""
+    return (STUBS / "fake-installer.sh").read_text().replace("@DIST@", distribution).encode()
+
+
+def with_stand_in_installer_pins(user_data: str) -> str:
+    """The user data with each pinned installer sha256 replaced by the stand-in's.
+
+    The rehearsal cannot serve upstream's install.sh (its code is not committed here), so
+    it serves a stand-in and re-pins the user data to it: what is rehearsed is that the
+    boot fetches exactly the pinned URL and refuses bytes that do not match the pin. The
+    real pin is required to be in the user data (exactly once) before it is swapped."""
+    for distribution, pin in INSTALLERS.items():
+        if pin.url in user_data:
+            if user_data.count(pin.sha256) != 1:
+                raise RehearsalError(f"the user data does not carry the {distribution} installer's pinned sha256 once")
+            user_data = user_data.replace(pin.sha256, hashlib.sha256(stand_in_installer(distribution)).hexdigest())
+    return user_data
 
 
 _PEM_CACHE: dict[str, tuple[str, str]] = {}
@@ -428,4 +455,4 @@ def boot(user_data: str, ssm: Mapping[str, Union[str, LateParameter]], scenario:
         raise RehearsalError("the rehearsal needs root and unshare(1)")
     machine = _Machine()
     store = {name: _parameter_entry(value) for name, value in ssm.items()}
-    return _session(machine, [], user_data, store, scenario, timeout)
+    return _session(machine, [], with_stand_in_installer_pins(user_data), store, scenario, timeout)

@@ -487,7 +487,6 @@ def _proxy_for(scheme: str, host: str, explicit: str | None, noproxy: str | None
     return None if _no_proxy_match(host, no_proxy) else proxy
 
 
-INSTALLER_URLS = ("https://get.k3s.io", "https://get.k3s.io/", "https://get.rke2.io", "https://get.rke2.io/")
 
 
 def _egress_up(scenario: dict) -> bool:
@@ -526,13 +525,17 @@ def _respond(method: str, url: str, headers: dict[str, str], insecure: bool, sce
         if path.startswith("/latest/meta-data/") and key in metadata:
             return 200, metadata[key].encode()
         return 404, b"<?xml version=\"1.0\" encoding=\"iso-8859-1\"?>\n<title>404 - Not Found</title>\n"
-    internet = url in INSTALLER_URLS or url in scenario["documents"]
+    installers = scenario["installers"]  # the pinned installer URLs -> distribution
+    internet = url in installers or url in scenario["documents"]
     if internet and not _egress_up(scenario):
         # No NAT (or proxy path) yet: the VPC resolver answers, the connection times out.
         raise CurlExit(28, f"Failed to connect to {host} port {port} after 10002 ms: Timeout was reached")
-    if url in INSTALLER_URLS:
+    if url in installers:
         with open("/usr/lib/rancher-ha-rehearsal/fake-installer.sh") as handle:
-            return 200, handle.read().replace("@DIST@", "k3s" if "k3s" in host else "rke2").encode()
+            body = handle.read().replace("@DIST@", installers[url])
+        if scenario["installer_tampered"]:
+            body += "# changed on the way\n"
+        return 200, body.encode()
     if url in scenario["documents"]:
         return 200, scenario["documents"][url].encode()
     supervisors = scenario["supervisors"]  # None: every host answers from the first attempt

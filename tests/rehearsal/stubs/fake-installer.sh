@@ -1,5 +1,5 @@
 #!/bin/sh
-# Stand-in for the @DIST@ install script served by curl at https://get.@DIST@.io.
+# Stand-in for the @DIST@ install script the curl stub serves at its pinned URL.
 # The real script downloads a release; this one records INSTALL_* and installs a fake
 # binary and the systemd unit(s) the real script would.
 set -e
