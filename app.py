@@ -42,6 +42,7 @@ from components.rancher import Rancher, RancherArgs
 from components.secure_parameters import SecureParameters, SecureParametersArgs
 from components.snapshot_bucket import SnapshotBucket, SnapshotBucketArgs
 from components.tls_certificate import RancherCertificate, RancherCertificateArgs
+from components.upgrades import KubernetesUpgrades, KubernetesUpgradesArgs
 from rendering import rancher_values as values_lib
 from rendering.node_config import EtcdSnapshots
 from settings import Settings
@@ -308,6 +309,21 @@ def deploy(settings: Settings) -> dict[str, Any]:
             opts=guarded,
         )
 
+    # A kubernetesVersion edit upgrades the running servers in place; Rancher's release
+    # waits for it (a Rancher that needs the new Kubernetes installs onto it).
+    upgrades = KubernetesUpgrades(
+        "kubernetes-upgrades",
+        KubernetesUpgradesArgs(
+            provider=access.provider,
+            gate=access.gate,
+            access=access.gate_args,
+            distribution=settings.distribution,
+            kubernetes_version=settings.kubernetes_version,
+            server_count=settings.server_count,
+        ),
+        opts=guarded,
+    )
+
     no_proxy = no_proxy_entries(settings, network.vpc_cidr_block)
     ingress_tls = certificate is not None and not l7
     rancher = Rancher(
@@ -338,7 +354,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
             ingress_private_key_pem=certificate.private_key_pem if ingress_tls else None,
             private_ca_pem=certificate.ca_pem if (certificate is not None and settings.private_ca) else None,
             forwarded_headers=forwarded_headers,
-            rancher_after=[dns],
+            rancher_after=[dns, upgrades.wait],
         ),
         opts=guarded,
     )
