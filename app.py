@@ -72,7 +72,11 @@ def deploy(settings: Settings) -> dict[str, Any]:
     node_path = f"{parameter_root()}/{NODE_PARAMETER_PATH_SUFFIX}"
     # Everything waits for the guard, so a refused change changes nothing: every
     # component, and every resource inside one.
-    guard = HostnameGuard("rancher-hostname", locked_settings(settings))
+    guard = HostnameGuard(
+        "rancher-hostname",
+        locked_settings(settings),
+        running={"kubernetesVersion": settings.kubernetes_version, "rancherVersion": settings.rancher_version},
+    )
     children_wait_for(guard.lock)
     guarded = pulumi.ResourceOptions(depends_on=[guard])
 

@@ -17,6 +17,8 @@ from typing import Any, Mapping, Optional
 import pulumi
 from pulumi.dynamic import Resource
 
+from settings import versions
+
 from .providers import identity_lock_provider as implementation
 from .providers.shipping import loader_expression, source_of
 
@@ -53,26 +55,34 @@ class ShippedIdentityLockProvider(implementation.IdentityLockProvider):
         return (eval, (loader_expression(source_of(implementation.__file__), "IdentityLockProvider"),))
 
 
+def version_rules() -> dict[str, list[int]]:
+    """Rancher minor -> the Kubernetes minors it supports, as the lock's provider reads them."""
+    return {f"{major}.{minor}": [low, high] for (major, minor), (low, high) in versions.RANCHER_KUBERNETES_SUPPORT.items()}
+
+
 class IdentityLock(Resource, module="rancher-ha", name="IdentityLock"):
     locked: pulumi.Output[dict]
 
-    def __init__(self, name: str, locked: Mapping[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(
-            ShippedIdentityLockProvider(),
-            name,
-            {"locked": dict(locked), "refusals": dict(REFUSALS)},
-            opts,
-        )
+    def __init__(self, name: str, locked: Mapping[str, Any], running: Optional[Mapping[str, str]] = None,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        props: dict[str, Any] = {"locked": dict(locked), "refusals": dict(REFUSALS)}
+        if running:
+            # The versions the cluster runs after this `up`: the next one may only move
+            # them forward, one minor at a time, in a supported order.
+            props.update(versions=dict(running), versionRules=version_rules())
+        super().__init__(ShippedIdentityLockProvider(), name, props, opts)
 
 
 class HostnameGuard(pulumi.ComponentResource):
     """Holds the lock, so the stack's top level has components only."""
 
-    def __init__(self, name: str, locked: Mapping[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, locked: Mapping[str, Any], running: Optional[Mapping[str, str]] = None,
+                 opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:guard:HostnameGuard", name, None, opts)
         self.lock = IdentityLock(
             f"{name}-lock",
             locked,
+            running,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # The first release's lock, under its old type.
