@@ -155,17 +155,20 @@ class KubernetesUpgrades(pulumi.ComponentResource):
             # skipped by a destroy that takes the cluster with it.
             return child(self, provider=args.provider, depends_on=[args.gate, *extra], deleted_with=args.provider)
 
-        controller: list[pulumi.Resource] = []
-        crd: list[pulumi.Resource] = []
+        # The Plan needs its CRD, namespace and service account, not the running controller
+        # (it picks up existing plans when it starts): a new stack's Rancher does not wait
+        # for the controller's rollout.
+        plan_needs: list[pulumi.Resource] = []
         namespace: list[pulumi.Resource] = []
-        for doc in controller_objects():
+        # The Namespace first, so namespaced objects can wait for it.
+        for doc in sorted(controller_objects(), key=lambda doc: doc["kind"] != "Namespace"):
             kind = doc["kind"]
-            resource = _object(f"{name}-{_kebab(kind)}-{doc['metadata']['name']}", doc, in_cluster(*namespace, *crd))
+            needs = namespace if "namespace" in doc["metadata"] else []
+            resource = _object(f"{name}-{_kebab(kind)}-{doc['metadata']['name']}", doc, in_cluster(*needs))
             if kind == "Namespace":
                 namespace.append(resource)
-            elif kind == "CustomResourceDefinition":
-                crd.append(resource)
-            controller.append(resource)
+            if kind != "Deployment":
+                plan_needs.append(resource)
 
         plan = server_plan(args.distribution, args.kubernetes_version)
         plan_resource = k8s.apiextensions.CustomResource(
@@ -174,7 +177,7 @@ class KubernetesUpgrades(pulumi.ComponentResource):
             kind=plan["kind"],
             metadata=k8s.meta.v1.ObjectMetaArgs(**plan["metadata"]),
             spec=plan["spec"],
-            opts=in_cluster(*controller),
+            opts=in_cluster(*plan_needs),
         )
         plan_path = f"/apis/upgrade.cattle.io/v1/namespaces/{SUC_NAMESPACE}/plans/{plan['metadata']['name']}"
         self.wait = KubernetesUpgradeWait(

@@ -264,3 +264,26 @@ def test_a_stack_without_remembered_versions_is_not_refused():
     old = {k: v for k, v in new.items() if k not in ("versions", "versionRules")}
     old["locked"] = new["locked"]
     assert IdentityLockProvider().check(old, new).failures == []
+
+
+def test_create_waits_for_the_version_and_an_update_also_for_the_plans_pass(monkeypatch):
+    """A new stack's servers were installed at the version: creating the wait does not hold
+    Rancher for SUC's pass over them; a version change waits for that pass on every server."""
+    from components.providers import api_gate_provider as gate
+
+    responses = {
+        "/apis/upgrade.cattle.io/v1/namespaces/system-upgrade/plans/k3s-server": PLAN_STATUS,
+        # b runs the version but the plan has not passed over it yet (old hash).
+        "/api/v1/nodes": {"items": [_node("a", "10.0.0.1", "v1.35.0+k3s1"), _node("b", "10.0.0.2", "v1.35.0+k3s1", plan_hash="h1")]},
+    }
+    monkeypatch.setattr(gate, "ssl_context", lambda probe: None)
+    monkeypatch.setattr(gate, "get", lambda probe, context, path, timeout: (200, json.dumps(responses[path]).encode()))
+    props = {
+        "url": "https://lb:6443", "serverName": "rancher.example.com", "caPem": "ca", "clientCertPem": "c", "clientKeyPem": "k",
+        "expectedNodes": ADDRESSES, "planPath": "/apis/upgrade.cattle.io/v1/namespaces/system-upgrade/plans/k3s-server",
+        "version": "v1.35.0+k3s1", "timeoutSeconds": 0.01, "intervalSeconds": 0.001,
+    }
+    created = gate.KubernetesUpgradeWaitProvider().create(props)
+    assert created.outs["runningVersion"] == "v1.35.0+k3s1"
+    with pytest.raises(gate.ApiNotReady, match="b: plan not finished"):
+        gate.KubernetesUpgradeWaitProvider().update("id", {**props, "version": "v1.34.1+k3s1"}, props)

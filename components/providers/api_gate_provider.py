@@ -193,12 +193,15 @@ def _release(version: str) -> tuple[int, int]:
     return int(core[1]), int(core[2])
 
 
-def upgrade_progress(node_list: dict, plan: dict, expected: Sequence[str], version: str) -> Optional[str]:
-    """None when the plan's controller has seen `version` and every expected server is a
-    Ready, schedulable node running it that the plan has finished on; else why not."""
+def upgrade_progress(
+    node_list: dict, plan: dict, expected: Sequence[str], version: str, plan_finished: bool = True
+) -> Optional[str]:
+    """None when every expected server is a Ready, schedulable node running `version` and,
+    with `plan_finished`, the plan's controller has resolved `version` and finished on every
+    one of them; else why not."""
     status = plan.get("status") or {}
     latest_hash = status.get("latestHash")
-    if status.get("latestVersion") != version or not latest_hash:
+    if plan_finished and (status.get("latestVersion") != version or not latest_hash):
         return f"the plan has not resolved {version} yet (status.latestVersion {status.get('latestVersion')!r})"
     plan_label = PLAN_LABEL_PREFIX + plan.get("metadata", {}).get("name", "")
     by_address: dict[str, dict] = {}
@@ -226,7 +229,7 @@ def upgrade_progress(node_list: dict, plan: dict, expected: Sequence[str], versi
             )
         if running != version:
             waiting.append(f"{name}: runs {running or 'unknown'}")
-        elif node.get("metadata", {}).get("labels", {}).get(plan_label) != latest_hash:
+        elif plan_finished and node.get("metadata", {}).get("labels", {}).get(plan_label) != latest_hash:
             waiting.append(f"{name}: plan not finished")
         elif not ready:
             waiting.append(f"{name}: not Ready")
@@ -235,7 +238,9 @@ def upgrade_progress(node_list: dict, plan: dict, expected: Sequence[str], versi
     return f"waiting for {', '.join(waiting)}" if waiting else None
 
 
-def upgrade_check(plan_path: str, version: str) -> Callable[[ApiProbe, ssl.SSLContext, float], Optional[str]]:
+def upgrade_check(
+    plan_path: str, version: str, plan_finished: bool
+) -> Callable[[ApiProbe, ssl.SSLContext, float], Optional[str]]:
     def check(probe: ApiProbe, context: ssl.SSLContext, request_timeout: float) -> Optional[str]:
         try:
             status, body = get(probe, context, plan_path, request_timeout)
@@ -245,7 +250,7 @@ def upgrade_check(plan_path: str, version: str) -> Callable[[ApiProbe, ssl.SSLCo
             status, body = get(probe, context, "/api/v1/nodes", request_timeout)
             if status != 200:
                 return f"/api/v1/nodes answered HTTP {status}"
-            return upgrade_progress(json.loads(body), plan, probe.expected_nodes, version)
+            return upgrade_progress(json.loads(body), plan, probe.expected_nodes, version, plan_finished)
         except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as error:
             return f"{type(error).__name__}: {error}"
 
@@ -258,21 +263,26 @@ UPGRADE_INPUTS = ("version", "planPath", "expectedNodes", "url", "caPem")
 
 class KubernetesUpgradeWaitProvider(ResourceProvider):
     """Waits until the system-upgrade-controller plan has brought every server to `version`.
-    Never replaced: a new version, server or cluster address updates it, and the update waits."""
+    Never replaced: a new version, server or cluster address updates it, and the update waits.
 
-    def _wait(self, props: dict[str, Any]) -> dict[str, Any]:
+    On create the servers were installed at `version` by their user data (or, on a stack
+    deployed before this wait existed, run what they run): it waits for every one to run it,
+    Ready and schedulable, not for the controller or its pass over them, so a new stack's
+    Rancher does not wait for them. An update of the version waits for that pass too."""
+
+    def _wait(self, props: dict[str, Any], plan_finished: bool) -> dict[str, Any]:
         attempts = wait_for_api(
             probe_from(props),
             timeout_seconds=float(props["timeoutSeconds"]),
             interval_seconds=float(props.get("intervalSeconds") or 10.0),
-            check=upgrade_check(props["planPath"], props["version"]),
+            check=upgrade_check(props["planPath"], props["version"], plan_finished),
             waiting_for=f"running Kubernetes {props['version']} on every server",
             advice=UPGRADE_ADVICE,
         )
         return {**props, "attempts": attempts, "runningVersion": props["version"]}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(id_=props["planPath"], outs=self._wait(props))
+        return CreateResult(id_=props["planPath"], outs=self._wait(props, plan_finished=False))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [key for key in UPGRADE_INPUTS if olds.get(key) != news.get(key)]
@@ -281,5 +291,5 @@ class KubernetesUpgradeWaitProvider(ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         if any(olds.get(key) != news.get(key) for key in UPGRADE_INPUTS):
-            return UpdateResult(outs=self._wait(news))
+            return UpdateResult(outs=self._wait(news, plan_finished=olds.get("version") != news.get("version")))
         return UpdateResult(outs={**news, "attempts": olds.get("attempts"), "runningVersion": olds.get("runningVersion")})
