@@ -287,3 +287,19 @@ def test_create_waits_for_the_version_and_an_update_also_for_the_plans_pass(monk
     assert created.outs["runningVersion"] == "v1.35.0+k3s1"
     with pytest.raises(gate.ApiNotReady, match="b: plan not finished"):
         gate.KubernetesUpgradeWaitProvider().update("id", {**props, "version": "v1.34.1+k3s1"}, props)
+
+
+@pytest.mark.parametrize("dist", DISTRIBUTIONS)
+def test_a_rancher_minor_upgrade_plans_as_the_release_only(dist):
+    """2.14 -> 2.15 on Kubernetes 1.34 (both support it): one Helm upgrade, no server touched,
+    the lock remembers the version; the check passes."""
+    shape = DISTRIBUTIONS[dist][0]
+    new_shape = {**shape, "rancher-ha:rancherVersion": "2.15.0"}
+    p = plan(lifecycle_run(shape), lifecycle_run(new_shape))
+    assert_routine(p)
+    changed = [(s.op, s.type, s.name, [c.path for c in s.changes]) for s in p.steps if s.op != "same"]
+    assert changed == [
+        ("update", LOCK, "rancher-hostname-lock", ["versions.rancherVersion"]),
+        ("update", RELEASE, "rancher", ["version"]),
+    ], changed
+    assert refusals(shape, new_shape) == {}
