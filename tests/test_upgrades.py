@@ -149,7 +149,8 @@ def _node(name, address, kubelet, ready=True, cordoned=False, plan_hash="h2"):
     }
 
 
-PLAN_STATUS = {"metadata": {"name": "k3s-server"}, "status": {"latestVersion": "v1.35.0+k3s1", "latestHash": "h2"}}
+# As system-upgrade-controller v0.20.1 writes it: spec.version with '+' made '-' (MungeVersion).
+PLAN_STATUS = {"metadata": {"name": "k3s-server"}, "status": {"latestVersion": "v1.35.0-k3s1", "latestHash": "h2"}}
 ADDRESSES = ["10.0.0.1", "10.0.0.2"]
 
 
@@ -162,7 +163,7 @@ ADDRESSES = ["10.0.0.1", "10.0.0.2"]
         ([_node("a", "10.0.0.1", "v1.35.0+k3s1"), _node("b", "10.0.0.2", "v1.35.0+k3s1", plan_hash="h1")], PLAN_STATUS, "b: plan not finished"),
         ([_node("a", "10.0.0.1", "v1.35.0+k3s1")], PLAN_STATUS, "10.0.0.2: no node"),
         ([_node("a", "10.0.0.1", "v1.35.0+k3s1"), _node("b", "10.0.0.2", "v1.35.0+k3s1")],
-         {"metadata": {"name": "k3s-server"}, "status": {"latestVersion": "v1.34.1+k3s1", "latestHash": "h1"}}, "not resolved"),
+         {"metadata": {"name": "k3s-server"}, "status": {"latestVersion": "v1.34.1-k3s1", "latestHash": "h1"}}, "not resolved"),
     ],
 )
 def test_the_upgrade_wait_waits_for_every_server(nodes, plan_object, waits_for):
@@ -183,7 +184,7 @@ def test_a_cluster_ahead_of_the_stack_fails_at_once_with_the_fix():
     from components.providers.api_gate_provider import ClusterAhead, upgrade_progress
 
     nodes = [_node("a", "10.0.0.1", "v1.35.2+k3s1"), _node("b", "10.0.0.2", "v1.35.2+k3s1")]
-    plan_object = {"metadata": {"name": "k3s-server"}, "status": {"latestVersion": "v1.34.1+k3s1", "latestHash": "h2"}}
+    plan_object = {"metadata": {"name": "k3s-server"}, "status": {"latestVersion": "v1.34.1-k3s1", "latestHash": "h2"}}
     with pytest.raises(ClusterAhead, match=r"Set kubernetesVersion to v1\.35\.2\+k3s1"):
         upgrade_progress({"items": nodes}, plan_object, ADDRESSES, "v1.34.1+k3s1")
 

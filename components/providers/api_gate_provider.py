@@ -201,7 +201,9 @@ def upgrade_progress(
     one of them; else why not."""
     status = plan.get("status") or {}
     latest_hash = status.get("latestHash")
-    if plan_finished and (status.get("latestVersion") != version or not latest_hash):
+    # The controller records spec.version with '+' made '-' (an image tag cannot hold '+':
+    # pkg/upgrade/plan/plan.go MungeVersion, handle_upgrade.go).
+    if plan_finished and (status.get("latestVersion") != version.replace("+", "-") or not latest_hash):
         return f"the plan has not resolved {version} yet (status.latestVersion {status.get('latestVersion')!r})"
     plan_label = PLAN_LABEL_PREFIX + plan.get("metadata", {}).get("name", "")
     by_address: dict[str, dict] = {}
