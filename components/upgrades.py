@@ -32,7 +32,7 @@ import pulumi_kubernetes as k8s
 import yaml
 from pulumi.dynamic import Resource
 
-from .api_gate import ApiGateArgs
+from .api_gate import SECRET_PROBE_OUTPUTS, ApiGateArgs, probe_inputs
 from .naming import child
 from .providers import api_gate_provider as implementation
 from .providers.shipping import loader_expression, source_of
@@ -118,19 +118,14 @@ class KubernetesUpgradeWait(Resource, module="rancher-ha", name="KubernetesUpgra
             ShippedKubernetesUpgradeWaitProvider(),
             name,
             {
-                "url": access.url,
-                "serverName": access.server_name,
-                "caPem": access.ca_pem,
-                "clientCertPem": access.client_cert_pem,
-                "clientKeyPem": pulumi.Output.secret(access.client_key_pem),
-                "expectedNodes": list(access.expected_nodes),
+                **probe_inputs(access),
                 "planPath": plan_path,
                 "version": version,
                 "timeoutSeconds": timeout_seconds,
                 "attempts": None,
                 "runningVersion": None,
             },
-            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["clientKeyPem"])),
+            pulumi.ResourceOptions.merge(opts, SECRET_PROBE_OUTPUTS),
         )
 
 
