@@ -43,6 +43,7 @@ from components.rancher import Rancher, RancherArgs
 from components.secure_parameters import SecureParameters, SecureParametersArgs
 from components.snapshot_bucket import SnapshotBucket, SnapshotBucketArgs
 from components.tls_certificate import RancherCertificate, RancherCertificateArgs
+from components.upgrades import KubernetesUpgrades, KubernetesUpgradesArgs
 from rendering import rancher_values as values_lib
 from rendering.node_config import EtcdSnapshots
 from settings import Settings, placement
@@ -96,7 +97,12 @@ def deploy(settings: Settings) -> dict[str, Any]:
     check_zone_quorum(settings, node_subnet_zones(network_args))
     # Everything waits for the guard, so a refused change changes nothing: every
     # component, and every resource inside one.
-    guard = HostnameGuard("rancher-hostname", locked_settings(settings), *derived_locked_settings(settings))
+    guard = HostnameGuard(
+        "rancher-hostname",
+        locked_settings(settings),
+        *derived_locked_settings(settings),
+        running={"kubernetesVersion": settings.kubernetes_version, "rancherVersion": settings.rancher_version},
+    )
     children_wait_for(guard.lock)
     guarded = pulumi.ResourceOptions(depends_on=[guard])
     identity = StackIdentity("stack-identity", opts=guarded)
@@ -338,6 +344,21 @@ def deploy(settings: Settings) -> dict[str, Any]:
             opts=guarded,
         )
 
+    # A kubernetesVersion edit upgrades the running servers in place; Rancher's release
+    # waits for it (a Rancher that needs the new Kubernetes installs onto it).
+    upgrades = KubernetesUpgrades(
+        "kubernetes-upgrades",
+        KubernetesUpgradesArgs(
+            provider=access.provider,
+            gate=access.gate,
+            access=access.gate_args,
+            distribution=settings.distribution,
+            kubernetes_version=settings.kubernetes_version,
+            server_count=settings.server_count,
+        ),
+        opts=guarded,
+    )
+
     no_proxy = no_proxy_entries(settings, network.vpc_cidr_block)
     ingress_tls = certificate is not None and not l7
     rancher = Rancher(
@@ -368,7 +389,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
             ingress_private_key_pem=certificate.private_key_pem if ingress_tls else None,
             private_ca_pem=certificate.ca_pem if (certificate is not None and settings.private_ca) else None,
             forwarded_headers=forwarded_headers,
-            rancher_after=[dns],
+            rancher_after=[dns, upgrades.wait],
         ),
         opts=guarded,
     )

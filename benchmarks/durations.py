@@ -168,6 +168,13 @@ SOURCED: dict[str, Duration] = {
     "kubernetes:core/v1:Namespace": _e(1, "one API call; estimate"),
     "kubernetes:core/v1:Secret": _e(1, "one API call; estimate"),
     "kubernetes:helm.cattle.io/v1:HelmChartConfig": _e(1, "one API call (the helm-controller applies it afterwards, not waited for); estimate"),
+    "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition": _e(2, "one API call; pulumi-kubernetes awaits Established; estimate"),
+    "kubernetes:apps/v1:Deployment": _e(
+        20, "pulumi-kubernetes awaits the rollout: system-upgrade-controller image pull (one small Go binary) and start; estimate"
+    ),
+    "pulumi-python:dynamic/rancher-ha:KubernetesUpgradeWait": _e(
+        1, "on create one probe (/apis/.../plans, /api/v1/nodes): the servers already run the version; estimate"
+    ),
     "kubernetes:helm.sh/v3:Release#cert-manager": _e(
         90,
         "helm install --wait --wait-for-jobs: 3 Deployments + startupapicheck Job, image pulls from quay.io; estimate",

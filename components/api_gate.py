@@ -37,6 +37,21 @@ class ApiGateArgs:
     triggers: Sequence[pulumi.Input[str]] = field(default_factory=list)
 
 
+def probe_inputs(args: ApiGateArgs) -> dict:
+    """How a provider reaches the API and which servers it checks (api_gate_provider.probe_from)."""
+    return {
+        "url": args.url,
+        "serverName": args.server_name,
+        "caPem": args.ca_pem,
+        "clientCertPem": args.client_cert_pem,
+        "clientKeyPem": pulumi.Output.secret(args.client_key_pem),
+        "expectedNodes": list(args.expected_nodes),
+    }
+
+
+SECRET_PROBE_OUTPUTS = pulumi.ResourceOptions(additional_secret_outputs=["clientKeyPem"])
+
+
 class ApiGate(Resource, module="rancher-ha", name="ApiGate"):
     url: pulumi.Output[str]
 
@@ -45,18 +60,13 @@ class ApiGate(Resource, module="rancher-ha", name="ApiGate"):
             ShippedApiGateProvider(),
             name,
             {
-                "url": args.url,
-                "serverName": args.server_name,
-                "caPem": args.ca_pem,
-                "clientCertPem": args.client_cert_pem,
-                "clientKeyPem": pulumi.Output.secret(args.client_key_pem),
+                **probe_inputs(args),
                 "timeoutSeconds": args.timeout_seconds,
-                "expectedNodes": list(args.expected_nodes),
                 "triggers": list(args.triggers),
                 # Every server has a ClusterMember from this release on: a later shrink is safe
                 # (the provider's check refuses one from a state without it).
                 "serverMembers": True,
                 "attempts": None,
             },
-            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["clientKeyPem"])),
+            pulumi.ResourceOptions.merge(opts, SECRET_PROBE_OUTPUTS),
         )

@@ -70,20 +70,19 @@ class ClusterAccess(pulumi.ComponentResource):
                 )
             )
         )
-        self.gate = ApiGate(
-            f"{name}-api-ready",
-            ApiGateArgs(
-                url=pulumi.Output.concat("https://", args.load_balancer_address, f":{API_PORT}"),
-                server_name=args.tls_server_name,
-                ca_pem=args.server_ca_pem,
-                client_cert_pem=args.admin_cert_pem,
-                client_key_pem=args.admin_key_pem,
-                timeout_seconds=args.ready_timeout_seconds,
-                expected_nodes=list(args.server_addresses),
-                triggers=list(args.triggers),
-            ),
-            opts=child(self, depends_on=list(args.wait_for)),
+        # How the gate reaches the API and which servers it waits for; the upgrade wait
+        # (components/upgrades.py) reaches them the same way.
+        self.gate_args = ApiGateArgs(
+            url=pulumi.Output.concat("https://", args.load_balancer_address, f":{API_PORT}"),
+            server_name=args.tls_server_name,
+            ca_pem=args.server_ca_pem,
+            client_cert_pem=args.admin_cert_pem,
+            client_key_pem=args.admin_key_pem,
+            timeout_seconds=args.ready_timeout_seconds,
+            expected_nodes=list(args.server_addresses),
+            triggers=list(args.triggers),
         )
+        self.gate = ApiGate(f"{name}-api-ready", self.gate_args, opts=child(self, depends_on=list(args.wait_for)))
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,

@@ -19,6 +19,8 @@ from typing import Any, Mapping, Optional, Sequence
 import pulumi
 from pulumi.dynamic import Resource
 
+from settings import versions
+
 from .providers import identity_lock_provider as implementation
 from .providers.shipping import loader_expression, source_of
 
@@ -85,38 +87,46 @@ class ShippedIdentityLockProvider(implementation.IdentityLockProvider):
         return (eval, (loader_expression(source_of(implementation.__file__), "IdentityLockProvider"),))
 
 
+def version_rules() -> dict[str, list[int]]:
+    """Rancher minor -> the Kubernetes minors it supports, as the lock's provider reads them."""
+    return {f"{major}.{minor}": [low, high] for (major, minor), (low, high) in versions.RANCHER_KUBERNETES_SUPPORT.items()}
+
+
 class IdentityLock(Resource, module="rancher-ha", name="IdentityLock"):
     locked: pulumi.Output[dict]
 
     def __init__(self, name: str, locked: Mapping[str, Any], derived: Sequence[str] = (),
-                 ambiguous: Sequence[str] = (), opts: Optional[pulumi.ResourceOptions] = None):
+                 ambiguous: Sequence[str] = (), running: Optional[Mapping[str, str]] = None,
+                 opts: Optional[pulumi.ResourceOptions] = None):
         # `derived`: locked keys whose value the stack did not set (a default of other
         # settings); `ambiguous`: those of them a stack deployed before they were locked
         # may not be running (it must say which it runs).
-        super().__init__(
-            ShippedIdentityLockProvider(),
-            name,
-            {
-                "locked": dict(locked),
-                "refusals": dict(REFUSALS),
-                "derived": {key: DERIVED_REFUSALS[key] for key in derived if key in DERIVED_REFUSALS},
-                "unrecorded": {key: UNRECORDED_REFUSALS[key] for key in ambiguous if key in UNRECORDED_REFUSALS},
-            },
-            opts,
-        )
+        props: dict[str, Any] = {
+            "locked": dict(locked),
+            "refusals": dict(REFUSALS),
+            "derived": {key: DERIVED_REFUSALS[key] for key in derived if key in DERIVED_REFUSALS},
+            "unrecorded": {key: UNRECORDED_REFUSALS[key] for key in ambiguous if key in UNRECORDED_REFUSALS},
+        }
+        if running:
+            # The versions the cluster runs after this `up`: the next one may only move
+            # them forward, one minor at a time, in a supported order.
+            props.update(versions=dict(running), versionRules=version_rules())
+        super().__init__(ShippedIdentityLockProvider(), name, props, opts)
 
 
 class HostnameGuard(pulumi.ComponentResource):
     """Holds the lock, so the stack's top level has components only."""
 
     def __init__(self, name: str, locked: Mapping[str, Any], derived: Sequence[str] = (),
-                 ambiguous: Sequence[str] = (), opts: Optional[pulumi.ResourceOptions] = None):
+                 ambiguous: Sequence[str] = (), running: Optional[Mapping[str, str]] = None,
+                 opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:guard:HostnameGuard", name, None, opts)
         self.lock = IdentityLock(
             f"{name}-lock",
             locked,
             derived,
             ambiguous,
+            running,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # The first release's lock, under its old type.

@@ -17,6 +17,17 @@ CERT_MANAGER_NAMESPACE = "cert-manager"
 INGRESS_SECRET_NAME = "tls-rancher-ingress"
 PRIVATE_CA_SECRET_NAME = "tls-ca"
 PRIVATE_CA_SECRET_KEY = "cacerts.pem"
+# One owner of the local cluster's Kubernetes version: this stack (components/upgrades.py).
+# Rancher 2.12-2.15 also upgrade their own local K3s/RKE2 cluster through SUC plans while
+# the setting `imported-cluster-version-management` is "true", its default
+# (pkg/settings/setting.go; pkg/controllers/management/k3sbasedupgrade,
+# importedclusterversionmanagement, dashboard/systemcharts at rancher/rancher v2.14.4,
+# commit 79b003279fec). A setting's CATTLE_<NAME> environment variable wins over the
+# Setting object and makes it read-only (dashboardapi/settings/settings.go Get/Set), so
+# the chart's extraEnv turns it off from the first start. A `local` Cluster annotated
+# rancher.io/imported-cluster-version-management: "true" would still override it: leave
+# that annotation alone.
+RANCHER_STAND_DOWN_ENV = {"name": "CATTLE_IMPORTED_CLUSTER_VERSION_MANAGEMENT", "value": "false"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,7 @@ def rancher_values(spec: RancherValuesSpec, bootstrap_password: Any) -> dict:
         "bootstrapPassword": bootstrap_password,
         "agentTLSMode": spec.agent_tls_mode,
         "privateCA": spec.private_ca,
+        "extraEnv": [dict(RANCHER_STAND_DOWN_ENV)],
     }
     if spec.layer == "l7":
         # The load balancer terminates TLS; Rancher serves HTTP and trusts X-Forwarded-Proto.

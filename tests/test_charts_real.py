@@ -195,7 +195,7 @@ def own_objects(c: Case) -> list[dict]:
         if not registration.type.startswith("kubernetes:") or registration.type == RELEASE:
             continue
         inputs = registration.inputs
-        obj = {key: inputs[key] for key in ("apiVersion", "kind", "metadata", "type", "data", "stringData", "spec", "immutable") if key in inputs}
+        obj = {key: inputs[key] for key in ("apiVersion", "kind", "metadata", "type", "data", "stringData", "spec", "immutable", "rules", "roleRef", "subjects") if key in inputs}
         objects.append(obj)
     return objects
 
@@ -242,6 +242,18 @@ def test_own_kubernetes_objects_are_valid(label, kubernetes_validate):
         if obj["kind"] == "HelmChartConfig":
             assert obj["metadata"]["namespace"] == "kube-system"
             assert isinstance(yaml.safe_load(obj["spec"]["valuesContent"]), dict)
+
+
+@pytest.mark.parametrize("label", CASES)
+def test_rancher_leaves_the_local_clusters_version_to_the_stack(label, helm):
+    """One owner of the Kubernetes version (components/upgrades.py): the rendered Rancher
+    container carries CATTLE_IMPORTED_CLUSTER_VERSION_MANAGEMENT=false, which Rancher reads
+    before its Setting object (rendering/rancher_values.py cites the source)."""
+    c = case(label)
+    rendered = render(c.release("rancher"), c.kube_version, c.api_versions)
+    (container,) = [k for k in rendered.get("Deployment", "rancher")["spec"]["template"]["spec"]["containers"] if k["name"] == "rancher"]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    assert env.get("CATTLE_IMPORTED_CLUSTER_VERSION_MANAGEMENT") == "false", sorted(env)
 
 
 @pytest.mark.parametrize("label", CASES)

@@ -182,7 +182,11 @@ def test_rancher_patch_release_is_accepted_and_only_upgrades_the_chart():
     for shape in SHAPES.values():
         p = plan(lifecycle_run(shape), lifecycle_run({**shape, "rancher-ha:rancherVersion": "2.14.5"}))
         changed = [(s.op, s.type, s.name, [c.path for c in s.changes]) for s in p.steps if s.op != "same"]
-        assert changed == [("update", "kubernetes:helm.sh/v3:Release", "rancher", ["version"])], changed
+        # ...and the lock remembers the version Rancher runs (components/hostname_lock.py).
+        assert changed == [
+            ("update", "pulumi-python:dynamic/rancher-ha:IdentityLock", "rancher-hostname-lock", ["versions.rancherVersion"]),
+            ("update", "kubernetes:helm.sh/v3:Release", "rancher", ["version"]),
+        ], changed
 
 
 def test_ssh_key_on_the_nginx_shape_updates_the_launch_template_only():

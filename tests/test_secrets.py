@@ -24,6 +24,7 @@ SECRET_CARRIERS = {
     "aws:rds/instance:Instance": {"password"},
     "pulumi-python:dynamic/rancher-ha:ApiGate": {"clientKeyPem"},
     "pulumi-python:dynamic/rancher-ha:ClusterMember": {"clientKeyPem"},
+    "pulumi-python:dynamic/rancher-ha:KubernetesUpgradeWait": {"clientKeyPem"},
     "pulumi:providers:kubernetes": {"kubeconfig"},
     "kubernetes:helm.sh/v3:Release": {"values"},
     "kubernetes:core/v1:Secret": {"stringData"},

@@ -115,6 +115,15 @@ def probe_once(probe: ApiProbe, context: ssl.SSLContext, request_timeout: float)
 POLL_INTERVAL_SECONDS = 1.0
 
 
+API_ADVICE = (
+    "Check: that the servers booted "
+    "(EC2 console output, /var/log/cloud-init-output.log), that they could read their SSM "
+    "parameters and download K3s/RKE2 (NAT or proxy), that the load balancer's targets are "
+    "healthy on 6443, and that adminCidrs includes the address this `pulumi up` runs from. "
+    "Raise apiReadyTimeoutSeconds if boots are just slow."
+)
+
+
 def wait_for_api(
     probe: ApiProbe,
     timeout_seconds: float,
@@ -122,25 +131,25 @@ def wait_for_api(
     request_timeout: float = 10.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    check: Callable[[ApiProbe, ssl.SSLContext, float], Optional[str]] = probe_once,
+    waiting_for: str = "ready",
+    advice: str = API_ADVICE,
 ) -> int:
-    """Poll until ready; return the number of attempts. Raise ApiNotReady on timeout."""
+    """Poll `check` until it returns None; return the number of attempts. Raise ApiNotReady
+    on timeout (or at once when `check` raises it: a state no waiting can fix)."""
     context = ssl_context(probe)
     deadline = clock() + timeout_seconds
     attempts = 0
     while True:
         attempts += 1
-        reason = probe_once(probe, context, min(request_timeout, max(1.0, deadline - clock())))
+        reason = check(probe, context, min(request_timeout, max(1.0, deadline - clock())))
         if reason is None:
             return attempts
         remaining = deadline - clock()
         if remaining <= 0:
             raise ApiNotReady(
-                f"The Kubernetes API at {probe.url} ({probe.server_name}) was not ready within {timeout_seconds:g}s "
-                f"({attempts} attempts; last: {reason}). Check: that the servers booted "
-                "(EC2 console output, /var/log/cloud-init-output.log), that they could read their SSM "
-                "parameters and download K3s/RKE2 (NAT or proxy), that the load balancer's targets are "
-                "healthy on 6443, and that adminCidrs includes the address this `pulumi up` runs from. "
-                "Raise apiReadyTimeoutSeconds if boots are just slow."
+                f"The Kubernetes API at {probe.url} ({probe.server_name}) was not {waiting_for} within {timeout_seconds:g}s "
+                f"({attempts} attempts; last: {reason}). {advice}"
             )
         sleep(min(interval_seconds, remaining))
 
@@ -195,3 +204,128 @@ class ApiGateProvider(ResourceProvider):
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(outs={**news, "attempts": _olds.get("attempts")})
+
+
+# -- the in-place upgrade's wait (components/upgrades.py) --------------------------------
+# system-upgrade-controller labels a node with this + the plan's name, valued the plan's
+# status.latestHash, once that plan's job completed on it, and uncordons it
+# (rancher/system-upgrade-controller v0.20.1 pkg/upgrade/handle_batch.go, constants.go).
+PLAN_LABEL_PREFIX = "plan.upgrade.cattle.io/"
+UPGRADE_ADVICE = (
+    "The upgrade goes on in the cluster: see `kubectl -n system-upgrade get plans,jobs,pods` and the "
+    "logs of the job on the node named above. Run `pulumi up` again to go on waiting once it moves."
+)
+
+
+class ClusterAhead(ApiNotReady):
+    """A node runs a newer Kubernetes minor than the stack: nothing can downgrade it."""
+
+
+def _release(version: str) -> tuple[int, int]:
+    """(minor, patch) of 'v1.34.2+k3s1' / 'v1.34.2+rke2r1'."""
+    core = version.lstrip("v").split("+", 1)[0].split(".")
+    return int(core[1]), int(core[2])
+
+
+def upgrade_progress(
+    node_list: dict, plan: dict, expected: Sequence[str], version: str, plan_finished: bool = True
+) -> Optional[str]:
+    """None when every expected server is a Ready, schedulable node running `version` and,
+    with `plan_finished`, the plan's controller has resolved `version` and finished on every
+    one of them; else why not."""
+    status = plan.get("status") or {}
+    latest_hash = status.get("latestHash")
+    # The controller records spec.version with '+' made '-' (an image tag cannot hold '+':
+    # pkg/upgrade/plan/plan.go MungeVersion, handle_upgrade.go).
+    if plan_finished and (status.get("latestVersion") != version.replace("+", "-") or not latest_hash):
+        return f"the plan has not resolved {version} yet (status.latestVersion {status.get('latestVersion')!r})"
+    plan_label = PLAN_LABEL_PREFIX + plan.get("metadata", {}).get("name", "")
+    by_address: dict[str, dict] = {}
+    for node in node_list.get("items", []):
+        for address in node.get("status", {}).get("addresses", []):
+            if address.get("type") == "InternalIP":
+                by_address[address.get("address")] = node
+    waiting = []
+    for address in expected:
+        node = by_address.get(address)
+        if node is None:
+            waiting.append(f"{address}: no node")
+            continue
+        name = node.get("metadata", {}).get("name", address)
+        running = node.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", "")
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in node.get("status", {}).get("conditions", [])
+        )
+        if running and _release(running)[0] > _release(version)[0]:
+            raise ClusterAhead(
+                f"node {name} runs {running}, a newer minor than kubernetesVersion {version}. Kubernetes cannot be "
+                f"downgraded (etcd refuses an older member). Set kubernetesVersion to {running} (or a newer patch of "
+                "that minor): the stack must say what the cluster runs, or a replacement server would install the "
+                "older one."
+            )
+        if running != version:
+            waiting.append(f"{name}: runs {running or 'unknown'}")
+        elif plan_finished and node.get("metadata", {}).get("labels", {}).get(plan_label) != latest_hash:
+            waiting.append(f"{name}: plan not finished")
+        elif not ready:
+            waiting.append(f"{name}: not Ready")
+        elif node.get("spec", {}).get("unschedulable"):
+            waiting.append(f"{name}: cordoned")
+    return f"waiting for {', '.join(waiting)}" if waiting else None
+
+
+def upgrade_check(
+    plan_path: str, version: str, plan_finished: bool
+) -> Callable[[ApiProbe, ssl.SSLContext, float], Optional[str]]:
+    def check(probe: ApiProbe, context: ssl.SSLContext, request_timeout: float) -> Optional[str]:
+        try:
+            status, body = get(probe, context, plan_path, request_timeout)
+            if status != 200:
+                return f"{plan_path} answered HTTP {status}"
+            plan = json.loads(body)
+            status, body = get(probe, context, "/api/v1/nodes", request_timeout)
+            if status != 200:
+                return f"/api/v1/nodes answered HTTP {status}"
+            return upgrade_progress(json.loads(body), plan, probe.expected_nodes, version, plan_finished)
+        except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as error:
+            return f"{type(error).__name__}: {error}"
+
+    return check
+
+
+# Inputs whose change means "the cluster must reach this again".
+UPGRADE_INPUTS = ("version", "planPath", "expectedNodes", "url", "caPem")
+
+
+class KubernetesUpgradeWaitProvider(ResourceProvider):
+    """Waits until the system-upgrade-controller plan has brought every server to `version`.
+    Never replaced: a new version, server or cluster address updates it, and the update waits.
+
+    On create the servers were installed at `version` by their user data (or, on a stack
+    deployed before this wait existed, run what they run): it waits for every one to run it,
+    Ready and schedulable, not for the controller or its pass over them, so a new stack's
+    Rancher does not wait for them. An update of the version waits for that pass too."""
+
+    def _wait(self, props: dict[str, Any], plan_finished: bool) -> dict[str, Any]:
+        attempts = wait_for_api(
+            probe_from(props),
+            timeout_seconds=float(props["timeoutSeconds"]),
+            interval_seconds=float(props.get("intervalSeconds") or 10.0),
+            check=upgrade_check(props["planPath"], props["version"], plan_finished),
+            waiting_for=f"running Kubernetes {props['version']} on every server",
+            advice=UPGRADE_ADVICE,
+        )
+        return {**props, "attempts": attempts, "runningVersion": props["version"]}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(id_=props["planPath"], outs=self._wait(props, plan_finished=False))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [key for key in UPGRADE_INPUTS if olds.get(key) != news.get(key)]
+        changes = bool(changed) or olds.get("timeoutSeconds") != news.get("timeoutSeconds")
+        return DiffResult(changes=changes, replaces=[], delete_before_replace=False)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        if any(olds.get(key) != news.get(key) for key in UPGRADE_INPUTS):
+            return UpdateResult(outs=self._wait(news, plan_finished=olds.get("version") != news.get("version")))
+        return UpdateResult(outs={**news, "attempts": olds.get("attempts"), "runningVersion": olds.get("runningVersion")})

@@ -1,0 +1,306 @@
+"""Kubernetes and Rancher upgrades from the stack file (components/upgrades.py).
+
+- A `kubernetesVersion` edit, planned with the offline engine from the deployed run to
+  the edited one, updates the system-upgrade-controller Plan and the wait, replaces and
+  restarts no server, and Rancher's release waits for the upgrade.
+- The Plan and the controller are the vendored upstream release, validated against the
+  vendored CRD's own schema.
+- Downgrades, skipped minors and unsupported Rancher/Kubernetes orders are refused by the
+  identity lock's check, which runs in preview (as tests/test_change_safety.py does).
+- The wait's rules: every server Ready, uncordoned, at the version, and finished by the plan.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import RKE2
+from offline import charts
+from test_lifecycle import assert_routine, is_server, lifecycle_run, plan
+
+REPO = Path(__file__).resolve().parents[1]
+SUC = REPO / "reference" / "upstream" / "system-upgrade-controller" / "v0.20.1"
+PLAN = "kubernetes:upgrade.cattle.io/v1:Plan"
+WAIT = "pulumi-python:dynamic/rancher-ha:KubernetesUpgradeWait"
+LOCK = "pulumi-python:dynamic/rancher-ha:IdentityLock"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+# The settings' default is v1.34.1 for both distributions.
+DISTRIBUTIONS = {"k3s": ({}, "k3s1"), "rke2": (RKE2, "rke2r1")}
+UPGRADES = [
+    (f"{dist}-{kind}", shape, f"v1.{minor}.{patch}+{suffix}")
+    for dist, (shape, suffix) in DISTRIBUTIONS.items()
+    for kind, minor, patch in (("patch", 34, 2), ("minor", 35, 0))
+]
+
+
+def version(overrides: dict, value: str) -> dict:
+    return {**overrides, "rancher-ha:kubernetesVersion": value}
+
+
+def crd_schemas() -> dict:
+    return charts.crd_schemas(yaml.safe_load_all((SUC / "crd.yaml").read_text()))
+
+
+# -- the vendored controller and the Plan ------------------------------------------------
+def test_the_vendored_controller_is_named_and_licensed():
+    source = (SUC / "SOURCE").read_text()
+    for fact in ("github.com/rancher/system-upgrade-controller", "tag: v0.20.1", "f1362a3fe1a8d55a0c65847f7c2779909dc7ec95", "Apache-2.0"):
+        assert fact in source
+
+
+def test_controller_objects_are_the_release_build():
+    """What scripts/package-controller makes at the tag: kustomize's namespace and image."""
+    from components.upgrades import controller_objects
+
+    objects = controller_objects()
+    kinds = [o["kind"] for o in objects]
+    assert kinds[0] == "CustomResourceDefinition" and kinds.count("CustomResourceDefinition") == 1
+    for obj in objects:
+        if obj["kind"] in ("ServiceAccount", "ConfigMap", "Deployment", "Role", "RoleBinding"):
+            assert obj["metadata"]["namespace"] == "system-upgrade", obj["metadata"]
+        for subject in obj.get("subjects", []):
+            assert subject["namespace"] == "system-upgrade", obj["metadata"]
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    images = [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]]
+    assert images == ["rancher/system-upgrade-controller:v0.20.1"]
+    # The controller's RBAC reaches the ServiceAccount the Plan names.
+    assert {s["name"] for o in objects for s in o.get("subjects", [])} == {"system-upgrade"}
+
+
+@pytest.mark.parametrize("distribution, image", [("k3s", "rancher/k3s-upgrade"), ("rke2", "rancher/rke2-upgrade")])
+def test_the_server_plan_is_valid_against_the_vendored_crd(distribution, image):
+    from components.upgrades import server_plan
+
+    plan_object = server_plan(distribution, f"v1.35.0+{DISTRIBUTIONS[distribution][1]}")
+    assert charts.validate_manifests([plan_object], "v1.34.1", crd_schemas()) == []
+    spec = plan_object["spec"]
+    assert spec["concurrency"] == 1 and spec["cordon"] is True and spec["upgrade"] == {"image": image}
+    assert spec["version"] == f"v1.35.0+{DISTRIBUTIONS[distribution][1]}"
+    assert spec["nodeSelector"]["matchExpressions"] == [
+        {"key": "node-role.kubernetes.io/control-plane", "operator": "In", "values": ["true"]}
+    ]
+    # The schema check has teeth: a wrong type or an unknown field fails.
+    broken = copy.deepcopy(plan_object)
+    broken["spec"]["concurrency"] = "1"
+    broken["spec"]["drainPolicy"] = True
+    problems = charts.validate_manifests([broken], "v1.34.1", crd_schemas())
+    assert any("concurrency" in p for p in problems) and any("drainPolicy" in p for p in problems)
+
+
+# -- a kubernetesVersion edit, planned -----------------------------------------------------
+@pytest.mark.parametrize("case_id, shape, target", UPGRADES, ids=[u[0] for u in UPGRADES])
+def test_a_kubernetes_version_edit_upgrades_the_servers_in_place(case_id, shape, target):
+    old, new = lifecycle_run(shape), lifecycle_run(version(shape, target))
+    p = plan(old, new)
+    assert_routine(p)  # no server replaced, restarted or deleted
+    servers = [s for s in p.steps if is_server(s)]
+    assert servers and all(s.op == "same" for s in servers), [(s.name, s.op) for s in servers]
+
+    (plan_step,) = [s for s in p.steps if s.type == PLAN]
+    assert plan_step.op == "update", plan_step.op
+    assert [c.path for c in plan_step.changes] == ["spec.version"]
+    (wait_step,) = [s for s in p.steps if s.type == WAIT]
+    assert wait_step.op == "update" and "version" in [c.path for c in wait_step.changes]
+
+    (plan_registration,) = new.of_type(PLAN)
+    assert plan_registration.inputs["spec"]["version"] == target
+    (wait,) = new.of_type(WAIT)
+    assert wait.inputs["version"] == target
+    assert plan_registration.urn in wait.dependencies
+    # Rancher's release waits for every server to run the new version.
+    (rancher,) = [r for r in new.of_type(RELEASE) if r.name == "rancher"]
+    assert wait.urn in rancher.dependencies
+    # A server replaced from now on installs the version the cluster runs.
+    for server in new.of_type("aws:ec2/instance:Instance"):
+        if "-server-" in server.name:
+            assert target in server.inputs["userData"], server.name
+
+
+def test_the_wait_updates_in_place_and_waits_again_only_for_a_new_target():
+    from components.providers.api_gate_provider import KubernetesUpgradeWaitProvider
+
+    provider = KubernetesUpgradeWaitProvider()
+    olds = {"version": "v1.34.1+k3s1", "planPath": "/p", "expectedNodes": ["10.0.0.1"], "url": "u", "caPem": "c", "timeoutSeconds": 10}
+    news = {**olds, "version": "v1.35.0+k3s1"}
+    diff = provider.diff("id", olds, news)
+    assert diff.changes and not diff.replaces
+    assert not provider.diff("id", olds, dict(olds)).changes
+    # A timeout edit alone records the new timeout without waiting.
+    calm = provider.update("id", {**olds, "attempts": 3, "runningVersion": olds["version"]}, {**olds, "timeoutSeconds": 20})
+    assert calm.outs["runningVersion"] == olds["version"] and calm.outs["attempts"] == 3
+
+
+# -- the wait's rules ------------------------------------------------------------------------
+def _node(name, address, kubelet, ready=True, cordoned=False, plan_hash="h2"):
+    return {
+        "metadata": {"name": name, "labels": {"plan.upgrade.cattle.io/k3s-server": plan_hash}},
+        "spec": {"unschedulable": True} if cordoned else {},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": address}],
+            "nodeInfo": {"kubeletVersion": kubelet},
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+# As system-upgrade-controller v0.20.1 writes it: spec.version with '+' made '-' (MungeVersion).
+PLAN_STATUS = {"metadata": {"name": "k3s-server"}, "status": {"latestVersion": "v1.35.0-k3s1", "latestHash": "h2"}}
+ADDRESSES = ["10.0.0.1", "10.0.0.2"]
+
+
+@pytest.mark.parametrize(
+    "nodes, plan_object, waits_for",
+    [
+        ([_node("a", "10.0.0.1", "v1.35.0+k3s1"), _node("b", "10.0.0.2", "v1.34.1+k3s1", plan_hash="h1")], PLAN_STATUS, "b: runs v1.34.1+k3s1"),
+        ([_node("a", "10.0.0.1", "v1.35.0+k3s1"), _node("b", "10.0.0.2", "v1.35.0+k3s1", cordoned=True)], PLAN_STATUS, "b: cordoned"),
+        ([_node("a", "10.0.0.1", "v1.35.0+k3s1"), _node("b", "10.0.0.2", "v1.35.0+k3s1", ready=False)], PLAN_STATUS, "b: not Ready"),
+        ([_node("a", "10.0.0.1", "v1.35.0+k3s1"), _node("b", "10.0.0.2", "v1.35.0+k3s1", plan_hash="h1")], PLAN_STATUS, "b: plan not finished"),
+        ([_node("a", "10.0.0.1", "v1.35.0+k3s1")], PLAN_STATUS, "10.0.0.2: no node"),
+        ([_node("a", "10.0.0.1", "v1.35.0+k3s1"), _node("b", "10.0.0.2", "v1.35.0+k3s1")],
+         {"metadata": {"name": "k3s-server"}, "status": {"latestVersion": "v1.34.1-k3s1", "latestHash": "h1"}}, "not resolved"),
+    ],
+)
+def test_the_upgrade_wait_waits_for_every_server(nodes, plan_object, waits_for):
+    from components.providers.api_gate_provider import upgrade_progress
+
+    reason = upgrade_progress({"items": nodes}, plan_object, ADDRESSES, "v1.35.0+k3s1")
+    assert reason is not None and waits_for in reason, reason
+
+
+def test_the_upgrade_wait_passes_when_every_server_is_done():
+    from components.providers.api_gate_provider import upgrade_progress
+
+    nodes = [_node("a", "10.0.0.1", "v1.35.0+k3s1"), _node("b", "10.0.0.2", "v1.35.0+k3s1")]
+    assert upgrade_progress({"items": nodes}, PLAN_STATUS, ADDRESSES, "v1.35.0+k3s1") is None
+
+
+def test_a_cluster_ahead_of_the_stack_fails_at_once_with_the_fix():
+    from components.providers.api_gate_provider import ClusterAhead, upgrade_progress
+
+    nodes = [_node("a", "10.0.0.1", "v1.35.2+k3s1"), _node("b", "10.0.0.2", "v1.35.2+k3s1")]
+    plan_object = {"metadata": {"name": "k3s-server"}, "status": {"latestVersion": "v1.34.1-k3s1", "latestHash": "h2"}}
+    with pytest.raises(ClusterAhead, match=r"Set kubernetesVersion to v1\.35\.2\+k3s1"):
+        upgrade_progress({"items": nodes}, plan_object, ADDRESSES, "v1.34.1+k3s1")
+
+
+# -- refused in preview ------------------------------------------------------------------
+def _lock_inputs(run) -> dict:
+    (lock,) = run.of_type(LOCK)
+    return json.loads(json.dumps(lock.inputs))
+
+
+def refusals(old_overrides: dict, new_overrides: dict) -> dict[str, str]:
+    from components.providers.identity_lock_provider import IdentityLockProvider
+
+    old, new = _lock_inputs(lifecycle_run(old_overrides)), _lock_inputs(lifecycle_run(new_overrides))
+    return {f.property: f.reason for f in IdentityLockProvider().check(old, new).failures}
+
+
+@pytest.mark.parametrize("dist", DISTRIBUTIONS)
+def test_a_kubernetes_downgrade_is_refused_in_preview(dist):
+    shape, suffix = DISTRIBUTIONS[dist]
+    failures = refusals(version(shape, f"v1.34.2+{suffix}"), version(shape, f"v1.34.1+{suffix}"))
+    assert list(failures) == ["kubernetesVersion"]
+    assert "cannot be downgraded" in failures["kubernetesVersion"] and f"back to v1.34.2+{suffix}" in failures["kubernetesVersion"]
+
+
+@pytest.mark.parametrize("dist", DISTRIBUTIONS)
+def test_a_skipped_kubernetes_minor_is_refused_in_preview(dist):
+    shape, suffix = DISTRIBUTIONS[dist]
+    failures = refusals(version(shape, f"v1.33.5+{suffix}"), version(shape, f"v1.35.0+{suffix}"))
+    assert list(failures) == ["kubernetesVersion"]
+    assert "one minor at a time" in failures["kubernetesVersion"]
+    assert "kubernetesVersion v1.34.x -> kubernetesVersion v1.35.x" in failures["kubernetesVersion"]
+
+
+@pytest.mark.parametrize("case_id, shape, target", UPGRADES, ids=[u[0] for u in UPGRADES])
+def test_a_supported_upgrade_passes_the_check(case_id, shape, target):
+    assert refusals(shape, version(shape, target)) == {}
+
+
+def test_prod_at_1_32_and_rancher_2_12_cannot_jump_to_1_35_and_2_15():
+    """issue 18 defect 3: this edit validated, and Helm upgraded Rancher onto 1.32."""
+    old = {**RKE2, "rancher-ha:rancherVersion": "2.12.12", "rancher-ha:kubernetesVersion": "v1.32.5+rke2r1"}
+    new = {**RKE2, "rancher-ha:rancherVersion": "2.15.0", "rancher-ha:kubernetesVersion": "v1.35.1+rke2r1"}
+    failures = refusals(old, new)
+    assert set(failures) == {"kubernetesVersion", "rancherVersion"}
+    path = ("rancherVersion 2.13.x -> kubernetesVersion v1.33.x -> rancherVersion 2.14.x -> kubernetesVersion v1.34.x "
+            "-> rancherVersion 2.15.x -> kubernetesVersion v1.35.x")
+    assert all(path in reason for reason in failures.values()), failures
+
+
+def test_rancher_downgrade_and_skip_are_refused_in_preview():
+    down = refusals({}, {"rancher-ha:rancherVersion": "2.13.8"})
+    assert list(down) == ["rancherVersion"] and "does not support going back" in down["rancherVersion"]
+    skip = refusals({"rancher-ha:rancherVersion": "2.13.8"}, {"rancher-ha:rancherVersion": "2.15.0"})
+    assert list(skip) == ["rancherVersion"] and "rancherVersion 2.14.x -> rancherVersion 2.15.x" in skip["rancherVersion"]
+
+
+def test_both_minors_at_once_are_refused_when_the_running_rancher_cannot_run_the_new_kubernetes():
+    old = {"rancher-ha:rancherVersion": "2.14.4", "rancher-ha:kubernetesVersion": "v1.35.2+k3s1"}
+    new = {"rancher-ha:rancherVersion": "2.15.0", "rancher-ha:kubernetesVersion": "v1.36.0+k3s1"}
+    failures = refusals(old, new)
+    assert list(failures) == ["kubernetesVersion"]
+    assert "rancherVersion 2.15.x -> kubernetesVersion v1.36.x" in failures["kubernetesVersion"]
+
+
+def test_both_minors_at_once_pass_when_kubernetes_first_is_supported():
+    """2.14 runs on 1.35 during the Kubernetes upgrade, then 2.15 installs onto 1.35."""
+    old = {"rancher-ha:rancherVersion": "2.14.4", "rancher-ha:kubernetesVersion": "v1.34.2+k3s1"}
+    new = {"rancher-ha:rancherVersion": "2.15.0", "rancher-ha:kubernetesVersion": "v1.35.0+k3s1"}
+    assert refusals(old, new) == {}
+
+
+def test_a_stack_without_remembered_versions_is_not_refused():
+    """Stacks deployed before the lock remembered versions: the first `up` records them."""
+    from components.providers.identity_lock_provider import IdentityLockProvider
+
+    new = _lock_inputs(lifecycle_run({}))
+    old = {k: v for k, v in new.items() if k not in ("versions", "versionRules")}
+    old["locked"] = new["locked"]
+    assert IdentityLockProvider().check(old, new).failures == []
+
+
+def test_create_waits_for_the_version_and_an_update_also_for_the_plans_pass(monkeypatch):
+    """A new stack's servers were installed at the version: creating the wait does not hold
+    Rancher for SUC's pass over them; a version change waits for that pass on every server."""
+    from components.providers import api_gate_provider as gate
+
+    responses = {
+        "/apis/upgrade.cattle.io/v1/namespaces/system-upgrade/plans/k3s-server": PLAN_STATUS,
+        # b runs the version but the plan has not passed over it yet (old hash).
+        "/api/v1/nodes": {"items": [_node("a", "10.0.0.1", "v1.35.0+k3s1"), _node("b", "10.0.0.2", "v1.35.0+k3s1", plan_hash="h1")]},
+    }
+    monkeypatch.setattr(gate, "ssl_context", lambda probe: None)
+    monkeypatch.setattr(gate, "get", lambda probe, context, path, timeout: (200, json.dumps(responses[path]).encode()))
+    props = {
+        "url": "https://lb:6443", "serverName": "rancher.example.com", "caPem": "ca", "clientCertPem": "c", "clientKeyPem": "k",
+        "expectedNodes": ADDRESSES, "planPath": "/apis/upgrade.cattle.io/v1/namespaces/system-upgrade/plans/k3s-server",
+        "version": "v1.35.0+k3s1", "timeoutSeconds": 0.01, "intervalSeconds": 0.001,
+    }
+    created = gate.KubernetesUpgradeWaitProvider().create(props)
+    assert created.outs["runningVersion"] == "v1.35.0+k3s1"
+    with pytest.raises(gate.ApiNotReady, match="b: plan not finished"):
+        gate.KubernetesUpgradeWaitProvider().update("id", {**props, "version": "v1.34.1+k3s1"}, props)
+
+
+@pytest.mark.parametrize("dist", DISTRIBUTIONS)
+def test_a_rancher_minor_upgrade_plans_as_the_release_only(dist):
+    """2.14 -> 2.15 on Kubernetes 1.34 (both support it): one Helm upgrade, no server touched,
+    the lock remembers the version; the check passes."""
+    shape = DISTRIBUTIONS[dist][0]
+    new_shape = {**shape, "rancher-ha:rancherVersion": "2.15.0"}
+    p = plan(lifecycle_run(shape), lifecycle_run(new_shape))
+    assert_routine(p)
+    changed = [(s.op, s.type, s.name, [c.path for c in s.changes]) for s in p.steps if s.op != "same"]
+    assert changed == [
+        ("update", LOCK, "rancher-hostname-lock", ["versions.rancherVersion"]),
+        ("update", RELEASE, "rancher", ["version"]),
+    ], changed
+    assert refusals(shape, new_shape) == {}
