@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 
 from rendering.kubeconfig import build_kubeconfig
 
-from .api_gate import ApiGate, ApiGateArgs
+from .api_gate import ApiConnection, ApiGate, ApiGateArgs
 from .naming import child, stack_name
 
 API_PORT = 6443
@@ -43,6 +43,7 @@ class ClusterAccess(pulumi.ComponentResource):
     server_url: str
     gate: ApiGate
     provider: k8s.Provider
+    connection: ApiConnection  # for resources that wait on an object's status
 
     def __init__(self, name: str, args: ClusterAccessArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:access:ClusterAccess", name, None, opts)
@@ -60,10 +61,17 @@ class ClusterAccess(pulumi.ComponentResource):
                 )
             )
         )
+        self.connection = ApiConnection(
+            url=pulumi.Output.concat("https://", args.load_balancer_address, f":{API_PORT}"),
+            server_name=args.tls_server_name,
+            ca_pem=args.server_ca_pem,
+            client_cert_pem=args.admin_cert_pem,
+            client_key_pem=args.admin_key_pem,
+        )
         self.gate = ApiGate(
             f"{name}-api-ready",
             ApiGateArgs(
-                url=pulumi.Output.concat("https://", args.load_balancer_address, f":{API_PORT}"),
+                url=self.connection.url,
                 server_name=args.tls_server_name,
                 ca_pem=args.server_ca_pem,
                 client_cert_pem=args.admin_cert_pem,

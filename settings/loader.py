@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from .model import ENVIRONMENTS, Settings
 
 PROJECT = "rancher-ha"
-SECRET_KEYS = {"tlsPrivateKey"}
+SECRET_KEYS = {"tlsPrivateKey", "restoreEncryptionKey"}
 
 
 class SettingsError(Exception):

@@ -161,3 +161,89 @@ class ApiGateProvider(ResourceProvider):
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(outs={**news, "attempts": _olds.get("attempts")})
+
+
+# -- waiting for an object's status (rancher-backup's Backup and Restore) ------------------
+class ObjectNotReady(Exception):
+    """The object did not report completion in time; the message says what it last said."""
+
+
+def completion(obj: dict, needs_file: bool) -> tuple[bool, str]:
+    """(done, what it says) for a resources.cattle.io Backup or Restore.
+
+    backup-restore-operator (pkg/controllers/backup/controller.go, restore/controller.go
+    at v10.0.8 and v11.0.0) marks the end of a one-time backup or a restore by resetting
+    the conditions to `Ready: True` with the message `Completed` (a backup also sets
+    `Uploaded: True` and `status.filename`). `Ready: True` alone is set midway, before
+    the upload; failures leave `Reconciling: True` with the error as its message and
+    retry.
+    """
+    status = obj.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    ready = conditions.get("Ready") or {}
+    done = ready.get("status") == "True" and ready.get("message") == "Completed"
+    if needs_file:
+        done = done and bool(status.get("filename"))
+    reconciling = conditions.get("Reconciling") or {}
+    said = reconciling.get("message") or ready.get("message") or "no status yet"
+    return done, said
+
+
+def wait_for_object(
+    probe: ApiProbe,
+    path: str,
+    needs_file: bool,
+    timeout_seconds: float,
+    interval_seconds: float = 5.0,
+    request_timeout: float = 10.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict:
+    """Poll GET <path> until the object reports completion; return its status."""
+    context = ssl_context(probe)
+    deadline = clock() + timeout_seconds
+    last = "not asked yet"
+    while True:
+        try:
+            status, body = get(probe, context, path, min(request_timeout, max(1.0, deadline - clock())))
+            if status == 200:
+                obj = json.loads(body)
+                done, last = completion(obj, needs_file)
+                if done:
+                    return obj.get("status") or {}
+            else:
+                last = f"GET {path} answered HTTP {status}"
+        except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as error:
+            last = f"{type(error).__name__}: {error}"
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise ObjectNotReady(
+                f"{path} did not complete within {timeout_seconds:g}s (last: {last}). Check the operator: "
+                "kubectl -n cattle-resources-system logs deploy/rancher-backup; its S3 credentials and "
+                "bucket (kubectl get backups,restores)."
+            )
+        sleep(min(interval_seconds, remaining))
+
+
+class ObjectReadyProvider(ResourceProvider):
+    """Creating it waits until the object at `path` reports completion. A new `path` (a new
+    Backup or Restore name) is a replacement: the new object is waited for."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        status = wait_for_object(
+            probe_from(props),
+            props["path"],
+            bool(props.get("needsFile")),
+            timeout_seconds=float(props["timeoutSeconds"]),
+        )
+        return CreateResult(id_=props["path"], outs={**props, "filename": status.get("filename") or ""})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [key for key in ("path",) if olds.get(key) != news.get(key)]
+        changes = bool(replaces) or any(
+            olds.get(key) != news.get(key) for key in ("url", "serverName", "caPem", "timeoutSeconds")
+        )
+        return DiffResult(changes=changes, replaces=replaces, delete_before_replace=False)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs={**news, "filename": olds.get("filename") or ""})
