@@ -169,11 +169,12 @@ def _run_in_tree(tree: Path, stacks: list[str], python: str) -> tuple[dict[str, 
 def program_dynamic_diffs() -> dict:
     """type token -> the working tree's dynamic provider `diff` (the engine diffs with the new
     program's provider, components/providers/)."""
-    from components.providers.api_gate_provider import ApiGateProvider
+    from components.providers.api_gate_provider import ApiGateProvider, ObjectReadyProvider
     from components.providers.identity_lock_provider import IdentityLockProvider
 
     return {
         "pulumi-python:dynamic/rancher-ha:ApiGate": ApiGateProvider().diff,
+        "pulumi-python:dynamic/rancher-ha:ObjectReady": ObjectReadyProvider().diff,
         "pulumi-python:dynamic/rancher-ha:IdentityLock": IdentityLockProvider().diff,
     }
 
