@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
-from conftest import PROXY, run
+from conftest import PROXY, cached_run, run
 from offline.charts import rancher_backup_schemas
 from offline.plan import plan_update
 from test_iam_seams import Request, evaluate
+from test_lifecycle import lifecycle_run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -49,22 +49,11 @@ RESTORE_SETTINGS = {
     "rancher-ha:takeOverDnsRecords": True,
 }
 
-_runs: dict = {}
-
-
 def backup_run(overrides=None, preview=False, today="2026-03-01"):
-    key = (repr(sorted((overrides or {}).items())), preview, today)
-    if key not in _runs:
-        before = os.environ.get("RANCHER_HA_TODAY")
-        os.environ["RANCHER_HA_TODAY"] = today
-        try:
-            _runs[key] = run({**BACKUPS, **(overrides or {})}, preview=preview)
-        finally:
-            if before is None:
-                os.environ.pop("RANCHER_HA_TODAY", None)
-            else:
-                os.environ["RANCHER_HA_TODAY"] = before
-    return _runs[key]
+    """A run with backups on and the renewal date pinned (the access key's rotation window)."""
+    if preview:
+        return cached_run({**BACKUPS, **(overrides or {})}, preview=True)
+    return lifecycle_run({**BACKUPS, **(overrides or {})}, today=today)
 
 
 def releases(result) -> dict:

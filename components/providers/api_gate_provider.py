@@ -102,6 +102,30 @@ def probe_once(probe: ApiProbe, context: ssl.SSLContext, request_timeout: float)
 POLL_INTERVAL_SECONDS = 1.0
 
 
+def poll_until(
+    attempt: Callable[[float], tuple[bool, Any]],
+    timeout_seconds: float,
+    interval_seconds: float,
+    request_timeout: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    fail: Callable[[int, Any], Exception],
+) -> tuple[Any, int]:
+    """Call `attempt(request timeout)` -> (done, value) until done; return (value, attempts).
+    Past the deadline raise `fail(attempts, last value)`."""
+    deadline = clock() + timeout_seconds
+    attempts = 0
+    while True:
+        attempts += 1
+        done, value = attempt(min(request_timeout, max(1.0, deadline - clock())))
+        if done:
+            return value, attempts
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise fail(attempts, value)
+        sleep(min(interval_seconds, remaining))
+
+
 def wait_for_api(
     probe: ApiProbe,
     timeout_seconds: float,
@@ -112,24 +136,23 @@ def wait_for_api(
 ) -> int:
     """Poll until ready; return the number of attempts. Raise ApiNotReady on timeout."""
     context = ssl_context(probe)
-    deadline = clock() + timeout_seconds
-    attempts = 0
-    while True:
-        attempts += 1
-        reason = probe_once(probe, context, min(request_timeout, max(1.0, deadline - clock())))
-        if reason is None:
-            return attempts
-        remaining = deadline - clock()
-        if remaining <= 0:
-            raise ApiNotReady(
-                f"The Kubernetes API at {probe.url} ({probe.server_name}) was not ready within {timeout_seconds:g}s "
-                f"({attempts} attempts; last: {reason}). Check: that the servers booted "
-                "(EC2 console output, /var/log/cloud-init-output.log), that they could read their SSM "
-                "parameters and download K3s/RKE2 (NAT or proxy), that the load balancer's targets are "
-                "healthy on 6443, and that adminCidrs includes the address this `pulumi up` runs from. "
-                "Raise apiReadyTimeoutSeconds if boots are just slow."
-            )
-        sleep(min(interval_seconds, remaining))
+
+    def attempt(request_seconds: float) -> tuple[bool, Optional[str]]:
+        reason = probe_once(probe, context, request_seconds)
+        return reason is None, reason
+
+    def fail(attempts: int, reason: Any) -> Exception:
+        return ApiNotReady(
+            f"The Kubernetes API at {probe.url} ({probe.server_name}) was not ready within {timeout_seconds:g}s "
+            f"({attempts} attempts; last: {reason}). Check: that the servers booted "
+            "(EC2 console output, /var/log/cloud-init-output.log), that they could read their SSM "
+            "parameters and download K3s/RKE2 (NAT or proxy), that the load balancer's targets are "
+            "healthy on 6443, and that adminCidrs includes the address this `pulumi up` runs from. "
+            "Raise apiReadyTimeoutSeconds if boots are just slow."
+        )
+
+    _, attempts = poll_until(attempt, timeout_seconds, interval_seconds, request_timeout, clock, sleep, fail)
+    return attempts
 
 
 def probe_from(props: dict[str, Any]) -> ApiProbe:
@@ -201,28 +224,27 @@ def wait_for_object(
 ) -> dict:
     """Poll GET <path> until the object reports completion; return its status."""
     context = ssl_context(probe)
-    deadline = clock() + timeout_seconds
-    last = "not asked yet"
-    while True:
+
+    def attempt(request_seconds: float) -> tuple[bool, Any]:
         try:
-            status, body = get(probe, context, path, min(request_timeout, max(1.0, deadline - clock())))
-            if status == 200:
-                obj = json.loads(body)
-                done, last = completion(obj, needs_file)
-                if done:
-                    return obj.get("status") or {}
-            else:
-                last = f"GET {path} answered HTTP {status}"
+            status, body = get(probe, context, path, request_seconds)
+            if status != 200:
+                return False, f"GET {path} answered HTTP {status}"
+            obj = json.loads(body)
+            done, said = completion(obj, needs_file)
+            return done, (obj.get("status") or {}) if done else said
         except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as error:
-            last = f"{type(error).__name__}: {error}"
-        remaining = deadline - clock()
-        if remaining <= 0:
-            raise ObjectNotReady(
-                f"{path} did not complete within {timeout_seconds:g}s (last: {last}). Check the operator: "
-                "kubectl -n cattle-resources-system logs deploy/rancher-backup; its S3 credentials and "
-                "bucket (kubectl get backups,restores)."
-            )
-        sleep(min(interval_seconds, remaining))
+            return False, f"{type(error).__name__}: {error}"
+
+    def fail(_attempts: int, last: Any) -> Exception:
+        return ObjectNotReady(
+            f"{path} did not complete within {timeout_seconds:g}s (last: {last}). Check the operator: "
+            "kubectl -n cattle-resources-system logs deploy/rancher-backup; its S3 credentials and "
+            "bucket (kubectl get backups,restores)."
+        )
+
+    status, _ = poll_until(attempt, timeout_seconds, interval_seconds, request_timeout, clock, sleep, fail)
+    return status
 
 
 class ObjectReadyProvider(ResourceProvider):
