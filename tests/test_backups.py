@@ -491,3 +491,18 @@ def test_taking_over_the_old_stacks_names_is_explicit(take_over):
     records = {r.name: r for r in result.of_type(RECORD)}
     for name in ("rancher-dns-rancher", "rancher-dns-api"):
         assert records[name].inputs.get("allowOverwrite") is (True if take_over else None), name
+
+
+# -- the CI deploy role can manage the backup user ----------------------------------------
+def test_the_deploy_role_may_create_rotate_and_delete_the_backup_user_only():
+    from test_ci_roles import DEPLOY, SITE
+
+    result = backup_run()
+    user = one(result, "aws:iam/user:User", "rancher-backups-user")
+    arn = f"arn:aws:iam::{SITE.account}:user{user.inputs['path']}{user.name}-1a2b3c4"  # auto-named
+    lifecycle = ["iam:CreateUser", "iam:TagUser", "iam:GetUser", "iam:PutUserPolicy", "iam:GetUserPolicy",
+                 "iam:CreateAccessKey", "iam:ListAccessKeys", "iam:DeleteAccessKey", "iam:DeleteUserPolicy",
+                 "iam:ListUserPolicies", "iam:ListAttachedUserPolicies", "iam:ListGroupsForUser", "iam:DeleteUser"]
+    assert {a: evaluate(DEPLOY, Request(a, arn)) for a in lifecycle} == {a: "Allow" for a in lifecycle}
+    elsewhere = f"arn:aws:iam::{SITE.account}:user/admin"
+    assert evaluate(DEPLOY, Request("iam:CreateAccessKey", elsewhere)) == "ImplicitDeny"
