@@ -492,7 +492,8 @@ def test_the_plan_uses_the_programs_own_dynamic_provider_diffs():
     from tools.plan import program_dynamic_diffs
 
     diffs = program_dynamic_diffs()
-    assert set(diffs) == {"pulumi-python:dynamic/rancher-ha:ApiGate", "pulumi-python:dynamic/rancher-ha:IdentityLock"}
+    assert set(diffs) == {"pulumi-python:dynamic/rancher-ha:ApiGate", "pulumi-python:dynamic/rancher-ha:IdentityLock",
+                          "pulumi-python:dynamic/rancher-ha:ObjectReady"}
     old = run_program()
     new = run_program({"rancher-ha:apiReadyTimeoutSeconds": 1800})
     gate = plan_update(old, new, dynamic_diffs=diffs).step("cluster-access-api-ready")
