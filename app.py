@@ -17,6 +17,7 @@ from typing import Any
 
 import pulumi
 
+from components.backups import RancherBackups, RancherBackupsArgs, RestoreSource
 from components.cluster_access import API_PORT, ClusterAccess, ClusterAccessArgs, cluster_identifier
 from components.cluster_ca import ClusterCa, ClusterCaArgs
 from components.cluster_nodes import NODE_PARAMETER_PATH_SUFFIX, ClusterNodes, ClusterNodesArgs
@@ -183,19 +184,22 @@ def deploy(settings: Settings) -> dict[str, Any]:
         # The servers boot while RDS is created; they wait for this parameter.
         late_secrets["datastore-endpoint"] = datastore.dsn
 
-    snapshots = bucket = None
+    snapshots = None
     if not k3s:
         snapshots = EtcdSnapshots(
             schedule=settings.etcd_snapshot_schedule,
             retention=settings.etcd_snapshot_retention,
             s3_folder=f"rancher-ha/{stack_name()}",
         )
-        if settings.etcd_snapshot_s3:
-            bucket = SnapshotBucket(
-                "etcd-snapshots",
-                SnapshotBucketArgs(protect=settings.protect_stateful_resources, admin_arns=settings.snapshot_bucket_admins),
-                opts=guarded,
-            )
+    # One bucket for the stack's backups: etcd snapshots (rke2) and Rancher's, each in its folder.
+    backup_bucket = None
+    if settings.etcd_snapshot_s3 or settings.rancher_backups:
+        backup_bucket = SnapshotBucket(
+            "etcd-snapshots",
+            SnapshotBucketArgs(protect=settings.protect_stateful_resources, admin_arns=settings.snapshot_bucket_admins),
+            opts=guarded,
+        )
+    bucket = backup_bucket if settings.etcd_snapshot_s3 else None
 
     registration = None if k3s else registration_hostname()
     # Before the servers: a joiner must never get a negative answer for long.
@@ -231,9 +235,6 @@ def deploy(settings: Settings) -> dict[str, Any]:
         ),
         opts=guarded,
     )
-
-    if bucket is not None:
-        bucket.restrict_to(nodes.role_arn, settings.region, identity.unique_suffix)
 
     certificate = None
     if settings.tls_source in ("provided", "generated"):
@@ -296,7 +297,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
         dns_target = LoadBalancerTarget(alias_dns_name=nlb.dns_name, alias_zone_id=nlb.zone_id)
     public_names = dict(
         hosted_zone=settings.hosted_zone, hosted_zone_private=settings.hosted_zone_private, vpc_id=network.vpc_id,
-        target=dns_target, created_vpc=not settings.vpc_id,
+        target=dns_target, created_vpc=not settings.vpc_id, take_over=settings.take_over_dns_records,
     )
     api_dns = ApiDns(
         "api-dns",
@@ -360,6 +361,19 @@ def deploy(settings: Settings) -> dict[str, Any]:
     )
 
     no_proxy = no_proxy_entries(settings, network.vpc_cidr_block)
+    # Rancher's backups: the Rancher release waits for a restore (restoreFromBackup) and
+    # for the backup of the Rancher it replaces.
+    backups = None
+    if settings.rancher_backups:
+        backups = RancherBackups(
+            "rancher-backups",
+            rancher_backups_args(settings, access, backup_bucket, no_proxy),
+            opts=guarded,
+        )
+    if backup_bucket is not None:
+        # Only the nodes (etcd snapshots) and the rancher-backup user read or write it.
+        writers = ([nodes.role_arn] if bucket is not None else []) + ([backups.user_arn] if backups is not None else [])
+        backup_bucket.restrict_to(writers, settings.region, identity.unique_suffix)
     ingress_tls = certificate is not None and not l7
     rancher = Rancher(
         "rancher",
@@ -389,7 +403,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
             ingress_private_key_pem=certificate.private_key_pem if ingress_tls else None,
             private_ca_pem=certificate.ca_pem if (certificate is not None and settings.private_ca) else None,
             forwarded_headers=forwarded_headers,
-            rancher_after=[dns, upgrades.wait],
+            rancher_after=[dns, upgrades.wait, *(backups.before_rancher if backups else [])],
         ),
         opts=guarded,
     )
@@ -409,6 +423,12 @@ def deploy(settings: Settings) -> dict[str, Any]:
         outputs["datastoreEndpoint"] = datastore.address
     if bucket is not None:
         outputs["etcdSnapshotBucket"] = bucket.bucket_name
+    if backups is not None:
+        outputs.update(
+            rancherBackupBucket=backup_bucket.bucket_name,
+            rancherBackupFolder=rancher_backup_folder(),
+            rancherBackupEncryptionKey=backups.encryption_key,
+        )
     return outputs
 
 
@@ -433,6 +453,40 @@ def membership(settings: Settings, nodes: ClusterNodes, access: ClusterAccess, l
             provider=access.provider,
         ),
         opts=opts,
+    )
+
+
+def rancher_backup_folder(stack: str | None = None) -> str:
+    return f"rancher-backups/{stack or stack_name()}"
+
+
+def rancher_backups_args(settings: Settings, access: ClusterAccess, bucket: SnapshotBucket, no_proxy: list) -> RancherBackupsArgs:
+    restore = None
+    if settings.restore_from_backup:
+        key = settings.restore_encryption_key
+        restore = RestoreSource(
+            backup_file=settings.restore_from_backup,
+            bucket=settings.restore_from_bucket,
+            folder=settings.restore_from_folder,
+            region=settings.restore_from_region,
+            encryption_key=pulumi.Output.secret(key.get_secret_value()) if key else None,
+        )
+    return RancherBackupsArgs(
+        provider=access.provider,
+        gate=access.gate,
+        connection=access.connection,
+        region=settings.region,
+        bucket_name=bucket.bucket_name,
+        bucket_arn=bucket.bucket_arn,
+        folder=rancher_backup_folder(),
+        chart_version=settings.backup_chart_version,
+        rancher_version=settings.rancher_version,
+        schedule=settings.rancher_backup_schedule,
+        retention=settings.rancher_backup_retention,
+        key_max_age_days=settings.rancher_backup_key_max_age_days,
+        proxy=settings.proxy_https or settings.proxy_http,
+        no_proxy=no_proxy,
+        restore=restore,
     )
 
 

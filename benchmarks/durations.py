@@ -184,6 +184,19 @@ SOURCED: dict[str, Duration] = {
         "helm install --wait: 3 Rancher replicas Ready (chart startupProbe 12 x 10 s 'should be ready within 2 minutes',"
         " values.yaml of rancher-2.14.4) + image pull; estimate",
     ),
+    "kubernetes:helm.sh/v3:Release#rancher-backup-crd": _e(
+        10, "helm install --wait of three CRDs and no workload (charts/rancher-backup-crd at v10.0.8/v11.0.0); estimate"
+    ),
+    "kubernetes:helm.sh/v3:Release#rancher-backup": _e(
+        60,
+        "helm install --wait: the chart's pre-install Job checking the CRDs (templates/validate-install-crd.yaml,"
+        " image rancher/kuberlr-kubectl) and one operator pod (rancher/backup-restore-operator), image pulls; estimate",
+    ),
+    "pulumi-python:dynamic/rancher-ha:ObjectReady": _e(
+        20,
+        "[program] components/providers/api_gate_provider.py polls every 5 s; a first install's pre-upgrade backup has"
+        " no Rancher objects to collect (a few KB to S3); estimate",
+    ),
     "kubernetes:helm.sh/v3:Release": _e(120, "any other Helm release; estimate"),
     "default": _e(1, "type not in the table: a synchronous API call; estimate"),
     # --- the readiness gate (pulumi-python:dynamic/rancher-ha:ApiGate) ------------

@@ -70,3 +70,45 @@ class ApiGate(Resource, module="rancher-ha", name="ApiGate"):
             },
             pulumi.ResourceOptions.merge(opts, SECRET_PROBE_OUTPUTS),
         )
+
+
+@dataclass
+class ApiConnection:
+    """How this program reaches the API itself (the gate's address, name and admin client)."""
+
+    url: pulumi.Input[str]
+    server_name: str
+    ca_pem: pulumi.Input[str]
+    client_cert_pem: pulumi.Input[str]
+    client_key_pem: pulumi.Input[str]
+
+
+class ShippedObjectReadyProvider(implementation.ObjectReadyProvider):
+    def __reduce__(self):
+        return (eval, (loader_expression(source_of(implementation.__file__), "ObjectReadyProvider"),))
+
+
+class ObjectReady(Resource, module="rancher-ha", name="ObjectReady"):
+    """Waits (on create, and again when `path` changes) until a rancher-backup Backup or
+    Restore at `path` reports completion. In preview nothing waits."""
+
+    filename: pulumi.Output[str]
+
+    def __init__(self, name: str, connection: ApiConnection, path: pulumi.Input[str], needs_file: bool,
+                 timeout_seconds: int, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(
+            ShippedObjectReadyProvider(),
+            name,
+            {
+                "url": connection.url,
+                "serverName": connection.server_name,
+                "caPem": connection.ca_pem,
+                "clientCertPem": connection.client_cert_pem,
+                "clientKeyPem": pulumi.Output.secret(connection.client_key_pem),
+                "path": path,
+                "needsFile": needs_file,
+                "timeoutSeconds": timeout_seconds,
+                "filename": None,
+            },
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["clientKeyPem"])),
+        )

@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 
 from rendering.kubeconfig import build_kubeconfig
 
-from .api_gate import ApiGate, ApiGateArgs
+from .api_gate import ApiConnection, ApiGate, ApiGateArgs
 from .naming import child, stack_name
 
 API_PORT = 6443
@@ -53,6 +53,7 @@ class ClusterAccess(pulumi.ComponentResource):
     server_url: str
     gate: ApiGate
     provider: k8s.Provider
+    connection: ApiConnection  # for resources that wait on an object's status
 
     def __init__(self, name: str, args: ClusterAccessArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:access:ClusterAccess", name, None, opts)
@@ -70,14 +71,23 @@ class ClusterAccess(pulumi.ComponentResource):
                 )
             )
         )
-        # How the gate reaches the API and which servers it waits for; the upgrade wait
-        # (components/upgrades.py) reaches them the same way.
-        self.gate_args = ApiGateArgs(
+        # How the program reaches the API (the load balancer's address, the Rancher name, the
+        # admin client): the gate, the upgrade wait (components/upgrades.py) and the
+        # rancher-backup waits (components/backups.py) all use it.
+        self.connection = ApiConnection(
             url=pulumi.Output.concat("https://", args.load_balancer_address, f":{API_PORT}"),
             server_name=args.tls_server_name,
             ca_pem=args.server_ca_pem,
             client_cert_pem=args.admin_cert_pem,
             client_key_pem=args.admin_key_pem,
+        )
+        # ... and which servers the gate waits for.
+        self.gate_args = ApiGateArgs(
+            url=self.connection.url,
+            server_name=self.connection.server_name,
+            ca_pem=self.connection.ca_pem,
+            client_cert_pem=self.connection.client_cert_pem,
+            client_key_pem=self.connection.client_key_pem,
             timeout_seconds=args.ready_timeout_seconds,
             expected_nodes=list(args.server_addresses),
             triggers=list(args.triggers),

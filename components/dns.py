@@ -110,7 +110,10 @@ def _hosted_zone(parent: pulumi.Resource, args: "PublicNameArgs"):
 
 
 def _load_balancer_record(resource_name: str, zone_id, record_name: str, target: LoadBalancerTarget,
-                          opts: pulumi.ResourceOptions) -> aws.route53.Record:
+                          opts: pulumi.ResourceOptions, take_over: bool = False) -> aws.route53.Record:
+    # Only an explicit take-over may overwrite a record someone else (an old stack) made;
+    # otherwise Route53 refuses and `pulumi up` fails instead of moving a live name.
+    overwrite = {"allow_overwrite": True} if take_over else {}
     if target.alias_dns_name is not None:
         return aws.route53.Record(
             resource_name,
@@ -119,8 +122,11 @@ def _load_balancer_record(resource_name: str, zone_id, record_name: str, target:
             type="A",
             aliases=[aws.route53.RecordAliasArgs(name=target.alias_dns_name, zone_id=target.alias_zone_id, evaluate_target_health=True)],
             opts=opts,
+            **overwrite,
         )
-    return aws.route53.Record(resource_name, zone_id=zone_id, name=record_name, type="A", ttl=60, records=[target.address], opts=opts)
+    return aws.route53.Record(
+        resource_name, zone_id=zone_id, name=record_name, type="A", ttl=60, records=[target.address], opts=opts, **overwrite
+    )
 
 
 # The API and registration records were children of RancherDns until the Rancher record
@@ -145,6 +151,8 @@ class PublicNameArgs:
     created_vpc: bool = False
     # What the records wait for besides their own inputs (the association).
     zone_ready: Sequence[pulumi.Resource] = ()
+    # takeOverDnsRecords: overwrite the records of another stack (a restore moving Rancher).
+    take_over: bool = False
 
 
 @dataclass(kw_only=True)
@@ -181,6 +189,7 @@ class ApiDns(pulumi.ComponentResource):
         api = _load_balancer_record(
             "rancher-dns-api", zone.zone_id, args.api_hostname, args.target,
             child(self, aliases=[_former_parent_alias()], depends_on=self.zone_ready),
+            take_over=args.take_over,
         )
         self.records = [api]
         if args.registration_addresses:
@@ -221,6 +230,7 @@ class RancherDns(pulumi.ComponentResource):
         rancher = _load_balancer_record(
             f"{name}-rancher", zone.zone_id, args.hostname, args.target,
             child(self, aliases=[pulumi.Alias(name=name)], depends_on=[*args.after, *args.zone_ready]),
+            take_over=args.take_over,
         )
         self.records = [rancher]
         self.fqdn = rancher.fqdn

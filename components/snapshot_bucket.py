@@ -37,7 +37,7 @@ KEY_USE_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
 OBJECT_DATA_ACTIONS = ["s3:GetObject*", "s3:PutObject*", "s3:RestoreObject"]
 
 
-def key_policy(partition: str, account: str, region: str, node_role_arn: str) -> dict:
+def key_policy(partition: str, account: str, region: str, writer_arns: Sequence[str]) -> dict:
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -51,7 +51,7 @@ def key_policy(partition: str, account: str, region: str, node_role_arn: str) ->
             {
                 "Sid": "NodesUseTheKeyThroughS3",
                 "Effect": "Allow",
-                "Principal": {"AWS": node_role_arn},
+                "Principal": {"AWS": list(writer_arns)},
                 "Action": KEY_USE_ACTIONS,
                 "Resource": "*",
                 "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
@@ -72,7 +72,7 @@ def principal_arn_patterns(caller_arn: str) -> list[str]:
     return [caller_arn]
 
 
-def bucket_policy(bucket_arn: str, node_role_arn: str, admin_arns: Sequence[str]) -> dict:
+def bucket_policy(bucket_arn: str, writer_arns: Sequence[str], admin_arns: Sequence[str]) -> dict:
     everything = [bucket_arn, f"{bucket_arn}/*"]
     return {
         "Version": "2012-10-17",
@@ -93,7 +93,7 @@ def bucket_policy(bucket_arn: str, node_role_arn: str, admin_arns: Sequence[str]
                 "Principal": "*",
                 "Action": OBJECT_DATA_ACTIONS,
                 "Resource": f"{bucket_arn}/*",
-                "Condition": {"ArnNotLike": {"aws:PrincipalArn": [node_role_arn]}},
+                "Condition": {"ArnNotLike": {"aws:PrincipalArn": list(writer_arns)}},
             },
             {
                 # Everything else (listing, deleting, the bucket's configuration) to the
@@ -105,7 +105,7 @@ def bucket_policy(bucket_arn: str, node_role_arn: str, admin_arns: Sequence[str]
                 "Principal": "*",
                 "Action": "s3:*",
                 "Resource": everything,
-                "Condition": {"ArnNotLike": {"aws:PrincipalArn": [node_role_arn, *admin_arns]}},
+                "Condition": {"ArnNotLike": {"aws:PrincipalArn": [*writer_arns, *admin_arns]}},
             },
         ],
     }
@@ -171,8 +171,9 @@ class SnapshotBucket(pulumi.ComponentResource):
         self.bucket_arn = bucket.arn
         self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn})
 
-    def restrict_to(self, node_role_arn: pulumi.Input[str], region: str, unique_suffix: pulumi.Input[str]) -> None:
-        """The key, default encryption and bucket policy, once the node role exists."""
+    def restrict_to(self, writer_arns: Sequence[pulumi.Input[str]], region: str, unique_suffix: pulumi.Input[str]) -> None:
+        """The key, default encryption and bucket policy, once the writers exist: the node
+        role (etcd snapshots) and the rancher-backup user, each in its own folder by IAM."""
         name, bucket = self._name, self._bucket
         invoke = pulumi.InvokeOptions(parent=self)
         caller = aws.get_caller_identity_output(opts=invoke)
@@ -182,7 +183,7 @@ class SnapshotBucket(pulumi.ComponentResource):
             description=f"rancher-ha {stack_label()} etcd snapshots",
             enable_key_rotation=True,
             deletion_window_in_days=30,
-            policy=pulumi.Output.all(partition, caller.account_id, node_role_arn).apply(
+            policy=pulumi.Output.all(partition, caller.account_id, pulumi.Output.all(*writer_arns)).apply(
                 lambda v: json.dumps(key_policy(v[0], v[1], region, v[2]), sort_keys=True)
             ),
             tags=tags(f"{name}-key"),
@@ -211,7 +212,7 @@ class SnapshotBucket(pulumi.ComponentResource):
         aws.s3.BucketPolicy(
             f"{name}-policy",
             bucket=bucket.id,
-            policy=pulumi.Output.all(bucket.arn, node_role_arn, caller.arn).apply(
+            policy=pulumi.Output.all(bucket.arn, pulumi.Output.all(*writer_arns), caller.arn).apply(
                 lambda v: json.dumps(
                     bucket_policy(v[0], v[1], [*principal_arn_patterns(v[2]), *self._args.admin_arns]), sort_keys=True
                 )

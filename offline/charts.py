@@ -325,6 +325,17 @@ def helmchartconfig_schema() -> dict:
     return strict_crd_schema(raw)
 
 
+@functools.lru_cache(maxsize=None)
+def rancher_backup_schemas(operator_tag: str) -> dict[tuple[str, str], dict]:
+    """resources.cattle.io/v1 Backup and Restore of a backup-restore-operator tag, from
+    reference/upstream/crds/rancher-backup-<tag>.json."""
+    raw = json.loads((CRDS_DIR / f"rancher-backup-{operator_tag}.json").read_text())
+    return {
+        ("resources.cattle.io/v1", "Backup"): strict_crd_schema(raw["backups"]),
+        ("resources.cattle.io/v1", "Restore"): strict_crd_schema(raw["restores"]),
+    }
+
+
 def _describe(manifest: Mapping[str, Any]) -> str:
     metadata = manifest.get("metadata") or {}
     where = f"{metadata.get('namespace')}/" if metadata.get("namespace") else ""

@@ -182,6 +182,14 @@ class StackMocks(pulumi.runtime.Mocks):
             length = int(inputs.get("byteLength", 8))
             h = digest(self.deployment, typ, name) if self.deployment else h
             out.update(hex=h[: 2 * length], b64Url=h[: 2 * length], dec=str(int(h[: 2 * length], 16)))
+        elif typ == "random:index/randomBytes:RandomBytes":
+            length = int(inputs.get("length", 32))
+            raw = bytes.fromhex((h * 8)[: 2 * length])
+            out.update(base64=base64.b64encode(raw).decode(), hex=raw.hex())
+        elif typ == "aws:iam/user:User":
+            out.update(id=name, name=name, arn=f"arn:aws:iam::{ACCOUNT_ID}:user{inputs.get('path', '/')}{name}")
+        elif typ == "aws:iam/accessKey:AccessKey":
+            out.update(id=f"AKIA{h[:16].upper()}", secret=f"mock-secret-{h}")
         elif typ == "tls:index/privateKey:PrivateKey":
             kind = "RSA PRIVATE KEY" if inputs.get("algorithm") == "RSA" else "EC PRIVATE KEY"
             out.update(privateKeyPem=fake_pem(kind, name), publicKeyPem=fake_pem("PUBLIC KEY", name))

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from .model import DERIVED_FROM, ENVIRONMENTS, Settings
 
 PROJECT = "rancher-ha"
-SECRET_KEYS = {"tlsPrivateKey"}
+SECRET_KEYS = {"tlsPrivateKey", "restoreEncryptionKey"}
 
 
 class SettingsError(Exception):

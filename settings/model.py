@@ -29,6 +29,8 @@ RANCHER_MIN_MEMORY_GIB = 4
 ENVIRONMENTS = ("dev", "staging", "prod")
 HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 CRON_FIELD = re.compile(r"^[0-9*/,\-]+$")
+# Schedules the operator's cron parser (robfig/cron) accepts besides 5 fields.
+BACKUP_DESCRIPTORS = ("@hourly", "@daily", "@midnight", "@weekly")
 PROXY_URL = re.compile(r"^https?://[^\s/@]+(:\d+)?/?$")
 IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(root|(role|user)/[\w+=,.@/*-]+)$")
 SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
@@ -70,6 +72,16 @@ class _SkipWhereUnknown:
 def _to_camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.capitalize() for part in rest)
+
+
+def _is_secretbox_key(text: str) -> bool:
+    import base64
+    import binascii
+
+    try:
+        return len(base64.b64decode(text, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _doc(description: str, validation: str, default_doc: str | None = None) -> dict[str, Any]:
@@ -431,6 +443,70 @@ class Settings(BaseModel):
         ),
     )
 
+    # --- Rancher backups and restore (rancher-backup operator) ----------------------
+    rancher_backups: bool = Field(
+        **_doc(
+            "Install the rancher-backup operator with scheduled, encrypted backups to the stack's bucket, "
+            "and a backup before every Rancher chart upgrade.",
+            "boolean",
+            "true in staging and prod, else false",
+        )
+    )
+    rancher_backup_schedule: str = Field(
+        "0 * * * *",
+        **_doc("Cron schedule of the Rancher backup (the recovery point: at most this old).",
+               "5-field cron expression or @hourly/@daily/@midnight/@weekly"),
+    )
+    rancher_backup_retention: int = Field(
+        168, **_doc("Scheduled Rancher backup files kept.", "1-1000")
+    )
+    rancher_backup_chart_version: Optional[str] = Field(
+        None,
+        **_doc(
+            "rancher-backup(-crd) chart version in https://charts.rancher.io.",
+            "NNN.N.N+upN.N.N, of the operator line of the Rancher minor",
+            "109.0.7+up10.0.8 for Rancher 2.14, 110.0.0+up11.0.0 for 2.15; required for other minors",
+        ),
+    )
+    rancher_backup_key_max_age_days: int = Field(
+        90,
+        **_doc("Age at which the backup user's access key is replaced (by the first `pulumi up` after half of it).",
+               "14-365"),
+    )
+    restore_from_backup: Optional[str] = Field(
+        None,
+        **_doc(
+            "Restore Rancher from this rancher-backup file before installing Rancher (a new stack taking over "
+            "an old one). Keep it set afterwards; removing it deletes only the Restore object.",
+            "a file name ending in .tar.gz or .tar.gz.enc",
+            "none",
+        ),
+    )
+    restore_from_bucket: Optional[str] = Field(
+        None, **_doc("Bucket holding restoreFromBackup (the old stack's etcdSnapshotBucket output).", "an S3 bucket name", "the stack's own bucket")
+    )
+    restore_from_folder: Optional[str] = Field(
+        None, **_doc("Folder of restoreFromBackup in restoreFromBucket (the old stack's rancherBackupFolder output).", "a key prefix without slashes at the ends", "none; required with restoreFromBucket")
+    )
+    restore_from_region: Optional[str] = Field(
+        None, **_doc("Region of restoreFromBucket.", "an AWS region", "the stack's region")
+    )
+    restore_encryption_key: Optional[SecretStr] = Field(
+        None,
+        **_doc(
+            "The old stack's rancherBackupEncryptionKey output, for an encrypted (.enc) restoreFromBackup; set it with --secret.",
+            "base64 of 32 bytes",
+            "none",
+        ),
+    )
+    take_over_dns_records: bool = Field(
+        False,
+        **_doc(
+            "Overwrite existing Route53 records of hostname and apiHostname (another stack's) instead of failing.",
+            "boolean",
+        ),
+    )
+
     # --- proxy ----------------------------------------------------------------------
     proxy_http: Optional[str] = Field(
         None, **_doc("HTTP proxy URL for nodes, Rancher and cert-manager.", "http(s)://host:port", "none")
@@ -469,6 +545,7 @@ class Settings(BaseModel):
         # edit lands when `pulumi up` says it did.
         data.setdefault("dbApplyImmediately", not prod)
         data.setdefault("etcdSnapshotS3", dist == "rke2" and env in ("staging", "prod"))
+        data.setdefault("rancherBackups", env in ("staging", "prod"))
         data.setdefault("natGatewayPerZone", prod and data.get("natGateway", True) is not False
                         and data.get("nodePlacement", "private") == "private" and not data.get("vpcId"))
         hostname = data.get("hostname")
@@ -718,6 +795,52 @@ class Settings(BaseModel):
     def _retention(cls, value: int) -> int:
         if not 1 <= value <= 1000:
             raise ValueError("must be 1-1000. Fix: e.g. 28 (a week at four a day)")
+        return value
+
+    @field_validator("rancher_backup_schedule")
+    @classmethod
+    def _backup_schedule(cls, value: str) -> str:
+        fields = value.split()
+        if value in BACKUP_DESCRIPTORS or (len(fields) == 5 and all(CRON_FIELD.match(field) for field in fields)):
+            return value
+        raise ValueError("is not a 5-field cron expression or @hourly/@daily/@midnight/@weekly. Fix: e.g. '0 * * * *'")
+
+    @field_validator("rancher_backup_retention")
+    @classmethod
+    def _backup_retention(cls, value: int) -> int:
+        if not 1 <= value <= 1000:
+            raise ValueError("must be 1-1000. Fix: e.g. 168 (a week of hourly backups)")
+        return value
+
+    @field_validator("rancher_backup_chart_version")
+    @classmethod
+    def _backup_chart(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.match(r"^\d+\.\d+\.\d+\+up\d+\.\d+\.\d+$", value):
+            raise ValueError("is not a rancher-backup chart version. Fix: e.g. '110.0.0+up11.0.0'")
+        return value
+
+    @field_validator("rancher_backup_key_max_age_days")
+    @classmethod
+    def _key_age(cls, value: int) -> int:
+        if not 14 <= value <= 365:
+            raise ValueError("must be 14-365 days. Fix: keep 90 and run `pulumi up` at least monthly")
+        return value
+
+    @field_validator("restore_from_backup")
+    @classmethod
+    def _backup_file(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and (not re.match(r"^[^/\s]+\.tar\.gz(\.enc)?$", value)):
+            raise ValueError(
+                "is not a rancher-backup file name. Fix: the file name only (no folder), as `aws s3 ls "
+                "s3://<bucket>/<folder>/` lists it, ending in .tar.gz or .tar.gz.enc"
+            )
+        return value
+
+    @field_validator("restore_from_folder")
+    @classmethod
+    def _folder(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and (value.startswith("/") or value.endswith("/")):
+            raise ValueError("must not start or end with '/'. Fix: e.g. 'rancher-backups/prod'")
         return value
 
     @field_validator("proxy_http", "proxy_https")
@@ -1045,6 +1168,46 @@ class Settings(BaseModel):
                 )
 
         with guard:
+            if self.rancher_backups and self.rancher_backup_chart_version is None and versions.default_backup_chart_version(self.rancher_version) is None:
+                problem(
+                    "rancherBackupChartVersion",
+                    None,
+                    f"no rancher-backup chart is known here for Rancher {self.rancher_version}. Fix: set the "
+                    "chart version of the operator line of that Rancher minor (charts.rancher.io, "
+                    "annotation catalog.cattle.io/rancher-version), or rancherBackups: false",
+                )
+        with guard:
+            restoring = self.restore_from_backup is not None
+        with guard:
+            if restoring and not self.rancher_backups:
+                problem("restoreFromBackup", self.restore_from_backup,
+                        "a restore needs the rancher-backup operator. Fix: set rancherBackups: true")
+        with guard:
+            for key, value in (("restoreFromBucket", self.restore_from_bucket), ("restoreFromFolder", self.restore_from_folder),
+                               ("restoreFromRegion", self.restore_from_region)):
+                if value is not None and not restoring:
+                    problem(key, value, "has no effect without restoreFromBackup. Fix: remove it, or set restoreFromBackup")
+        with guard:
+            if self.restore_from_bucket is not None and self.restore_from_folder is None:
+                problem("restoreFromBucket", self.restore_from_bucket,
+                        "needs restoreFromFolder. Fix: set it to the old stack's rancherBackupFolder output")
+        with guard:
+            encrypted = restoring and self.restore_from_backup.endswith(".enc")
+        with guard:
+            if encrypted and self.restore_encryption_key is None:
+                problem("restoreFromBackup", self.restore_from_backup,
+                        "is encrypted (.enc). Fix: `pulumi stack output --show-secrets rancherBackupEncryptionKey` on the "
+                        "old stack, then `pulumi config set --secret restoreEncryptionKey <it>`")
+        with guard:
+            if self.restore_encryption_key is not None and not encrypted:
+                problem("restoreEncryptionKey", "[secret]",
+                        "is only used for an encrypted (.enc) restoreFromBackup. Fix: remove it")
+        with guard:
+            if self.restore_encryption_key is not None and not _is_secretbox_key(self.restore_encryption_key.get_secret_value()):
+                problem("restoreEncryptionKey", "[secret]",
+                        "is not the base64 of 32 bytes. Fix: copy the old stack's rancherBackupEncryptionKey output as is")
+
+        with guard:
             if self.etcd_snapshot_s3 and self.distribution == "k3s":
                 problem(
                     "etcdSnapshotS3",
@@ -1120,6 +1283,10 @@ class Settings(BaseModel):
         if self.tls_source == "letsEncrypt" or (self.tls_source == "provided" and not self.private_ca):
             return "system-store"
         return "strict"
+
+    @property
+    def backup_chart_version(self) -> Optional[str]:
+        return self.rancher_backup_chart_version or versions.default_backup_chart_version(self.rancher_version)
 
     @property
     def rancher_url(self) -> str:

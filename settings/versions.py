@@ -112,3 +112,20 @@ def rke2_ingress_controller(kubernetes_minor: int) -> str:
 def reference_chart_tag(rancher_version: str) -> str:
     """The folder name under reference/rancher-chart for this version."""
     return f"v{rancher_version}"
+
+
+# Rancher minor -> (rancher-backup chart version in https://charts.rancher.io, the
+# rancher/backup-restore-operator tag it packages). Read in rancher/charts
+# charts/rancher-backup/<version>/Chart.yaml (commits cdb1fb1f922c and b87054da9443):
+# catalog.cattle.io/rancher-version '>= 2.14.0-0 < 2.15.0-0' and '>= 2.15.0-0 < 2.16.0-0',
+# appVersion v10.0.8 and v11.0.0. Other minors: set rancherBackupChartVersion.
+RANCHER_BACKUP_CHARTS: dict[tuple[int, int], tuple[str, str]] = {
+    (2, 14): ("109.0.7+up10.0.8", "v10.0.8"),
+    (2, 15): ("110.0.0+up11.0.0", "v11.0.0"),
+}
+
+
+def default_backup_chart_version(rancher_version: str) -> str | None:
+    major, minor, _ = parse_rancher_version(rancher_version)
+    entry = RANCHER_BACKUP_CHARTS.get((major, minor))
+    return entry[0] if entry else None

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
-from components.api_gate import ShippedApiGateProvider
+from components.api_gate import ShippedApiGateProvider, ShippedObjectReadyProvider
 from components.hostname_lock import ShippedIdentityLockProvider
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -33,14 +33,19 @@ if sys.argv[1] == "gate":
     old = {"url": "https://a:6443", "serverName": "api.x", "caPem": "-", "expectedNodes": ["10.0.0.1"], "timeoutSeconds": 60}
     diff = provider.diff("id", old, {**old, "expectedNodes": ["10.0.0.2"]})
     print(json.dumps({"python": sys.version_info[:2], "replaces": diff.replaces}))
+elif sys.argv[1] == "object":
+    old = {"url": "https://a:6443", "serverName": "api.x", "caPem": "-", "path": "/apis/resources.cattle.io/v1/backups/a"}
+    diff = provider.diff("id", old, {**old, "path": "/apis/resources.cattle.io/v1/backups/b"})
+    print(json.dumps({"python": sys.version_info[:2], "replaces": diff.replaces}))
 else:
     result = provider.check({"locked": {"hostname": "a.example.com"}},
                             {"locked": {"hostname": "b.example.com"}, "refusals": {"hostname": "renamed from {old} to {new}"}})
     print(json.dumps({"python": sys.version_info[:2], "reason": result.failures[0].reason}))
 """
 
-PROVIDERS = {"gate": ShippedApiGateProvider, "lock": ShippedIdentityLockProvider}
-EXPECTED = {"gate": {"replaces": ["expectedNodes"]}, "lock": {"reason": "renamed from 'a.example.com' to 'b.example.com'"}}
+PROVIDERS = {"gate": ShippedApiGateProvider, "lock": ShippedIdentityLockProvider, "object": ShippedObjectReadyProvider}
+EXPECTED = {"gate": {"replaces": ["expectedNodes"]}, "lock": {"reason": "renamed from 'a.example.com' to 'b.example.com'"},
+            "object": {"replaces": ["path"]}}
 
 
 def _load(python: str, kind: str, tmp_path) -> dict:

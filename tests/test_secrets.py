@@ -9,6 +9,7 @@ from offline.runner import STACKS_DIR, run_stack
 
 PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIBprovided\n-----END CERTIFICATE-----\n"
 CONFIG_SECRET_KEY = "-----BEGIN EC PRIVATE KEY-----\nCONFIGSECRETvalue0123456789\n-----END EC PRIVATE KEY-----\n"
+RESTORE_KEY = "UkVTVE9SRWtleWZyb21UaGVPbGRTdGFja18zMmJ5dGU="  # base64 of 32 bytes, a config secret
 
 SHAPES = {
     "k3s-nlb": {},
@@ -16,6 +17,8 @@ SHAPES = {
     "k3s-nginx-l7": NGINX_L7,
     "rke2-nginx-l4-proxy": {**RKE2, "rancher-ha:loadBalancerType": "nginx", **PROXY},
     "provided-cert": {"rancher-ha:tlsSource": "provided", "rancher-ha:tlsCertificate": PEM_CERT, "rancher-ha:tlsPrivateKey": CONFIG_SECRET_KEY},
+    "backup-restore": {"rancher-ha:rancherBackups": True, "rancher-ha:restoreFromBackup": "old-2026-12-07T06-00-00Z.tar.gz.enc",
+                       "rancher-ha:restoreEncryptionKey": RESTORE_KEY},
     "l7-provided": {**NGINX_L7, "rancher-ha:tlsSource": "provided", "rancher-ha:tlsCertificate": PEM_CERT, "rancher-ha:tlsPrivateKey": CONFIG_SECRET_KEY},
 }
 # Inputs that legitimately carry secrets, provided the program marked them secret.
@@ -25,6 +28,7 @@ SECRET_CARRIERS = {
     "pulumi-python:dynamic/rancher-ha:ApiGate": {"clientKeyPem"},
     "pulumi-python:dynamic/rancher-ha:ClusterMember": {"clientKeyPem"},
     "pulumi-python:dynamic/rancher-ha:KubernetesUpgradeWait": {"clientKeyPem"},
+    "pulumi-python:dynamic/rancher-ha:ObjectReady": {"clientKeyPem"},
     "pulumi:providers:kubernetes": {"kubeconfig"},
     "kubernetes:helm.sh/v3:Release": {"values"},
     "kubernetes:core/v1:Secret": {"stringData"},
@@ -54,7 +58,8 @@ STACK_FILES = sorted(p.name.split(".")[1] for p in STACKS_DIR.glob("Pulumi.*.yam
 @pytest.mark.parametrize("shape", sorted(SHAPES) + [f"stack:{name}" for name in STACK_FILES])
 def test_secrets_sweep(shape):
     run = run_stack(shape.split(":", 1)[1]) if shape.startswith("stack:") else cached_run(SHAPES[shape])
-    fragments = _fragments(run, extra=[CONFIG_SECRET_KEY] if "provided" in shape else [])
+    fragments = _fragments(run, extra=([CONFIG_SECRET_KEY] if "provided" in shape else [])
+                           + ([RESTORE_KEY] if "restore" in shape else []))
     assert fragments, "the sweep found no generated secrets to look for"
 
     def leaks(text):

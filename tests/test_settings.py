@@ -122,6 +122,21 @@ INVALID = [
     ("ingress-nginx-on-k3s", {"ingressController": "ingress-nginx"}, "ingressController", "K3s ships Traefik"),
     ("ingress-unknown", {"distribution": "rke2", "ingressController": "haproxy"}, "ingressController", "is not an ingress controller RKE2 packages: RKE2 packages ingress-nginx and Traefik (its `ingress-controller` option). Fix: use ingress-nginx or traefik"),
     ("region-malformed", {"aws:region": "europe"}, "aws:region", "not an AWS region"),
+    ("backups-not-boolean", {"rancherBackups": "often"}, "rancherBackups", "valid boolean"),
+    ("backup-schedule-words", {"rancherBackupSchedule": "every hour"}, "rancherBackupSchedule", "5-field cron"),
+    ("backup-retention-zero", {"rancherBackupRetention": 0}, "rancherBackupRetention", "1-1000"),
+    ("backup-chart-malformed", {"rancherBackups": True, "rancherBackupChartVersion": "10.0.8"}, "rancherBackupChartVersion", "not a rancher-backup chart version"),
+    ("backup-chart-unknown-minor", {"rancherBackups": True, "rancherVersion": "2.13.3", "kubernetesVersion": "v1.33.5+k3s1"}, "rancherBackupChartVersion", "no rancher-backup chart is known"),
+    ("backup-key-age-short", {"rancherBackupKeyMaxAgeDays": 1}, "rancherBackupKeyMaxAgeDays", "14-365"),
+    ("restore-without-operator", {"restoreFromBackup": "rancher-ha-prod-1a2b-2026-12-07T06-00-00Z.tar.gz"}, "restoreFromBackup", "needs the rancher-backup operator"),
+    ("restore-file-with-folder", {"rancherBackups": True, "restoreFromBackup": "rancher-backups/prod/x.tar.gz"}, "restoreFromBackup", "not a rancher-backup file name"),
+    ("restore-encrypted-without-key", {"rancherBackups": True, "restoreFromBackup": "x-2026-12-07T06-00-00Z.tar.gz.enc"}, "restoreFromBackup", "is encrypted (.enc)"),
+    ("restore-bucket-without-file", {"restoreFromBucket": "old-bucket"}, "restoreFromBucket", "has no effect without restoreFromBackup"),
+    ("restore-bucket-without-folder", {"rancherBackups": True, "restoreFromBackup": "x.tar.gz", "restoreFromBucket": "old-bucket"}, "restoreFromBucket", "needs restoreFromFolder"),
+    ("restore-folder-slash", {"rancherBackups": True, "restoreFromBackup": "x.tar.gz", "restoreFromBucket": "b", "restoreFromFolder": "/rancher-backups/prod/"}, "restoreFromFolder", "must not start or end with '/'"),
+    ("restore-region-without-file", {"restoreFromRegion": "eu-west-1"}, "restoreFromRegion", "has no effect without restoreFromBackup"),
+    ("restore-key-not-32-bytes", {"rancherBackups": True, "restoreFromBackup": "x.tar.gz.enc", "restoreEncryptionKey": "c2hvcnQ="}, "restoreEncryptionKey", "not the base64 of 32 bytes"),
+    ("take-over-not-boolean", {"takeOverDnsRecords": "yes please"}, "takeOverDnsRecords", "valid boolean"),
 ]
 
 

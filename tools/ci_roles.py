@@ -137,6 +137,16 @@ def deploy_permissions(site: Site) -> dict:
             "Resource": [f"arn:aws:iam::{site.account}:role/*", f"arn:aws:iam::{site.account}:instance-profile/*"],
         },
         {
+            # components/backups.py: the rancher-backup operator's IAM user (path /rancher-ha/),
+            # its inline policy and its rotated access keys.
+            "Sid": "ManageTheBackupUsers",
+            "Effect": "Allow",
+            "Action": ["iam:*User*", "iam:*AccessKey*", "iam:ListGroupsForUser", "iam:ListMFADevices",
+                       "iam:ListSigningCertificates", "iam:ListSSHPublicKeys", "iam:ListServiceSpecificCredentials",
+                       "iam:GetLoginProfile"],
+            "Resource": f"arn:aws:iam::{site.account}:user/{PROJECT}/*",
+        },
+        {
             "Sid": "NeverTheCIRolesOrTheirProvider",
             "Effect": "Deny",
             "Action": "iam:*",

@@ -113,6 +113,9 @@ AWS_TYPES: dict[str, tuple[str, str, tuple]] = {
     "aws:ssm/parameter:Parameter": ("aws_ssm_parameter", "sdk", ("ssm", "resourceParameter", None)),
     "aws:iam/role:Role": ("aws_iam_role", "sdk", ("iam", "resourceRole", None)),
     "aws:iam/rolePolicy:RolePolicy": ("aws_iam_role_policy", "sdk", ("iam", "resourceRolePolicy", None)),
+    "aws:iam/user:User": ("aws_iam_user", "sdk", ("iam", "resourceUser", None)),
+    "aws:iam/userPolicy:UserPolicy": ("aws_iam_user_policy", "sdk", ("iam", "resourceUserPolicy", None)),
+    "aws:iam/accessKey:AccessKey": ("aws_iam_access_key", "sdk", ("iam", "resourceAccessKey", None)),
     "aws:iam/instanceProfile:InstanceProfile": (
         "aws_iam_instance_profile", "sdk", ("iam", "resourceInstanceProfile", None)),
     "aws:rds/instance:Instance": ("aws_db_instance", "sdk", ("rds", "resourceInstance", None)),
@@ -143,6 +146,7 @@ RANDOM_TYPES = {
     "random:index/randomPassword:RandomPassword": (
         "random_password", "internal/provider/resource_password.go", "passwordResource"),
     "random:index/randomId:RandomId": ("random_id", "internal/provider/resource_id.go", "idResource"),
+    "random:index/randomBytes:RandomBytes": ("random_bytes", "internal/provider/resource_bytes.go", "bytesResource"),
 }
 
 # Hand-written notes for conditional replacements found in the source.  Keys are

@@ -71,6 +71,23 @@ MUTATIONS: tuple[Mutation, ...] = (
         replace="depends_on=[args.gate, *extra]",
         tests=("tests/test_plan_engine.py::test_destroying_the_dev_stack_is_scheduled_and_checked",),
     ),
+    Mutation(
+        name="rancher-upgrades-before-its-backup-completes",
+        claim="the Rancher release waits for the pre-upgrade backup (and a restore) to complete",
+        path="app.py",
+        find="rancher_after=[dns, *(backups.before_rancher if backups else [])],",
+        replace="rancher_after=[dns],",
+        tests=("tests/test_backups.py::test_a_rancher_upgrade_backs_up_first_then_upgrades",
+               "tests/test_backups.py::test_a_new_restoring_stack_plans_operator_restore_then_rancher"),
+    ),
+    Mutation(
+        name="dns-records-overwrite-another-stacks-silently",
+        claim="only takeOverDnsRecords lets the stack overwrite existing Route53 records",
+        path="components/dns.py",
+        find='overwrite = {"allow_overwrite": True} if take_over else {}',
+        replace='overwrite = {"allow_overwrite": True}',
+        tests=("tests/test_backups.py::test_taking_over_the_old_stacks_names_is_explicit[False]",),
+    ),
 )
 
 

@@ -124,6 +124,30 @@ API_ADVICE = (
 )
 
 
+def poll_until(
+    attempt: Callable[[float], tuple[bool, Any]],
+    timeout_seconds: float,
+    interval_seconds: float,
+    request_timeout: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    fail: Callable[[int, Any], Exception],
+) -> tuple[Any, int]:
+    """Call `attempt(request timeout)` -> (done, value) until done; return (value, attempts).
+    Past the deadline raise `fail(attempts, last value)`."""
+    deadline = clock() + timeout_seconds
+    attempts = 0
+    while True:
+        attempts += 1
+        done, value = attempt(min(request_timeout, max(1.0, deadline - clock())))
+        if done:
+            return value, attempts
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise fail(attempts, value)
+        sleep(min(interval_seconds, remaining))
+
+
 def wait_for_api(
     probe: ApiProbe,
     timeout_seconds: float,
@@ -138,20 +162,19 @@ def wait_for_api(
     """Poll `check` until it returns None; return the number of attempts. Raise ApiNotReady
     on timeout (or at once when `check` raises it: a state no waiting can fix)."""
     context = ssl_context(probe)
-    deadline = clock() + timeout_seconds
-    attempts = 0
-    while True:
-        attempts += 1
-        reason = check(probe, context, min(request_timeout, max(1.0, deadline - clock())))
-        if reason is None:
-            return attempts
-        remaining = deadline - clock()
-        if remaining <= 0:
-            raise ApiNotReady(
-                f"The Kubernetes API at {probe.url} ({probe.server_name}) was not {waiting_for} within {timeout_seconds:g}s "
-                f"({attempts} attempts; last: {reason}). {advice}"
-            )
-        sleep(min(interval_seconds, remaining))
+
+    def attempt(request_seconds: float) -> tuple[bool, Optional[str]]:
+        reason = check(probe, context, request_seconds)
+        return reason is None, reason
+
+    def fail(attempts: int, reason: Any) -> Exception:
+        return ApiNotReady(
+            f"The Kubernetes API at {probe.url} ({probe.server_name}) was not {waiting_for} within {timeout_seconds:g}s "
+            f"({attempts} attempts; last: {reason}). {advice}"
+        )
+
+    _, attempts = poll_until(attempt, timeout_seconds, interval_seconds, request_timeout, clock, sleep, fail)
+    return attempts
 
 
 def probe_from(props: dict[str, Any]) -> ApiProbe:
@@ -329,3 +352,88 @@ class KubernetesUpgradeWaitProvider(ResourceProvider):
         if any(olds.get(key) != news.get(key) for key in UPGRADE_INPUTS):
             return UpdateResult(outs=self._wait(news, plan_finished=olds.get("version") != news.get("version")))
         return UpdateResult(outs={**news, "attempts": olds.get("attempts"), "runningVersion": olds.get("runningVersion")})
+
+
+# -- waiting for an object's status (rancher-backup's Backup and Restore) ------------------
+class ObjectNotReady(Exception):
+    """The object did not report completion in time; the message says what it last said."""
+
+
+def completion(obj: dict, needs_file: bool) -> tuple[bool, str]:
+    """(done, what it says) for a resources.cattle.io Backup or Restore.
+
+    backup-restore-operator (pkg/controllers/backup/controller.go, restore/controller.go
+    at v10.0.8 and v11.0.0) marks the end of a one-time backup or a restore by resetting
+    the conditions to `Ready: True` with the message `Completed` (a backup also sets
+    `Uploaded: True` and `status.filename`). `Ready: True` alone is set midway, before
+    the upload; failures leave `Reconciling: True` with the error as its message and
+    retry.
+    """
+    status = obj.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    ready = conditions.get("Ready") or {}
+    done = ready.get("status") == "True" and ready.get("message") == "Completed"
+    if needs_file:
+        done = done and bool(status.get("filename"))
+    reconciling = conditions.get("Reconciling") or {}
+    said = reconciling.get("message") or ready.get("message") or "no status yet"
+    return done, said
+
+
+def wait_for_object(
+    probe: ApiProbe,
+    path: str,
+    needs_file: bool,
+    timeout_seconds: float,
+    interval_seconds: float = 5.0,
+    request_timeout: float = 10.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict:
+    """Poll GET <path> until the object reports completion; return its status."""
+    context = ssl_context(probe)
+
+    def attempt(request_seconds: float) -> tuple[bool, Any]:
+        try:
+            status, body = get(probe, context, path, request_seconds)
+            if status != 200:
+                return False, f"GET {path} answered HTTP {status}"
+            obj = json.loads(body)
+            done, said = completion(obj, needs_file)
+            return done, (obj.get("status") or {}) if done else said
+        except (OSError, ssl.SSLError, http.client.HTTPException, ValueError) as error:
+            return False, f"{type(error).__name__}: {error}"
+
+    def fail(_attempts: int, last: Any) -> Exception:
+        return ObjectNotReady(
+            f"{path} did not complete within {timeout_seconds:g}s (last: {last}). Check the operator: "
+            "kubectl -n cattle-resources-system logs deploy/rancher-backup; its S3 credentials and "
+            "bucket (kubectl get backups,restores)."
+        )
+
+    status, _ = poll_until(attempt, timeout_seconds, interval_seconds, request_timeout, clock, sleep, fail)
+    return status
+
+
+class ObjectReadyProvider(ResourceProvider):
+    """Creating it waits until the object at `path` reports completion. A new `path` (a new
+    Backup or Restore name) is a replacement: the new object is waited for."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        status = wait_for_object(
+            probe_from(props),
+            props["path"],
+            bool(props.get("needsFile")),
+            timeout_seconds=float(props["timeoutSeconds"]),
+        )
+        return CreateResult(id_=props["path"], outs={**props, "filename": status.get("filename") or ""})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [key for key in ("path",) if olds.get(key) != news.get(key)]
+        changes = bool(replaces) or any(
+            olds.get(key) != news.get(key) for key in ("url", "serverName", "caPem", "timeoutSeconds")
+        )
+        return DiffResult(changes=changes, replaces=replaces, delete_before_replace=False)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs={**news, "filename": olds.get("filename") or ""})
