@@ -267,13 +267,14 @@ class RancherBackups(pulumi.ComponentResource):
         # --- the operator ------------------------------------------------------------
         crds = pinned_release(
             "rancher-backup-crd", args.chart_version, CHART_REPOSITORY, namespace.metadata.name, {},
-            timeout=600, opts=in_cluster(namespace),
+            # The operator's charts hold no state of Rancher's: a failed upgrade may roll back.
+            timeout=600, atomic=True, opts=in_cluster(namespace),
         )
         location = S3Location(bucket=args.bucket_name, folder=args.folder, region=args.region)
         operator = pinned_release(
             "rancher-backup", args.chart_version, CHART_REPOSITORY, namespace.metadata.name,
             chart_values(location, args.proxy, args.no_proxy),
-            timeout=600, opts=in_cluster(namespace, crds, credentials),
+            timeout=600, atomic=True, opts=in_cluster(namespace, crds, credentials),
         )
 
         def custom_resource(resource_name: str, body: dict, *after: pulumi.Resource) -> k8s.apiextensions.CustomResource:

@@ -135,6 +135,7 @@ DERIVED_FROM: dict[str, tuple[str, ...]] = {
     "dbDeletionProtection": ("environment",),
     "dbFinalSnapshot": ("environment",),
     "dbApplyImmediately": ("environment",),
+    "rancherBackups": ("environment",),
     "protectStatefulResources": ("environment",),
     "etcdSnapshotS3": ("distribution", "environment"),
     "natGatewayPerZone": ("environment", "natGateway", "nodePlacement", "vpcId"),

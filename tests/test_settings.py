@@ -122,7 +122,7 @@ INVALID = [
     ("ingress-nginx-on-k3s", {"ingressController": "ingress-nginx"}, "ingressController", "K3s ships Traefik"),
     ("ingress-unknown", {"distribution": "rke2", "ingressController": "haproxy"}, "ingressController", "is not an ingress controller RKE2 packages: RKE2 packages ingress-nginx and Traefik (its `ingress-controller` option). Fix: use ingress-nginx or traefik"),
     ("region-malformed", {"aws:region": "europe"}, "aws:region", "not an AWS region"),
-    ("backups-not-boolean", {"rancherBackups": "often"}, "rancherBackups", "valid boolean"),
+    ("backups-not-boolean", {"rancherBackups": "often"}, "rancherBackups", "is not a boolean. Fix: write true or false"),
     ("backup-schedule-words", {"rancherBackupSchedule": "every hour"}, "rancherBackupSchedule", "5-field cron"),
     ("backup-retention-zero", {"rancherBackupRetention": 0}, "rancherBackupRetention", "1-1000"),
     ("backup-chart-malformed", {"rancherBackups": True, "rancherBackupChartVersion": "10.0.8"}, "rancherBackupChartVersion", "not a rancher-backup chart version"),
@@ -136,7 +136,7 @@ INVALID = [
     ("restore-folder-slash", {"rancherBackups": True, "restoreFromBackup": "x.tar.gz", "restoreFromBucket": "b", "restoreFromFolder": "/rancher-backups/prod/"}, "restoreFromFolder", "must not start or end with '/'"),
     ("restore-region-without-file", {"restoreFromRegion": "eu-west-1"}, "restoreFromRegion", "has no effect without restoreFromBackup"),
     ("restore-key-not-32-bytes", {"rancherBackups": True, "restoreFromBackup": "x.tar.gz.enc", "restoreEncryptionKey": "c2hvcnQ="}, "restoreEncryptionKey", "not the base64 of 32 bytes"),
-    ("take-over-not-boolean", {"takeOverDnsRecords": "yes please"}, "takeOverDnsRecords", "valid boolean"),
+    ("take-over-not-boolean", {"takeOverDnsRecords": "yes please"}, "takeOverDnsRecords", "is not a boolean. Fix: write true or false"),
 ]
 
 
