@@ -43,7 +43,7 @@ from components.secure_parameters import SecureParameters, SecureParametersArgs
 from components.snapshot_bucket import SnapshotBucket, SnapshotBucketArgs
 from components.tls_certificate import RancherCertificate, RancherCertificateArgs
 from rendering import rancher_values as values_lib
-from rendering.node_config import EtcdSnapshots
+from rendering.node_config import RESTORED_PARAMETER_PREFIX, EtcdSnapshots
 from settings import Settings
 
 # Written once the cluster has been ready: a replaced first RKE2 server then joins it.
@@ -63,7 +63,24 @@ def locked_settings(settings: Settings) -> dict[str, Any]:
         locked.update(vpcId=settings.vpc_id, nodeSubnetIds=list(settings.node_subnet_ids))
     else:
         locked["vpcCidr"] = settings.vpc_cidr
+    if settings.distribution == "k3s":
+        # What RDS restored the datastore from: a change replaces it (force-new inputs).
+        locked["datastoreSource"] = settings.datastore_source
     return locked
+
+
+def cluster_state(settings: Settings) -> dict[str, str]:
+    """Parameters written once the cluster was ready: the first server of a later boot
+    joins it (and does not restore a snapshot already restored)."""
+    state = {CLUSTER_INITIALIZED: "true"}
+    if settings.etcd_restore_snapshot:
+        state[RESTORED_PARAMETER_PREFIX + settings.etcd_restore_snapshot] = "true"
+    return state
+
+
+def confirmed_changes(settings: Settings) -> list[str]:
+    """Locked settings the stack file explicitly allows to change in this update."""
+    return ["datastoreSource"] if settings.db_replace_datastore else []
 
 
 def deploy(settings: Settings) -> dict[str, Any]:
@@ -73,7 +90,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
     node_path = f"{parameter_root()}/{NODE_PARAMETER_PATH_SUFFIX}"
     # Everything waits for the guard, so a refused change changes nothing: every
     # component, and every resource inside one.
-    guard = HostnameGuard("rancher-hostname", locked_settings(settings))
+    guard = HostnameGuard("rancher-hostname", locked_settings(settings), confirmed=confirmed_changes(settings))
     children_wait_for(guard.lock)
     guarded = pulumi.ResourceOptions(depends_on=[guard])
 
@@ -157,6 +174,9 @@ def deploy(settings: Settings) -> dict[str, Any]:
                 deletion_protection=settings.db_deletion_protection,
                 final_snapshot=settings.db_final_snapshot,
                 protect=settings.protect_stateful_resources,
+                restore_from_snapshot=settings.db_restore_from_snapshot,
+                restore_source_instance=settings.db_restore_source_instance,
+                restore_time=settings.db_restore_time,
             ),
             opts=guarded,
         )
@@ -205,6 +225,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
             target_groups=target_groups,
             secrets=node_secrets,
             late_secrets=late_secrets,
+            etcd_restore_snapshot=settings.etcd_restore_snapshot,
         ),
         opts=guarded,
     )
@@ -306,7 +327,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
     if not k3s:
         SecureParameters(
             "cluster-state",
-            SecureParametersArgs(path=node_path, values={CLUSTER_INITIALIZED: "true"}, depends_on=[access.gate]),
+            SecureParametersArgs(path=node_path, values=cluster_state(settings), depends_on=[access.gate]),
             opts=guarded,
         )
 

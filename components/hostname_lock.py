@@ -12,7 +12,7 @@ every component depends on the lock, so nothing changes before it fails.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 from pulumi.dynamic import Resource
@@ -20,7 +20,14 @@ from pulumi.dynamic import Resource
 from .providers import identity_lock_provider as implementation
 from .providers.shipping import loader_expression, source_of
 
-NEW_STACK = "deploy a new stack and migrate with Rancher Backups (rancher-backup, restore into the new stack)"
+# The runbook the safe ways point at; tests/test_disaster_recovery.py checks every anchor.
+RUNBOOK = "docs/disaster-recovery.md"
+MOVE_RUNBOOK = RUNBOOK + "#move-to-a-new-stack"
+DATASTORE_RUNBOOK = RUNBOOK + "#datastore-lost"
+NEW_STACK = (
+    "deploy a new stack and migrate with Rancher Backups (rancher-backup, restore into the new stack): "
+    "see " + MOVE_RUNBOOK
+)
 RENAME_REFUSED = (
     "Rancher cannot be renamed: this stack was deployed as {old}, and downstream clusters' agents "
     "and certificates are bound to that name. Set hostname back to {old}. To move to {new}, "
@@ -48,6 +55,12 @@ REFUSALS = {
         "update would fail half-way. If you renamed the stack, rename the stack back to the name it was deployed "
         "with; to move Rancher to a stack of another name, " + NEW_STACK + "."
     ),
+    "datastoreSource": (
+        "the K3s datastore was created from {old}; {new} would replace the RDS instance (snapshotIdentifier and "
+        "restoreToPointInTime are force-new), and the running servers would lose their database. Set "
+        "dbRestoreFromSnapshot / dbRestoreSourceInstance / dbRestoreTime back so the source is {old}; to restore on "
+        "purpose, set dbReplaceDatastore: true and follow " + DATASTORE_RUNBOOK + "."
+    ),
     "nodeSubnetIds": (
         "the servers live in these subnets; new subnets would replace every server at once. Set {key} back "
         "to {old}; to move servers, " + NEW_STACK + "."
@@ -63,23 +76,34 @@ class ShippedIdentityLockProvider(implementation.IdentityLockProvider):
 class IdentityLock(Resource, module="rancher-ha", name="IdentityLock"):
     locked: pulumi.Output[dict]
 
-    def __init__(self, name: str, locked: Mapping[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(
-            ShippedIdentityLockProvider(),
-            name,
-            {"locked": dict(locked), "refusals": dict(REFUSALS)},
-            opts,
-        )
+    def __init__(
+        self,
+        name: str,
+        locked: Mapping[str, Any],
+        opts: Optional[pulumi.ResourceOptions] = None,
+        confirmed: Sequence[str] = (),
+    ):
+        inputs: dict[str, Any] = {"locked": dict(locked), "refusals": dict(REFUSALS)}
+        if confirmed:  # absent otherwise, so stacks that confirm nothing see no diff
+            inputs["confirmed"] = sorted(confirmed)
+        super().__init__(ShippedIdentityLockProvider(), name, inputs, opts)
 
 
 class HostnameGuard(pulumi.ComponentResource):
     """Holds the lock, so the stack's top level has components only."""
 
-    def __init__(self, name: str, locked: Mapping[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(
+        self,
+        name: str,
+        locked: Mapping[str, Any],
+        opts: Optional[pulumi.ResourceOptions] = None,
+        confirmed: Sequence[str] = (),
+    ):
         super().__init__("rancher-ha:guard:HostnameGuard", name, None, opts)
         self.lock = IdentityLock(
             f"{name}-lock",
             locked,
+            confirmed=confirmed,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # The first release's lock, under its old type.

@@ -393,6 +393,84 @@ def test_rke2_joiner_starts_anyway_when_the_registration_address_stays_silent():
         assert started(result, "rke2-server.service")
 
 
+# --------------------------------------------------- RKE2 restore (docs/disaster-recovery.md)
+SNAPSHOT = "etcd-snapshot-ip-10-0-1-10-1733550000"
+RESTORE = {**RKE2, "rancher-ha:etcdSnapshotS3": True, "rancher-ha:etcdRestoreSnapshot": SNAPSHOT}
+
+
+def restore_store(restored: bool) -> dict[str, str]:
+    """An existing stack whose servers were all replaced: cluster-initialized exists; the
+    restored marker only once the restored cluster was ready."""
+    store = store_of(cached_run(RESTORE))
+    assert f"{PREFIX}/cluster-initialized" in store
+    if not restored:
+        del store[f"{PREFIX}/etcd-restored-{SNAPSHOT}"]  # written after the gate
+    return store
+
+
+def binary_runs(result, name: str) -> list[list[str]]:
+    return [call["argv"] for call in result.calls if call["cmd"] == name]
+
+
+@rehearsal
+def test_rke2_first_server_restores_the_s3_snapshot_then_starts_the_restored_cluster():
+    from rendering.server_flags import config_problems
+
+    store = restore_store(restored=False)
+    with boot(server(cached_run(RESTORE), 0), store, scenario()) as result:
+        assert result.returncode == 0, describe(result)
+        assert f"restoring etcd from the S3 snapshot {SNAPSHOT} (cluster-reset)" in result.stderr
+        (restore,) = binary_runs(result, "rke2")
+        assert restore == ["server", "--cluster-reset", f"--cluster-reset-restore-path={SNAPSHOT}"]
+        (call,) = [c for c in result.calls if c["cmd"] == "rke2"]
+        assert call["config_present"], "the restore ran before config.yaml (token, etcd-s3) was written"
+        start = index_of(result, lambda cmd, argv: cmd == "systemctl" and argv == ["enable", "--now", "rke2-server.service"])
+        assert result.calls.index(call) < start
+        config = config_yaml(result, "rke2")
+        # A cluster of one: no join address, the stack's token, the S3 settings to fetch it with.
+        assert "server" not in config and "cluster-reset" not in config
+        assert config["token"] == store[f"{PREFIX}/token"].strip()
+        assert config["etcd-s3"] is True and config["etcd-s3-folder"] == "rancher-ha/dev" and config["etcd-s3-bucket"]
+        # The restore run's flags and the config it reads are real `rke2 server` flags.
+        flags = {arg[2:].split("=", 1)[0]: (arg.split("=", 1)[1] if "=" in arg else True) for arg in restore[1:]}
+        assert config_problems("rke2", RKE2_VERSION, {**config, **flags}) == []
+        # The cluster CA files this stack's kubeconfig trusts are on disk, as in the snapshot's bootstrap data.
+        for name in CLUSTER_CA_FILES:
+            assert result.files[f"/var/lib/rancher/rke2/server/tls/{name}"].text.strip() == store[f"{PREFIX}/tls/{name}"].strip()
+        assert started(result, "rke2-server.service")
+        assert "/ping" not in result.log  # nobody to join
+        assert_no_secret_seen(result, store)
+
+
+@rehearsal
+def test_a_failed_restore_stops_the_boot_before_the_service_starts():
+    store = restore_store(restored=False)
+    with boot(server(cached_run(RESTORE), 0), store, scenario(environment={"PATH": "/rehearsal-no-rke2:/usr/sbin:/usr/bin:/sbin:/bin"})) as result:
+        # Without the binary on PATH the restore command fails; nothing may start a cluster.
+        assert result.returncode != 0, describe(result)
+        assert f"the etcd restore of {SNAPSHOT} failed" in result.stderr
+        assert not started(result, "rke2-server.service")
+
+
+@rehearsal
+def test_a_first_server_created_after_the_restore_joins_instead_of_restoring_again():
+    store = restore_store(restored=True)
+    with boot(server(cached_run(RESTORE), 0), store, scenario(supervisors={REGISTRATION: 1})) as result:
+        assert result.returncode == 0, describe(result)
+        assert not binary_runs(result, "rke2")
+        assert config_yaml(result, "rke2")["server"] == REGISTRATION_URL
+        assert f"cluster already initialized: joining through {REGISTRATION_URL}" in result.stderr
+
+
+@rehearsal
+def test_joiners_of_a_restore_join_the_restored_first_server():
+    run = cached_run(RESTORE)
+    with boot(server(run, 1), restore_store(restored=False), scenario(supervisors={REGISTRATION: 2})) as result:
+        assert result.returncode == 0, describe(result)
+        assert not binary_runs(result, "rke2")
+        assert config_yaml(result, "rke2")["server"] == REGISTRATION_URL
+
+
 # ------------------------------------------------------------------------------ proxy
 @rehearsal
 def test_proxy_settings_reach_the_installer_and_snapd_and_spare_the_registration_name():

@@ -19,14 +19,19 @@ class IdentityLockProvider(ResourceProvider):
         # The first release locked only the hostname, as a top-level input.
         if (olds or {}).get("hostname") and "hostname" not in previous:
             previous = {**previous, "hostname": olds["hostname"]}
+        # A k3s stack locked before the datastore's source was: its datastore was new.
+        if previous.get("distribution") == "k3s" and "datastoreSource" not in previous:
+            previous = {**previous, "datastoreSource": "new"}
         current = news.get("locked") or {}
         refusals = news.get("refusals") or {}
+        # Changes the stack file confirms (e.g. dbReplaceDatastore) pass.
+        confirmed = set(news.get("confirmed") or [])
         failures = []
         # Old and new keys both: a setting that disappears changed too (a created VPC's
         # vpcCidr giving way to an existing vpcId moves every server just the same).
         for key in sorted(set(previous) | set(current)):
             old, new = previous.get(key), current.get(key)
-            if old not in (None, "", []) and old != new:
+            if old not in (None, "", []) and old != new and key not in confirmed:
                 reason = refusals.get(key, "{key} cannot change on a deployed stack. Set it back to {old}.")
                 failures.append(CheckFailure(key, reason.format(key=key, old=_show(old), new=_show(new))))
         return CheckResult(inputs=news, failures=failures)
