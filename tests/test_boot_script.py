@@ -390,6 +390,7 @@ def test_rke2_joiner_starts_anyway_when_the_registration_address_stays_silent():
               environment={"RANCHER_HA_JOIN_ATTEMPTS": "3"})) as result:
         assert result.returncode == 0, describe(result)
         assert "registration address not answering yet; starting anyway, rke2 retries the join" in result.stderr
+        assert "if every server was lost, restore a snapshot: docs/disaster-recovery.md#whole-cluster-lost" in result.stderr
         assert started(result, "rke2-server.service")
 
 

@@ -197,6 +197,7 @@ def test_every_runbook_link_the_program_prints_exists():
     from settings import model
 
     texts.append(Path(model.__file__).read_text())
+    texts += [path.read_text() for path in (ROOT / "rendering" / "templates").glob("*.j2")]
     links = {m for text in texts for m in re.findall(r"docs/disaster-recovery\.md#([\w-]+)", text)}
     assert {"move-to-a-new-stack", "datastore-lost", "whole-cluster-lost"} <= links
     missing = links - runbook_anchors()
