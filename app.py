@@ -78,6 +78,17 @@ def cluster_state(settings: Settings) -> dict[str, str]:
     return state
 
 
+def restores(settings: Settings) -> dict[str, str]:
+    """Restore settings: they restore this stack's own data, so a stack's first deployment
+    refuses them (the lock's requiresDeployedStack)."""
+    values = {
+        "etcdRestoreSnapshot": settings.etcd_restore_snapshot,
+        "dbRestoreFromSnapshot": settings.db_restore_from_snapshot,
+        "dbRestoreSourceInstance": settings.db_restore_source_instance,
+    }
+    return {key: value for key, value in values.items() if value}
+
+
 def confirmed_changes(settings: Settings) -> list[str]:
     """Locked settings the stack file explicitly allows to change in this update."""
     return ["datastoreSource"] if settings.db_replace_datastore else []
@@ -90,7 +101,12 @@ def deploy(settings: Settings) -> dict[str, Any]:
     node_path = f"{parameter_root()}/{NODE_PARAMETER_PATH_SUFFIX}"
     # Everything waits for the guard, so a refused change changes nothing: every
     # component, and every resource inside one.
-    guard = HostnameGuard("rancher-hostname", locked_settings(settings), confirmed=confirmed_changes(settings))
+    guard = HostnameGuard(
+        "rancher-hostname",
+        locked_settings(settings),
+        confirmed=confirmed_changes(settings),
+        requires_deployed_stack=restores(settings),
+    )
     children_wait_for(guard.lock)
     guarded = pulumi.ResourceOptions(depends_on=[guard])
 

@@ -55,6 +55,25 @@ REFUSALS = {
         "update would fail half-way. If you renamed the stack, rename the stack back to the name it was deployed "
         "with; to move Rancher to a stack of another name, " + NEW_STACK + "."
     ),
+    # Refused on a stack's first deployment (requiresDeployedStack).
+    "etcdRestoreSnapshot": (
+        "restores a snapshot into the stack it was taken from: its bucket, its token (which encrypts the "
+        "snapshot's bootstrap data) and its cluster CA (which signs this program's kubeconfig). This stack "
+        "has never been deployed, so it has none of them. Remove {key}; to move Rancher into a new stack, "
+        + NEW_STACK + "."
+    ),
+    "dbRestoreFromSnapshot": (
+        "{new} holds a K3s datastore whose bootstrap data is encrypted with its stack's token and holds its stack's "
+        "cluster CA; this stack has never been deployed and has its own token and CA, so its servers could not "
+        "read that data and its kubeconfig would not be trusted. Remove {key}; restore into the stack the data "
+        "came from (" + DATASTORE_RUNBOOK + "), or, to move Rancher into a new stack, " + NEW_STACK + "."
+    ),
+    "dbRestoreSourceInstance": (
+        "a point-in-time restore of {new} holds another stack's K3s data (encrypted with that stack's token, with "
+        "that stack's cluster CA); this stack has never been deployed and has its own token and CA, so its servers "
+        "could not read that data. Remove {key} and dbRestoreTime; restore into the stack the data came from (" + DATASTORE_RUNBOOK + "), or, to move Rancher "
+        "into a new stack, " + NEW_STACK + "."
+    ),
     "datastoreSource": (
         "the K3s datastore was created from {old}; {new} would replace the RDS instance (snapshotIdentifier and "
         "restoreToPointInTime are force-new), and the running servers would lose their database. Set "
@@ -82,10 +101,14 @@ class IdentityLock(Resource, module="rancher-ha", name="IdentityLock"):
         locked: Mapping[str, Any],
         opts: Optional[pulumi.ResourceOptions] = None,
         confirmed: Sequence[str] = (),
+        requires_deployed_stack: Optional[Mapping[str, Any]] = None,
     ):
         inputs: dict[str, Any] = {"locked": dict(locked), "refusals": dict(REFUSALS)}
-        if confirmed:  # absent otherwise, so stacks that confirm nothing see no diff
+        # Absent unless set, so stacks that use neither see no diff.
+        if confirmed:
             inputs["confirmed"] = sorted(confirmed)
+        if requires_deployed_stack:
+            inputs["requiresDeployedStack"] = dict(requires_deployed_stack)
         super().__init__(ShippedIdentityLockProvider(), name, inputs, opts)
 
 
@@ -98,12 +121,14 @@ class HostnameGuard(pulumi.ComponentResource):
         locked: Mapping[str, Any],
         opts: Optional[pulumi.ResourceOptions] = None,
         confirmed: Sequence[str] = (),
+        requires_deployed_stack: Optional[Mapping[str, Any]] = None,
     ):
         super().__init__("rancher-ha:guard:HostnameGuard", name, None, opts)
         self.lock = IdentityLock(
             f"{name}-lock",
             locked,
             confirmed=confirmed,
+            requires_deployed_stack=requires_deployed_stack,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # The first release's lock, under its old type.

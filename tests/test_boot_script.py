@@ -615,7 +615,8 @@ def test_nginx_refresh_rolls_back_a_config_nginx_rejects():
 
 # -------------------------------------------------------------- static checks, shapes
 STATIC_SHAPES = {"k3s": {}, "rke2": RKE2, "nginx-l7": NGINX_L7, "rke2-nginx-l7": {**RKE2, **NGINX_L7},
-                 "proxy": PROXY, "rke2-proxy": {**RKE2, **PROXY}, "nginx-l4": NGINX_L4}
+                 "proxy": PROXY, "rke2-proxy": {**RKE2, **PROXY}, "nginx-l4": NGINX_L4,
+                 "rke2-etcd-restore": RESTORE}
 
 
 def user_data_documents() -> dict[str, str]:
@@ -669,7 +670,8 @@ def test_shellcheck_passes_on_every_generated_script(tmp_path):
     # Distinct scripts: first/joining x k3s/rke2 x direct/proxy, and NGINX L4/L7 bootstrap + refresh.
     assert sum(1 for s in scripts.values() if "NGINX load balancer bootstrap" in s) == 2, list(scripts)
     assert sum(1 for path in scripts if path.endswith(REFRESH)) == 2, list(scripts)
-    assert sum(1 for s in scripts.values() if "server bootstrap (" in s) == 8, list(scripts)
+    # ... plus the RKE2 first server that restores an etcd snapshot (its joiners' script is the plain one).
+    assert sum(1 for s in scripts.values() if "server bootstrap (" in s) == 9, list(scripts)
     check_all(tmp_path, ["shellcheck", "--severity=style", "--shell=bash"], scripts, ".sh",
               lambda completed: completed.returncode == 0)
 
@@ -678,7 +680,7 @@ def test_shellcheck_passes_on_every_generated_script(tmp_path):
 def test_cloud_init_schema_accepts_every_user_data(tmp_path):
     documents = user_data_documents()
     assert sum(1 for label in documents if "nginx-lb" in label) == 2, list(documents)  # L4 and L7 launch templates
-    assert sum(1 for label in documents if "rancher-server" in label) == 8, list(documents)
+    assert sum(1 for label in documents if "rancher-server" in label) == 10, list(documents)  # + the restore shape: its first server and its joiners (with S3)
     check_all(tmp_path, ["cloud-init", "schema", "--config-file"], documents, ".yaml",
               lambda completed: completed.returncode == 0 and "Valid" in completed.stdout)
 

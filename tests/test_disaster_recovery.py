@@ -179,6 +179,25 @@ def test_only_the_first_server_restores():
     assert not any("cluster-reset" in script for script in scripts[1:])
 
 
+# ------------------------------------------------------------------ not on a new stack
+@pytest.mark.parametrize("key, overrides", [
+    ("etcdRestoreSnapshot", {**RESTORE, "rancher-ha:etcdRestoreSnapshot": ETCD_SNAPSHOT}),
+    ("dbRestoreFromSnapshot", {"rancher-ha:dbRestoreFromSnapshot": SNAPSHOT}),
+    ("dbRestoreSourceInstance", {"rancher-ha:dbRestoreSourceInstance": SOURCE, "rancher-ha:dbRestoreTime": "latest"}),
+])
+def test_a_restore_on_a_stack_never_deployed_is_refused_in_preview(key, overrides):
+    """Another stack's data is encrypted with its token and holds its CA: a new stack
+    (new token, new CA, empty bucket) cannot use it. The first `up` is refused."""
+    p = plan(None, cached_run(overrides))
+    assert p.refused and p.steps == [], p.errors
+    (error,) = [e for e in p.errors if f": {key}: " in e]
+    assert "never been deployed" in error and "docs/disaster-recovery.md#move-to-a-new-stack" in error
+    # A deployed stack may restore (RKE2 freely; K3s with the datastore replacement confirmed).
+    deployed = cached_run(RESTORE if key == "etcdRestoreSnapshot" else {})
+    confirmed = {**overrides, "rancher-ha:dbReplaceDatastore": True} if key != "etcdRestoreSnapshot" else overrides
+    assert not plan(deployed, cached_run(confirmed)).refused
+
+
 # ----------------------------------------------------------------------------- runbook
 def _slug(heading: str) -> str:
     """GitHub's anchor for a Markdown heading."""
