@@ -27,6 +27,12 @@ class IdentityLockProvider(ResourceProvider):
         # Changes the stack file confirms (e.g. dbReplaceDatastore) pass.
         confirmed = set(news.get("confirmed") or [])
         failures = []
+        # Settings that act only on a deployed stack (a restore of this stack's own data):
+        # on a stack's first deployment (nothing in the state) they cannot work.
+        if not olds:
+            for key, value in sorted((news.get("requiresDeployedStack") or {}).items()):
+                reason = refusals.get(key, "{key} works only on a deployed stack. Remove it.")
+                failures.append(CheckFailure(key, reason.format(key=key, old="", new=_show(value))))
         # Old and new keys both: a setting that disappears changed too (a created VPC's
         # vpcCidr giving way to an existing vpcId moves every server just the same).
         for key in sorted(set(previous) | set(current)):
