@@ -46,7 +46,7 @@ from components.snapshot_bucket import SnapshotBucket, SnapshotBucketArgs
 from components.tls_certificate import RancherCertificate, RancherCertificateArgs
 from components.upgrades import KubernetesUpgrades, KubernetesUpgradesArgs
 from rendering import rancher_values as values_lib
-from rendering.node_config import EtcdSnapshots
+from rendering.node_config import RESTORED_PARAMETER_PREFIX, EtcdSnapshots
 from settings import Settings, placement
 
 # Written once the cluster has been ready: a replaced first RKE2 server then joins it.
@@ -69,6 +69,9 @@ def locked_settings(settings: Settings) -> dict[str, Any]:
     if settings.distribution == "rke2":
         # Frozen at creation: a new minor's default never swaps it under a running cluster.
         locked["ingressController"] = settings.ingress_controller
+    if settings.distribution == "k3s":
+        # What RDS restored the datastore from: a change replaces it (force-new inputs).
+        locked["datastoreSource"] = settings.datastore_source
     return locked
 
 
@@ -79,6 +82,31 @@ def derived_locked_settings(settings: Settings) -> tuple[list[str], list[str]]:
     if settings.distribution != "rke2" or settings.ingress_controller_choice is not None:
         return [], []
     return ["ingressController"], (["ingressController"] if settings.ingress_controller == "traefik" else [])
+
+
+def cluster_state(settings: Settings) -> dict[str, str]:
+    """Parameters written once the cluster was ready: the first server of a later boot
+    joins it (and does not restore a snapshot already restored)."""
+    state = {CLUSTER_INITIALIZED: "true"}
+    if settings.etcd_restore_snapshot:
+        state[RESTORED_PARAMETER_PREFIX + settings.etcd_restore_snapshot] = "true"
+    return state
+
+
+def restores(settings: Settings) -> dict[str, str]:
+    """Restore settings: they restore this stack's own data, so a stack's first deployment
+    refuses them (the lock's requiresDeployedStack)."""
+    values = {
+        "etcdRestoreSnapshot": settings.etcd_restore_snapshot,
+        "dbRestoreFromSnapshot": settings.db_restore_from_snapshot,
+        "dbRestoreSourceInstance": settings.db_restore_source_instance,
+    }
+    return {key: value for key, value in values.items() if value}
+
+
+def confirmed_changes(settings: Settings) -> list[str]:
+    """Locked settings the stack file explicitly allows to change in this update."""
+    return ["datastoreSource"] if settings.db_replace_datastore else []
 
 
 def deploy(settings: Settings) -> dict[str, Any]:
@@ -103,6 +131,8 @@ def deploy(settings: Settings) -> dict[str, Any]:
         locked_settings(settings),
         *derived_locked_settings(settings),
         running={"kubernetesVersion": settings.kubernetes_version, "rancherVersion": settings.rancher_version},
+        confirmed=confirmed_changes(settings),
+        requires_deployed_stack=restores(settings),
     )
     children_wait_for(guard.lock)
     guarded = pulumi.ResourceOptions(depends_on=[guard])
@@ -178,6 +208,9 @@ def deploy(settings: Settings) -> dict[str, Any]:
                 deletion_protection=settings.db_deletion_protection,
                 final_snapshot=settings.db_final_snapshot,
                 protect=settings.protect_stateful_resources,
+                restore_from_snapshot=settings.db_restore_from_snapshot,
+                restore_source_instance=settings.db_restore_source_instance,
+                restore_time=settings.db_restore_time,
             ),
             opts=guarded,
         )
@@ -232,6 +265,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
             target_groups=target_groups,
             secrets=node_secrets,
             late_secrets=late_secrets,
+            etcd_restore_snapshot=settings.etcd_restore_snapshot,
         ),
         opts=guarded,
     )
@@ -341,7 +375,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
     if not k3s:
         SecureParameters(
             "cluster-state",
-            SecureParametersArgs(path=node_path, values={CLUSTER_INITIALIZED: "true"}, depends_on=[access.gate]),
+            SecureParametersArgs(path=node_path, values=cluster_state(settings), depends_on=[access.gate]),
             opts=guarded,
         )
 

@@ -63,6 +63,8 @@ class ClusterNodesArgs:
     # Secrets that appear while the servers boot (the datastore DSN, once RDS exists):
     # the servers do not wait for them; the boot script does, bounded.
     late_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # RKE2: the S3 snapshot a newly created first server restores (docs/disaster-recovery.md).
+    etcd_restore_snapshot: Optional[str] = None
 
 
 def node_boot_spec(args: ClusterNodesArgs, index: int, bucket: Optional[str]) -> cloud_init.NodeBootSpec:
@@ -99,6 +101,7 @@ def node_boot_spec(args: ClusterNodesArgs, index: int, bucket: Optional[str]) ->
         deliver_cluster_ca=first or not rke2,
         registration_url=registration_url,
         proxy=args.proxy,
+        etcd_restore_snapshot=args.etcd_restore_snapshot if (first and rke2) else None,
     )
 
 

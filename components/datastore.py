@@ -30,6 +30,31 @@ class DatastoreArgs:
     deletion_protection: bool
     final_snapshot: bool
     protect: bool
+    # Restore (docs/disaster-recovery.md#datastore-lost): an RDS snapshot identifier, or a
+    # point in time ("latest" or a UTC time) of a source instance. Both are force-new.
+    restore_from_snapshot: Optional[str] = None
+    restore_source_instance: Optional[str] = None
+    restore_time: Optional[str] = None
+
+
+def restore_arguments(args: DatastoreArgs) -> dict:
+    """aws.rds.Instance inputs that create the datastore from a snapshot or a point in time.
+
+    The restored database keeps its users; the provider sets the master password after
+    the restore (ModifyDBInstance; terraform-provider-aws v6.58.0 resourceInstanceCreate),
+    so the DSN's password (this stack's) is the one that works."""
+    if args.restore_from_snapshot:
+        return {"snapshot_identifier": args.restore_from_snapshot}
+    if args.restore_source_instance:
+        latest = args.restore_time == "latest"
+        return {
+            "restore_to_point_in_time": aws.rds.InstanceRestoreToPointInTimeArgs(
+                source_db_instance_identifier=args.restore_source_instance,
+                use_latest_restorable_time=True if latest else None,
+                restore_time=None if latest else args.restore_time,
+            )
+        }
+    return {}
 
 
 def mysql_dsn(user: str, password: str, host: str, port: int, database: str) -> str:
@@ -91,6 +116,7 @@ class Datastore(pulumi.ComponentResource):
                 pulumi.Output.concat(f"rancher-ha-{stack_label()}-k3s-final-", final_suffix.hex) if args.final_snapshot else None
             ),
             tags=tags(f"{name}-mysql"),
+            **restore_arguments(args),
             opts=child(self, protect=args.protect),
         )
         self.address = instance.address

@@ -24,7 +24,14 @@ from settings import versions
 from .providers import identity_lock_provider as implementation
 from .providers.shipping import loader_expression, source_of
 
-NEW_STACK = "deploy a new stack and migrate with Rancher Backups (rancher-backup, restore into the new stack)"
+# The runbook the safe ways point at; tests/test_disaster_recovery.py checks every anchor.
+RUNBOOK = "docs/disaster-recovery.md"
+MOVE_RUNBOOK = RUNBOOK + "#move-to-a-new-stack"
+DATASTORE_RUNBOOK = RUNBOOK + "#datastore-lost"
+NEW_STACK = (
+    "deploy a new stack and migrate with Rancher Backups (rancher-backup, restore into the new stack): "
+    "see " + MOVE_RUNBOOK
+)
 RENAME_REFUSED = (
     "Rancher cannot be renamed: this stack was deployed as {old}, and downstream clusters' agents "
     "and certificates are bound to that name. Set hostname back to {old}. To move to {new}, "
@@ -51,6 +58,31 @@ REFUSALS = {
         "Helm releases and the cattle-system namespace would be created again while the old ones still exist, and the "
         "update would fail half-way. If you renamed the stack, rename the stack back to the name it was deployed "
         "with; to move Rancher to a stack of another name, " + NEW_STACK + "."
+    ),
+    # Refused on a stack's first deployment (requiresDeployedStack).
+    "etcdRestoreSnapshot": (
+        "restores a snapshot into the stack it was taken from: its bucket, its token (which encrypts the "
+        "snapshot's bootstrap data) and its cluster CA (which signs this program's kubeconfig). This stack "
+        "has never been deployed, so it has none of them. Remove {key}; to move Rancher into a new stack, "
+        + NEW_STACK + "."
+    ),
+    "dbRestoreFromSnapshot": (
+        "{new} holds a K3s datastore whose bootstrap data is encrypted with its stack's token and holds its stack's "
+        "cluster CA; this stack has never been deployed and has its own token and CA, so its servers could not "
+        "read that data and its kubeconfig would not be trusted. Remove {key}; restore into the stack the data "
+        "came from (" + DATASTORE_RUNBOOK + "), or, to move Rancher into a new stack, " + NEW_STACK + "."
+    ),
+    "dbRestoreSourceInstance": (
+        "a point-in-time restore of {new} holds another stack's K3s data (encrypted with that stack's token, with "
+        "that stack's cluster CA); this stack has never been deployed and has its own token and CA, so its servers "
+        "could not read that data. Remove {key} and dbRestoreTime; restore into the stack the data came from (" + DATASTORE_RUNBOOK + "), or, to move Rancher "
+        "into a new stack, " + NEW_STACK + "."
+    ),
+    "datastoreSource": (
+        "the K3s datastore was created from {old}; {new} would replace the RDS instance (snapshotIdentifier and "
+        "restoreToPointInTime are force-new), and the running servers would lose their database. Set "
+        "dbRestoreFromSnapshot / dbRestoreSourceInstance / dbRestoreTime back so the source is {old}; to restore on "
+        "purpose, set dbReplaceDatastore: true and follow " + DATASTORE_RUNBOOK + "."
     ),
     "nodeSubnetIds": (
         "the servers live in these subnets; new subnets would replace every server at once. Set {key} back "
@@ -97,7 +129,8 @@ class IdentityLock(Resource, module="rancher-ha", name="IdentityLock"):
 
     def __init__(self, name: str, locked: Mapping[str, Any], derived: Sequence[str] = (),
                  ambiguous: Sequence[str] = (), running: Optional[Mapping[str, str]] = None,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 opts: Optional[pulumi.ResourceOptions] = None, confirmed: Sequence[str] = (),
+                 requires_deployed_stack: Optional[Mapping[str, Any]] = None):
         # `derived`: locked keys whose value the stack did not set (a default of other
         # settings); `ambiguous`: those of them a stack deployed before they were locked
         # may not be running (it must say which it runs).
@@ -111,6 +144,11 @@ class IdentityLock(Resource, module="rancher-ha", name="IdentityLock"):
             # The versions the cluster runs after this `up`: the next one may only move
             # them forward, one minor at a time, in a supported order.
             props.update(versions=dict(running), versionRules=version_rules())
+        # Absent unless set, so stacks that use neither see no diff.
+        if confirmed:
+            props["confirmed"] = sorted(confirmed)
+        if requires_deployed_stack:
+            props["requiresDeployedStack"] = dict(requires_deployed_stack)
         super().__init__(ShippedIdentityLockProvider(), name, props, opts)
 
 
@@ -119,7 +157,8 @@ class HostnameGuard(pulumi.ComponentResource):
 
     def __init__(self, name: str, locked: Mapping[str, Any], derived: Sequence[str] = (),
                  ambiguous: Sequence[str] = (), running: Optional[Mapping[str, str]] = None,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 opts: Optional[pulumi.ResourceOptions] = None, confirmed: Sequence[str] = (),
+                 requires_deployed_stack: Optional[Mapping[str, Any]] = None):
         super().__init__("rancher-ha:guard:HostnameGuard", name, None, opts)
         self.lock = IdentityLock(
             f"{name}-lock",
@@ -127,6 +166,8 @@ class HostnameGuard(pulumi.ComponentResource):
             derived,
             ambiguous,
             running,
+            confirmed=confirmed,
+            requires_deployed_stack=requires_deployed_stack,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # The first release's lock, under its old type.

@@ -53,6 +53,8 @@ class NodeBootSpec:
     deliver_cluster_ca: bool
     registration_url: Optional[str] = None
     proxy: Optional[ProxySpec] = None
+    # RKE2 first server: restore this S3 etcd snapshot unless it was restored before.
+    etcd_restore_snapshot: Optional[str] = None
 
 
 def environment_file(values: Mapping[str, str]) -> str:
@@ -80,6 +82,9 @@ def node_bootstrap_script(spec: NodeBootSpec) -> str:
         proxied=proxy is not None,
         proxy_http=proxy.http if proxy else None,
         proxy_https=proxy.https if proxy else None,
+        restore_snapshot=spec.etcd_restore_snapshot,
+        restore_argv=node_config.flags_argv(node_config.restore_flags(spec.etcd_restore_snapshot)) if spec.etcd_restore_snapshot else (),
+        restored_parameter=(node_config.RESTORED_PARAMETER_PREFIX + spec.etcd_restore_snapshot) if spec.etcd_restore_snapshot else None,
     )
 
 

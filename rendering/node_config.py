@@ -84,6 +84,22 @@ def server_config(spec: ServerConfigSpec) -> dict:
     return config
 
 
+# Written by the program once a restored cluster was ready: a first server created later
+# (a replacement) joins instead of restoring the same snapshot again.
+RESTORED_PARAMETER_PREFIX = "etcd-restored-"
+
+
+def restore_flags(snapshot: str) -> dict:
+    """The one-off `rke2 server` flags that restore an etcd snapshot (docs.rke2.io,
+    "Backup and Restore"): with etcd-s3 in config.yaml the snapshot is fetched from S3.
+    The process exits after the reset; the service is then started without them."""
+    return {"cluster-reset": True, "cluster-reset-restore-path": snapshot}
+
+
+def flags_argv(flags: dict) -> list[str]:
+    return [f"--{key}" if value is True else f"--{key}={value}" for key, value in flags.items()]
+
+
 def secret_keys(distribution: str) -> tuple[str, ...]:
     return K3S_SECRET_KEYS if distribution == "k3s" else RKE2_SECRET_KEYS
 

@@ -35,6 +35,12 @@ PROXY_URL = re.compile(r"^https?://[^\s/@]+(:\d+)?/?$")
 IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(root|(role|user)/[\w+=,.@/*-]+)$")
 SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+# An RKE2 snapshot's file name (etcd-snapshot-<node>-<unix time>, maybe .zip): no folder.
+ETCD_SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+# RDS: manual snapshots "<letter>[a-z0-9-]*", automated ones "rds:<instance>-<date>", or an ARN.
+RDS_SNAPSHOT = re.compile(r"^((rds:)?[A-Za-z][A-Za-z0-9-]{0,254}|arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:snapshot:(rds:)?[A-Za-z][A-Za-z0-9-]*)$")
+RDS_INSTANCE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+UTC_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
 class _Unknown:
@@ -359,6 +365,37 @@ class Settings(BaseModel):
     protect_stateful_resources: bool = Field(
         **_doc("Pulumi `protect` on the datastore and the snapshot bucket.", "boolean", "true in prod, else false")
     )
+    db_restore_from_snapshot: Optional[str] = Field(
+        None,
+        **_doc(
+            "K3s: create the datastore from this RDS snapshot of this stack's datastore (docs/disaster-recovery.md).",
+            "an RDS snapshot identifier or ARN; not with dbRestoreSourceInstance; needs dbReplaceDatastore on a deployed stack",
+            "none",
+        ),
+    )
+    db_restore_source_instance: Optional[str] = Field(
+        None,
+        **_doc(
+            "K3s: create the datastore as a point-in-time restore of this RDS instance (this stack's datastore).",
+            "an RDS instance identifier; with dbRestoreTime; needs dbReplaceDatastore on a deployed stack",
+            "none",
+        ),
+    )
+    db_restore_time: Optional[str] = Field(
+        None,
+        **_doc(
+            "Point in time for dbRestoreSourceInstance: 'latest' (the latest restorable time) or a UTC time.",
+            "'latest' or YYYY-MM-DDTHH:MM:SSZ",
+            "none",
+        ),
+    )
+    db_replace_datastore: bool = Field(
+        False,
+        **_doc(
+            "Confirms that a restore setting may replace this deployed stack's datastore (the identity lock refuses it otherwise).",
+            "boolean",
+        ),
+    )
 
     # --- load balancer --------------------------------------------------------------
     load_balancer_type: Literal["nlb", "nginx"] = Field(
@@ -505,6 +542,14 @@ class Settings(BaseModel):
         **_doc(
             "Overwrite existing Route53 records of hostname and apiHostname (another stack's) instead of failing.",
             "boolean",
+        ),
+    )
+    etcd_restore_snapshot: Optional[str] = Field(
+        None,
+        **_doc(
+            "RKE2: the first server restores this S3 snapshot (cluster-reset) when it is next created; see docs/disaster-recovery.md.",
+            "a snapshot file name in this stack's bucket folder; rke2 with etcdSnapshotS3",
+            "none",
         ),
     )
 
@@ -879,6 +924,48 @@ class Settings(BaseModel):
             raise ValueError("is not a PEM certificate. Fix: paste the PEM text including BEGIN/END lines")
         return value
 
+    @field_validator("etcd_restore_snapshot")
+    @classmethod
+    def _etcd_snapshot_name(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not ETCD_SNAPSHOT_NAME.match(value):
+            raise ValueError(
+                "is not a snapshot file name. Fix: give the name as `rke2 etcd-snapshot list` or the S3 "
+                "console shows it in this stack's folder, without the folder (e.g. "
+                "'etcd-snapshot-ip-10-0-1-10-1733550000'); a snapshot of another stack cannot be "
+                "restored here (docs/disaster-recovery.md#whole-cluster-lost)"
+            )
+        return value
+
+    @field_validator("db_restore_from_snapshot")
+    @classmethod
+    def _rds_snapshot(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not RDS_SNAPSHOT.match(value):
+            raise ValueError(
+                "is not an RDS DB snapshot identifier or ARN. Fix: copy it from `aws rds "
+                "describe-db-snapshots` (e.g. 'rds:datastore-mysql-1a2b3c4-2026-12-01-03-10' or 'my-snapshot')"
+            )
+        return value
+
+    @field_validator("db_restore_source_instance")
+    @classmethod
+    def _rds_instance(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not RDS_INSTANCE.match(value):
+            raise ValueError(
+                "is not an RDS instance identifier. Fix: use the identifier `aws rds describe-db-instances` "
+                "shows for this stack's datastore (lowercase letters, digits, hyphens)"
+            )
+        return value
+
+    @field_validator("db_restore_time")
+    @classmethod
+    def _restore_time(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and value != "latest" and not UTC_TIME.match(value):
+            raise ValueError(
+                "is neither 'latest' nor a UTC time. Fix: e.g. '2026-12-07T05:40:00Z' (within the "
+                "backup retention), or 'latest' for the latest restorable time (about 5 minutes ago)"
+            )
+        return value
+
     @field_validator("tls_private_key")
     @classmethod
     def _pem_key(cls, value: Optional[SecretStr]) -> Optional[SecretStr]:
@@ -1218,6 +1305,49 @@ class Settings(BaseModel):
                 )
 
         with guard:
+            if self.etcd_restore_snapshot is not None and self.distribution != "rke2":
+                problem(
+                    "etcdRestoreSnapshot",
+                    self.etcd_restore_snapshot,
+                    "only rke2 keeps its state in etcd here; k3s keeps it in RDS. Fix: remove it; to restore "
+                    "a k3s stack's datastore use dbRestoreFromSnapshot or dbRestoreSourceInstance",
+                )
+        with guard:
+            if self.etcd_restore_snapshot is not None and self.distribution == "rke2" and not self.etcd_snapshot_s3:
+                problem(
+                    "etcdRestoreSnapshot",
+                    self.etcd_restore_snapshot,
+                    "a lost cluster's local snapshots were on its lost servers' disks; the new first server "
+                    "can fetch a snapshot only from this stack's S3 bucket. Fix: set etcdSnapshotS3: true "
+                    "(and restore a snapshot it holds)",
+                )
+        with guard:
+            restores_db = self.db_restore_from_snapshot is not None or self.db_restore_source_instance is not None
+        with guard:
+            if (restores_db or self.db_restore_time is not None) and self.distribution != "k3s":
+                problem(
+                    "dbRestoreFromSnapshot" if self.db_restore_from_snapshot else "dbRestoreSourceInstance",
+                    self.db_restore_from_snapshot or self.db_restore_source_instance or self.db_restore_time,
+                    "rke2 has no RDS datastore (its state is in etcd). Fix: remove it; to restore an rke2 "
+                    "cluster use etcdRestoreSnapshot",
+                )
+        with guard:
+            if self.db_restore_from_snapshot is not None and self.db_restore_source_instance is not None:
+                problem(
+                    "dbRestoreFromSnapshot",
+                    self.db_restore_from_snapshot,
+                    "and dbRestoreSourceInstance are both set; RDS restores one or the other. Fix: keep one",
+                )
+        with guard:
+            if (self.db_restore_source_instance is None) != (self.db_restore_time is None):
+                problem(
+                    "dbRestoreTime" if self.db_restore_source_instance is None else "dbRestoreSourceInstance",
+                    self.db_restore_time if self.db_restore_source_instance is None else self.db_restore_source_instance,
+                    "a point-in-time restore needs both the source instance and the time. Fix: set "
+                    "dbRestoreSourceInstance and dbRestoreTime ('latest' or a UTC time), or neither",
+                )
+
+        with guard:
             if self.nginx_worker_rlimit_nofile < 2 * self.nginx_worker_connections or self.nginx_worker_rlimit_nofile > 1048576:
                 problem(
                     "nginxWorkerRlimitNofile",
@@ -1288,6 +1418,16 @@ class Settings(BaseModel):
     @property
     def backup_chart_version(self) -> Optional[str]:
         return self.rancher_backup_chart_version or versions.default_backup_chart_version(self.rancher_version)
+
+    @property
+    def datastore_source(self) -> str:
+        """What the K3s datastore was created from; changing it replaces the RDS instance
+        (snapshot_identifier and restore_to_point_in_time are force-new)."""
+        if self.db_restore_from_snapshot:
+            return f"snapshot {self.db_restore_from_snapshot}"
+        if self.db_restore_source_instance:
+            return f"point in time {self.db_restore_time} of {self.db_restore_source_instance}"
+        return "new"
 
     @property
     def rancher_url(self) -> str:

@@ -422,7 +422,86 @@ def test_rke2_joiner_starts_anyway_when_the_registration_address_stays_silent():
               environment={"RANCHER_HA_JOIN_ATTEMPTS": "3"})) as result:
         assert result.returncode == 0, describe(result)
         assert "registration address not answering yet; starting anyway, rke2 retries the join" in result.stderr
+        assert "if every server was lost, restore a snapshot: docs/disaster-recovery.md#whole-cluster-lost" in result.stderr
         assert started(result, "rke2-server.service")
+
+
+# --------------------------------------------------- RKE2 restore (docs/disaster-recovery.md)
+SNAPSHOT = "etcd-snapshot-ip-10-0-1-10-1733550000"
+RESTORE = {**RKE2, "rancher-ha:etcdSnapshotS3": True, "rancher-ha:etcdRestoreSnapshot": SNAPSHOT}
+
+
+def restore_store(restored: bool) -> dict[str, str]:
+    """An existing stack whose servers were all replaced: cluster-initialized exists; the
+    restored marker only once the restored cluster was ready."""
+    store = store_of(cached_run(RESTORE))
+    assert f"{PREFIX}/cluster-initialized" in store
+    if not restored:
+        del store[f"{PREFIX}/etcd-restored-{SNAPSHOT}"]  # written after the gate
+    return store
+
+
+def binary_runs(result, name: str) -> list[list[str]]:
+    return [call["argv"] for call in result.calls if call["cmd"] == name]
+
+
+@rehearsal
+def test_rke2_first_server_restores_the_s3_snapshot_then_starts_the_restored_cluster():
+    from rendering.server_flags import config_problems
+
+    store = restore_store(restored=False)
+    with boot(server(cached_run(RESTORE), 0), store, scenario()) as result:
+        assert result.returncode == 0, describe(result)
+        assert f"restoring etcd from the S3 snapshot {SNAPSHOT} (cluster-reset)" in result.stderr
+        (restore,) = binary_runs(result, "rke2")
+        assert restore == ["server", "--cluster-reset", f"--cluster-reset-restore-path={SNAPSHOT}"]
+        (call,) = [c for c in result.calls if c["cmd"] == "rke2"]
+        assert call["config_present"], "the restore ran before config.yaml (token, etcd-s3) was written"
+        start = index_of(result, lambda cmd, argv: cmd == "systemctl" and argv == ["enable", "--now", "rke2-server.service"])
+        assert result.calls.index(call) < start
+        config = config_yaml(result, "rke2")
+        # A cluster of one: no join address, the stack's token, the S3 settings to fetch it with.
+        assert "server" not in config and "cluster-reset" not in config
+        assert config["token"] == store[f"{PREFIX}/token"].strip()
+        assert config["etcd-s3"] is True and config["etcd-s3-folder"] == "rancher-ha/dev" and config["etcd-s3-bucket"]
+        # The restore run's flags and the config it reads are real `rke2 server` flags.
+        flags = {arg[2:].split("=", 1)[0]: (arg.split("=", 1)[1] if "=" in arg else True) for arg in restore[1:]}
+        assert config_problems("rke2", RKE2_VERSION, {**config, **flags}) == []
+        # The cluster CA files this stack's kubeconfig trusts are on disk, as in the snapshot's bootstrap data.
+        for name in CLUSTER_CA_FILES:
+            assert result.files[f"/var/lib/rancher/rke2/server/tls/{name}"].text.strip() == store[f"{PREFIX}/tls/{name}"].strip()
+        assert started(result, "rke2-server.service")
+        assert "/ping" not in result.log  # nobody to join
+        assert_no_secret_seen(result, store)
+
+
+@rehearsal
+def test_a_failed_restore_stops_the_boot_before_the_service_starts():
+    store = restore_store(restored=False)
+    with boot(server(cached_run(RESTORE), 0), store, scenario(environment={"PATH": "/rehearsal-no-rke2:/usr/sbin:/usr/bin:/sbin:/bin"})) as result:
+        # Without the binary on PATH the restore command fails; nothing may start a cluster.
+        assert result.returncode != 0, describe(result)
+        assert f"the etcd restore of {SNAPSHOT} failed" in result.stderr
+        assert not started(result, "rke2-server.service")
+
+
+@rehearsal
+def test_a_first_server_created_after_the_restore_joins_instead_of_restoring_again():
+    store = restore_store(restored=True)
+    with boot(server(cached_run(RESTORE), 0), store, scenario(supervisors={REGISTRATION: 1})) as result:
+        assert result.returncode == 0, describe(result)
+        assert not binary_runs(result, "rke2")
+        assert config_yaml(result, "rke2")["server"] == REGISTRATION_URL
+        assert f"cluster already initialized: joining through {REGISTRATION_URL}" in result.stderr
+
+
+@rehearsal
+def test_joiners_of_a_restore_join_the_restored_first_server():
+    run = cached_run(RESTORE)
+    with boot(server(run, 1), restore_store(restored=False), scenario(supervisors={REGISTRATION: 2})) as result:
+        assert result.returncode == 0, describe(result)
+        assert not binary_runs(result, "rke2")
+        assert config_yaml(result, "rke2")["server"] == REGISTRATION_URL
 
 
 # ------------------------------------------------------------------------------ proxy
@@ -568,7 +647,8 @@ def test_nginx_refresh_rolls_back_a_config_nginx_rejects():
 
 # -------------------------------------------------------------- static checks, shapes
 STATIC_SHAPES = {"k3s": {}, "rke2": RKE2, "nginx-l7": NGINX_L7, "rke2-nginx-l7": {**RKE2, **NGINX_L7},
-                 "proxy": PROXY, "rke2-proxy": {**RKE2, **PROXY}, "nginx-l4": NGINX_L4}
+                 "proxy": PROXY, "rke2-proxy": {**RKE2, **PROXY}, "nginx-l4": NGINX_L4,
+                 "rke2-etcd-restore": RESTORE}
 
 
 def user_data_documents() -> dict[str, str]:
@@ -622,7 +702,8 @@ def test_shellcheck_passes_on_every_generated_script(tmp_path):
     # Distinct scripts: first/joining x k3s/rke2 x direct/proxy, and NGINX L4/L7 bootstrap + refresh.
     assert sum(1 for s in scripts.values() if "NGINX load balancer bootstrap" in s) == 2, list(scripts)
     assert sum(1 for path in scripts if path.endswith(REFRESH)) == 2, list(scripts)
-    assert sum(1 for s in scripts.values() if "server bootstrap (" in s) == 8, list(scripts)
+    # ... plus the RKE2 first server that restores an etcd snapshot (its joiners' script is the plain one).
+    assert sum(1 for s in scripts.values() if "server bootstrap (" in s) == 9, list(scripts)
     check_all(tmp_path, ["shellcheck", "--severity=style", "--shell=bash"], scripts, ".sh",
               lambda completed: completed.returncode == 0)
 
@@ -631,7 +712,7 @@ def test_shellcheck_passes_on_every_generated_script(tmp_path):
 def test_cloud_init_schema_accepts_every_user_data(tmp_path):
     documents = user_data_documents()
     assert sum(1 for label in documents if "nginx-lb" in label) == 2, list(documents)  # L4 and L7 launch templates
-    assert sum(1 for label in documents if "rancher-server" in label) == 8, list(documents)
+    assert sum(1 for label in documents if "rancher-server" in label) == 10, list(documents)  # + the restore shape: its first server and its joiners (with S3)
     check_all(tmp_path, ["cloud-init", "schema", "--config-file"], documents, ".yaml",
               lambda completed: completed.returncode == 0 and "Valid" in completed.stdout)
 

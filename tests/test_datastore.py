@@ -24,7 +24,7 @@ def test_prod_protects_the_datastore():
     assert database.inputs["deletionProtection"] is True
     assert database.inputs["skipFinalSnapshot"] is False
     # A generated suffix, new with every datastore: a second deletion never collides.
-    (suffix,) = run.of_type("random:index/randomId:RandomId")
+    (suffix,) = [r for r in run.of_type("random:index/randomId:RandomId") if r.name.endswith("-final-snapshot-suffix")]
     assert database.inputs["finalSnapshotIdentifier"] == f"rancher-ha-prod-k3s-final-{suffix.outputs['hex']}"
     assert database.inputs["multiAz"] is True
     assert database.protect is True

@@ -45,6 +45,10 @@ SHAPES = {
     "rke2-nginx-l7": {**RKE2, **NGINX_L7},
     "rke2-proxy": {**RKE2, **PROXY},
     "existing-vpc": EXISTING_VPC,
+    # docs/disaster-recovery.md: every server of a lost cluster replaced with the restore settings.
+    "rke2-etcd-restore": {**RKE2, "rancher-ha:etcdSnapshotS3": True,
+                          "rancher-ha:etcdRestoreSnapshot": "etcd-snapshot-ip-10-0-1-10-1733550000"},
+    "k3s-datastore-restore": {"rancher-ha:dbRestoreSourceInstance": "datastore-mysql-1a2b3c4", "rancher-ha:dbRestoreTime": "latest"},
 }
 STACKS = sorted(path.name[len("Pulumi."):-len(".yaml")] for path in STACKS_DIR.glob("Pulumi.*.yaml"))
 CASES = [f"shape:{name}" for name in SHAPES] + [f"stack:{name}" for name in STACKS]
@@ -326,6 +330,11 @@ def test_server_config_keys_are_real_flags(case):
         distribution, version = _installed(result)
         config = yaml.safe_load(result.files[f"/etc/rancher/{distribution}/config.yaml"].text)
         found = server_flags.config_problems(distribution, version, config)
+        # One-off runs of the binary (the etcd restore): their flags on top of config.yaml.
+        for call in (c for c in result.calls if c["cmd"] == distribution):
+            flags = {arg[2:].split("=", 1)[0]: (arg.split("=", 1)[1] if "=" in arg else True)
+                     for arg in call["argv"][1:] if arg.startswith("--")}
+            found += server_flags.config_problems(distribution, version, {**config, **flags})
         if found:
             problems[instance.name] = found
     assert not problems, problems

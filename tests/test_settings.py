@@ -137,6 +137,17 @@ INVALID = [
     ("restore-region-without-file", {"restoreFromRegion": "eu-west-1"}, "restoreFromRegion", "has no effect without restoreFromBackup"),
     ("restore-key-not-32-bytes", {"rancherBackups": True, "restoreFromBackup": "x.tar.gz.enc", "restoreEncryptionKey": "c2hvcnQ="}, "restoreEncryptionKey", "not the base64 of 32 bytes"),
     ("take-over-not-boolean", {"takeOverDnsRecords": "yes please"}, "takeOverDnsRecords", "is not a boolean. Fix: write true or false"),
+    # Restores (docs/disaster-recovery.md)
+    ("etcd-restore-on-k3s", {"etcdRestoreSnapshot": "etcd-snapshot-a-1"}, "etcdRestoreSnapshot", "only rke2 keeps its state in etcd here"),
+    ("etcd-restore-without-s3", {"distribution": "rke2", "etcdRestoreSnapshot": "etcd-snapshot-a-1"}, "etcdRestoreSnapshot", "can fetch a snapshot only from this stack's S3 bucket"),
+    ("etcd-restore-with-folder", {"distribution": "rke2", "etcdSnapshotS3": True, "etcdRestoreSnapshot": "rancher-ha/old/etcd-snapshot-a-1"}, "etcdRestoreSnapshot", "a snapshot of another stack cannot be restored here"),
+    ("db-snapshot-on-rke2", {"distribution": "rke2", "dbRestoreFromSnapshot": "my-snapshot"}, "dbRestoreFromSnapshot", "rke2 has no RDS datastore"),
+    ("db-snapshot-malformed", {"dbRestoreFromSnapshot": "1 snapshot"}, "dbRestoreFromSnapshot", "not an RDS DB snapshot identifier"),
+    ("db-snapshot-and-pitr", {"dbRestoreFromSnapshot": "my-snapshot", "dbRestoreSourceInstance": "datastore-mysql-1", "dbRestoreTime": "latest"}, "dbRestoreFromSnapshot", "RDS restores one or the other"),
+    ("db-pitr-without-time", {"dbRestoreSourceInstance": "datastore-mysql-1"}, "dbRestoreSourceInstance", "needs both the source instance and the time"),
+    ("db-pitr-source-malformed", {"dbRestoreSourceInstance": "Datastore_1", "dbRestoreTime": "latest"}, "dbRestoreSourceInstance", "not an RDS instance identifier"),
+    ("db-pitr-time-malformed", {"dbRestoreSourceInstance": "datastore-mysql-1", "dbRestoreTime": "yesterday"}, "dbRestoreTime", "neither 'latest' nor a UTC time"),
+    ("db-replace-not-boolean", {"dbReplaceDatastore": "sure"}, "dbReplaceDatastore", "is not a boolean. Fix: write true or false"),
 ]
 
 

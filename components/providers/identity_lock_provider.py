@@ -20,18 +20,29 @@ class IdentityLockProvider(ResourceProvider):
         # The first release locked only the hostname, as a top-level input.
         if (olds or {}).get("hostname") and "hostname" not in previous:
             previous = {**previous, "hostname": olds["hostname"]}
+        # A k3s stack locked before the datastore's source was: its datastore was new.
+        if previous.get("distribution") == "k3s" and "datastoreSource" not in previous:
+            previous = {**previous, "datastoreSource": "new"}
         current = news.get("locked") or {}
         refusals = news.get("refusals") or {}
         # Keys whose value the stack did not set: a change is a new default, not a choice.
         derived = news.get("derived") or {}
         # Derived keys a stack deployed before they were locked may not be running.
         unrecorded = news.get("unrecorded") or {}
+        # Changes the stack file confirms (e.g. dbReplaceDatastore) pass.
+        confirmed = set(news.get("confirmed") or [])
         failures = []
+        # Settings that act only on a deployed stack (a restore of this stack's own data):
+        # on a stack's first deployment (nothing in the state) they cannot work.
+        if not olds:
+            for key, value in sorted((news.get("requiresDeployedStack") or {}).items()):
+                reason = refusals.get(key, "{key} works only on a deployed stack. Remove it.")
+                failures.append(CheckFailure(key, reason.format(key=key, old="", new=_show(value))))
         # Old and new keys both: a setting that disappears changed too (a created VPC's
         # vpcCidr giving way to an existing vpcId moves every server just the same).
         for key in sorted(set(previous) | set(current)):
             old, new = previous.get(key), current.get(key)
-            if old not in (None, "", []) and old != new:
+            if old not in (None, "", []) and old != new and key not in confirmed:
                 reason = derived.get(key) or refusals.get(key, "{key} cannot change on a deployed stack. Set it back to {old}.")
             elif old in (None, "", []) and previous and key in unrecorded:
                 reason = unrecorded[key]

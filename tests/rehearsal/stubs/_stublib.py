@@ -684,9 +684,15 @@ EnvironmentFile=-/usr/local/lib/systemd/system/%N.env
 ExecStart=/usr/local/bin/rke2 {kind}
 """
 
-FAKE_BINARY = """#!/bin/sh
+# The installed k3s/rke2 binary: records its call (and whether its config.yaml was there,
+# which `rke2 server --cluster-reset` reads) and exits 0, as a finished reset does.
+FAKE_BINARY = """#!/usr/bin/python3 -S
 # rehearsal stand-in for {name}
-echo "{name} $*" >> /run/rehearsal/binaries.log
+import os, sys
+sys.dont_write_bytecode = True
+sys.path.insert(0, "/usr/lib/rancher-ha-rehearsal")
+import _stublib
+_stublib.record("{name}", sys.argv[1:], config_present=os.path.exists("/etc/rancher/{name}/config.yaml"))
 """
 
 
