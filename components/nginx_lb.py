@@ -95,6 +95,16 @@ class NginxLoadBalancerArgs:
     certificate_pem: Optional[pulumi.Input[str]] = None
     private_key_pem: Optional[pulumi.Input[str]] = None
 
+    def __post_init__(self) -> None:
+        if self.layer == "l7":
+            self.tls_pair()
+
+    def tls_pair(self) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
+        """L7: the served certificate chain and key, both present."""
+        if self.certificate_pem is None or self.private_key_pem is None:
+            raise ValueError("NginxLoadBalancer layer 'l7' needs certificate_pem and private_key_pem")
+        return self.certificate_pem, self.private_key_pem
+
 
 class NginxLoadBalancer(pulumi.ComponentResource):
     nginx_conf: pulumi.Output[str]
@@ -118,9 +128,9 @@ class NginxLoadBalancer(pulumi.ComponentResource):
                 )
             )
         )
-        served = {"nginx.conf": self.nginx_conf}
+        served: dict[str, pulumi.Input[str]] = {"nginx.conf": self.nginx_conf}
         if args.layer == "l7":
-            served.update({"tls.crt": args.certificate_pem, "tls.key": args.private_key_pem})
+            served["tls.crt"], served["tls.key"] = args.tls_pair()
         # Named as in the first release, which kept only the TLS pair here: the same
         # URNs, so the parameters are updated in place, never created twice.
         configuration = SecureParameters(
