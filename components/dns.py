@@ -18,7 +18,7 @@ first server.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -95,6 +95,11 @@ class LoadBalancerTarget:
     alias_zone_id: Optional[pulumi.Input[str]] = None
     address: Optional[pulumi.Input[str]] = None
 
+    def __post_init__(self) -> None:
+        alias = (self.alias_dns_name, self.alias_zone_id)
+        if (self.address is None and None in alias) or (self.address is not None and alias != (None, None)):
+            raise ValueError("LoadBalancerTarget: give alias_dns_name and alias_zone_id, or address alone")
+
 
 def _hosted_zone(parent: pulumi.Resource, hosted_zone: str, private: bool, vpc_id: pulumi.Input[str]):
     return aws.route53.get_zone_output(
@@ -104,7 +109,8 @@ def _hosted_zone(parent: pulumi.Resource, hosted_zone: str, private: bool, vpc_i
 
 def _load_balancer_record(resource_name: str, zone_id, record_name: str, target: LoadBalancerTarget,
                           opts: pulumi.ResourceOptions) -> aws.route53.Record:
-    if target.alias_dns_name is not None:
+    if target.address is None:
+        assert target.alias_dns_name is not None and target.alias_zone_id is not None  # checked in __post_init__
         return aws.route53.Record(
             resource_name,
             zone_id=zone_id,
@@ -128,6 +134,15 @@ def _former_parent_alias() -> pulumi.Alias:
 @dataclass
 class PublicNameArgs:
     """Where the stack's public names live and what they point at."""
+
+    hosted_zone: str
+    hosted_zone_private: bool
+    vpc_id: pulumi.Input[str]
+    target: LoadBalancerTarget
+
+
+class PublicNames(TypedDict):
+    """PublicNameArgs' fields, to give ApiDnsArgs and RancherDnsArgs the same ones as **names."""
 
     hosted_zone: str
     hosted_zone_private: bool

@@ -119,3 +119,14 @@ def test_rancher_waits_for_its_name_and_cert_manager_does_not(overrides):
     # Behind an NLB the record itself waits for the gate (users move only once it serves).
     gate = by_name["cluster-access-api-ready"]
     assert (gate in waits("rancher-dns-rancher")) == (not overrides)
+
+
+@pytest.mark.parametrize("fields", [{}, {"alias_dns_name": "lb.example"}, {"alias_zone_id": "Z1"},
+                                    {"alias_dns_name": "lb.example", "alias_zone_id": "Z1", "address": "203.0.113.7"}])
+def test_a_target_is_an_alias_or_an_address_never_half_of_one(fields):
+    # Once, a target with neither wrote an A record of [None]; half an alias, an alias
+    # without its zone.
+    from components.dns import LoadBalancerTarget
+
+    with pytest.raises(ValueError, match="LoadBalancerTarget"):
+        LoadBalancerTarget(**fields)
