@@ -82,7 +82,7 @@ class Network(pulumi.ComponentResource):
         self.nodes_public = args.node_placement == "public"
         self.internet_ready = []
         if args.existing_vpc_id:
-            self._use_existing(args)
+            self._use_existing(args.existing_vpc_id, args)
         else:
             self._create(name, args)
         self.register_outputs(
@@ -94,18 +94,18 @@ class Network(pulumi.ComponentResource):
             }
         )
 
-    def _use_existing(self, args: NetworkArgs) -> None:
+    def _use_existing(self, vpc_id: str, args: NetworkArgs) -> None:
         invoke = pulumi.InvokeOptions(parent=self)
-        vpc = aws.ec2.get_vpc(id=args.existing_vpc_id, opts=invoke)
+        vpc = aws.ec2.get_vpc(id=vpc_id, opts=invoke)
         # Private hosted zones (the registration name, a private Rancher zone) resolve
         # only in a VPC with both DNS attributes on.
         if vpc.enable_dns_support is False or vpc.enable_dns_hostnames is False:
             raise ValueError(
-                f"rancher-ha:vpcId = '{args.existing_vpc_id}': enableDnsSupport and enableDnsHostnames must both be "
+                f"rancher-ha:vpcId = '{vpc_id}': enableDnsSupport and enableDnsHostnames must both be "
                 "true, or the stack's private DNS names do not resolve. Fix: aws ec2 modify-vpc-attribute "
-                f"--vpc-id {args.existing_vpc_id} --enable-dns-support / --enable-dns-hostnames"
+                f"--vpc-id {vpc_id} --enable-dns-support / --enable-dns-hostnames"
             )
-        self.vpc_id = pulumi.Output.from_input(args.existing_vpc_id)
+        self.vpc_id = pulumi.Output.from_input(vpc_id)
         self.vpc_cidr = pulumi.Output.from_input(vpc.cidr_block)
         self.vpc_cidr_block = vpc.cidr_block
         self.node_subnet_ids = [pulumi.Output.from_input(subnet) for subnet in args.existing_node_subnet_ids]
