@@ -4,7 +4,7 @@ which Rancher's pre-upgrade and post-delete steps need)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -39,7 +39,7 @@ class RancherArgs:
 
 class Rancher(pulumi.ComponentResource):
     bootstrap_password: pulumi.Output[str]  # secret
-    values: pulumi.Output[dict]
+    values: dict[str, Any]  # plain: only the password inside is an Output (secret)
 
     def __init__(self, name: str, args: RancherArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:rancher:Rancher", name, None, opts)
