@@ -6,7 +6,7 @@ as a set.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -42,6 +42,15 @@ def rke2_or_k3s_node_rules(distribution: str) -> list[PortRule]:
             PortRule("nodes", "tcp", 9099, 9099, "nodes", "canal health"),
         ]
     return rules
+
+
+class RuleSettings(TypedDict):
+    """The settings both firewall_rules and first_release_names take, passed as **settings."""
+
+    distribution: str
+    admin_cidrs: list[str]
+    ssh: bool
+    datastore: bool
 
 
 def firewall_rules(
