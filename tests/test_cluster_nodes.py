@@ -128,3 +128,11 @@ def test_arns_use_the_regions_partition():
     (policy,) = [p for p in run.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.startswith("rancher-server")]
     (statement,) = json.loads(policy.inputs["policy"])["Statement"]
     assert statement["Resource"] == "arn:aws-us-gov:ssm:us-gov-west-1:123456789012:parameter/rancher-ha/dev/node/*"
+
+
+def test_snapshots_always_have_a_folder_to_scope_the_policy_to():
+    # Once, snapshots without a folder granted `<bucket>/None/*` and wrote `etcd-s3-folder: null`.
+    from rendering.node_config import EtcdSnapshots
+
+    with pytest.raises(TypeError, match="s3_folder"):
+        EtcdSnapshots(schedule="0 */6 * * *", retention=5)  # type: ignore[call-arg]
