@@ -53,3 +53,10 @@ def test_the_program_type_checks():
         f" ({d.get('rule', '')})" for d in errors)
     # Every file of the configured paths was checked, not a subset.
     assert report["summary"]["filesAnalyzed"] >= len(_checked_files())
+
+
+def test_the_readme_names_the_pinned_pyright_and_the_checked_paths():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert f"pyright {PINNED}" in readme
+    for entry in CONFIG["include"]:
+        assert f"`{entry}" in readme, entry
