@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Optional
+from typing import NotRequired, Optional, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -19,13 +19,23 @@ EC2_TRUST_POLICY = json.dumps(
 )
 
 
+class Statement(TypedDict):
+    """One IAM policy statement, as this program writes them."""
+
+    Sid: str
+    Effect: str
+    Action: list[str]
+    Resource: str | list[str]
+    Condition: NotRequired[dict[str, dict[str, str]]]
+
+
 @dataclass
 class InstanceRoleArgs:
     region: str
     # Parameters below this path (e.g. /rancher-ha/dev/node) and nothing else.
     parameter_path: str
     # Further IAM statements (already scoped by the caller), as an Output of a list.
-    extra_statements: Optional[pulumi.Input[list]] = None
+    extra_statements: Optional[pulumi.Input[list[Statement]]] = None
     description: str = ""
 
 
