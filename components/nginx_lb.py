@@ -24,7 +24,7 @@ from rendering import cloud_init
 from rendering.nginx import CERTIFICATE_KEY_PATH, CERTIFICATE_PATH, NginxSpec, render_nginx_conf
 
 from .ec2_instance import MachineSpec, hardened_launch_template, ubuntu_2404_ami
-from .instance_role import InstanceRole, InstanceRoleArgs
+from .instance_role import InstanceRole, InstanceRoleArgs, Statement
 from .naming import PROJECT, child, parameter_root, stack_name, tags
 from .secure_parameters import SecureParameters, SecureParametersArgs
 
@@ -52,7 +52,7 @@ class NginxAddress(pulumi.ComponentResource):
         self.register_outputs({"address": self.address, "allocation_id": self.allocation_id})
 
 
-def association_statements(partition: str, region: str, account: str, allocation_id: str) -> list[dict]:
+def association_statements(partition: str, region: str, account: str, allocation_id: str) -> list[Statement]:
     """May move this stack's Elastic IP, onto this stack's instances only."""
     return [
         {
@@ -133,9 +133,7 @@ class NginxLoadBalancer(pulumi.ComponentResource):
             served["tls.crt"], served["tls.key"] = args.tls_pair()
         # Named as in the first release, which kept only the TLS pair here: the same
         # URNs, so the parameters are updated in place, never created twice.
-        configuration = SecureParameters(
-            f"{name}-tls", SecureParametersArgs(path=parameter_path, values=served), opts=child(self)
-        )
+        SecureParameters(f"{name}-tls", SecureParametersArgs(path=parameter_path, values=served), opts=child(self))
 
         invoke = pulumi.InvokeOptions(parent=self)
         account = aws.get_caller_identity_output(opts=invoke).account_id
