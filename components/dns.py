@@ -107,7 +107,7 @@ def _hosted_zone(parent: pulumi.Resource, hosted_zone: str, private: bool, vpc_i
     )
 
 
-def _load_balancer_record(resource_name: str, zone_id, record_name: str, target: LoadBalancerTarget,
+def _load_balancer_record(resource_name: str, zone_id: pulumi.Input[str], record_name: str, target: LoadBalancerTarget,
                           opts: pulumi.ResourceOptions) -> aws.route53.Record:
     if target.address is None:
         assert target.alias_dns_name is not None and target.alias_zone_id is not None  # checked in __post_init__

@@ -61,7 +61,7 @@ class ShippedIdentityLockProvider(implementation.IdentityLockProvider):
 
 
 class IdentityLock(Resource, module="rancher-ha", name="IdentityLock"):
-    locked: pulumi.Output[dict]
+    locked: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, locked: Mapping[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(
