@@ -227,7 +227,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
             opts=guarded,
         )
 
-    api_path: list[pulumi.Resource] = [network, firewall, nodes] + ([datastore] if datastore else [])
+    api_path: list[pulumi.Resource] = [network, firewall, nodes, *([datastore] if datastore else [])]
     gate_triggers: list[Any] = []
     forwarded_headers = None
     if nginx_address is not None:
@@ -367,7 +367,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
     return outputs
 
 
-def trusted_forwarders(settings: Settings, network: Network) -> list:
+def trusted_forwarders(settings: Settings, network: Network) -> list[str]:
     """Peers the cluster ingress may take X-Forwarded-* from, behind the L7 NGINX.
 
     NGINX runs in the load-balancer subnets (any of them: it is replaced by its Auto
