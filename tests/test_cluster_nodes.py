@@ -135,4 +135,4 @@ def test_snapshots_always_have_a_folder_to_scope_the_policy_to():
     from rendering.node_config import EtcdSnapshots
 
     with pytest.raises(TypeError, match="s3_folder"):
-        EtcdSnapshots(schedule="0 */6 * * *", retention=5)  # type: ignore[call-arg]
+        EtcdSnapshots(schedule="0 */6 * * *", retention=5)
