@@ -28,11 +28,12 @@ from components.dns import (
     LoadBalancerTarget,
     PrivateZone,
     PrivateZoneArgs,
+    PublicNames,
     RancherDns,
     RancherDnsArgs,
     registration_hostname,
 )
-from components.firewall import Firewall, FirewallArgs, firewall_rules, first_release_names
+from components.firewall import Firewall, FirewallArgs, RuleSettings, firewall_rules, first_release_names
 from components.hostname_lock import HostnameGuard
 from components.membership import MEMBER_REMOVAL_TIMEOUT_SECONDS, ClusterMembership, ClusterMembershipArgs
 from components.naming import StackIdentity, children_wait_for, stack_name
@@ -141,7 +142,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
 
     network = Network("network", network_args, opts=guarded)
     check_cluster_networks(settings, network.vpc_cidr_block)
-    rule_settings = dict(
+    rule_settings = RuleSettings(
         distribution=settings.distribution,
         admin_cidrs=settings.admin_cidrs,
         ssh=settings.ssh_key_name is not None,
@@ -194,6 +195,7 @@ def deploy(settings: Settings) -> dict[str, Any]:
     datastore = None
     late_secrets: dict[str, Any] = {}
     if k3s:
+        assert firewall.db_sg_id is not None  # FirewallArgs(with_datastore=k3s)
         datastore = Datastore(
             "datastore",
             DatastoreArgs(
@@ -286,10 +288,10 @@ def deploy(settings: Settings) -> dict[str, Any]:
             opts=guarded,
         )
 
-    api_path: list[pulumi.Resource] = [network, firewall, nodes] + ([datastore] if datastore else [])
+    api_path: list[pulumi.Resource] = [network, firewall, nodes, *([datastore] if datastore else [])]
     gate_triggers: list[Any] = []
     forwarded_headers = None
-    if nginx:
+    if nginx_address is not None:
         balancer = NginxLoadBalancer(
             "nginx-lb",
             NginxLoadBalancerArgs(
@@ -327,9 +329,10 @@ def deploy(settings: Settings) -> dict[str, Any]:
                 ),
             )
     else:
+        assert nlb is not None  # made above when NGINX is not
         api_path.append(nlb)
         dns_target = LoadBalancerTarget(alias_dns_name=nlb.dns_name, alias_zone_id=nlb.zone_id)
-    public_names = dict(
+    public_names = PublicNames(
         hosted_zone=settings.hosted_zone, hosted_zone_private=settings.hosted_zone_private, vpc_id=network.vpc_id,
         target=dns_target, created_vpc=not settings.vpc_id, take_over=settings.take_over_dns_records,
     )
@@ -408,7 +411,8 @@ def deploy(settings: Settings) -> dict[str, Any]:
         # Only the nodes (etcd snapshots) and the rancher-backup user read or write it.
         writers = ([nodes.role_arn] if bucket is not None else []) + ([backups.user_arn] if backups is not None else [])
         backup_bucket.restrict_to(writers, settings.region, identity.unique_suffix)
-    ingress_tls = certificate is not None and not l7
+    # L4 and NLB stacks serve the certificate from the ingress; L7 NGINX serves it itself.
+    ingress_certificate = None if l7 else certificate
     rancher = Rancher(
         "rancher",
         RancherArgs(
@@ -433,8 +437,8 @@ def deploy(settings: Settings) -> dict[str, Any]:
             cert_manager_values=values_lib.cert_manager_values(
                 settings.proxy_http, settings.proxy_https, no_proxy, settings.server_count
             ),
-            ingress_certificate_pem=certificate.certificate_pem if ingress_tls else None,
-            ingress_private_key_pem=certificate.private_key_pem if ingress_tls else None,
+            ingress_certificate_pem=ingress_certificate.certificate_pem if ingress_certificate else None,
+            ingress_private_key_pem=ingress_certificate.private_key_pem if ingress_certificate else None,
             private_ca_pem=certificate.ca_pem if (certificate is not None and settings.private_ca) else None,
             forwarded_headers=forwarded_headers,
             rancher_after=[dns, upgrades.wait, *(backups.before_rancher if backups else [])],
@@ -524,7 +528,7 @@ def rancher_backups_args(settings: Settings, access: ClusterAccess, bucket: Snap
     )
 
 
-def trusted_forwarders(settings: Settings, network: Network) -> list:
+def trusted_forwarders(settings: Settings, network: Network) -> list[str]:
     """Peers the cluster ingress may take X-Forwarded-* from, behind the L7 NGINX.
 
     NGINX runs in the load-balancer subnets (any of them: it is replaced by its Auto

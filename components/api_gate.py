@@ -9,7 +9,7 @@ a replaced server is waited for. In preview nothing waits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import pulumi
@@ -34,7 +34,7 @@ class ApiGateArgs:
     timeout_seconds: int
     expected_nodes: Sequence[pulumi.Input[str]] = ()
     # Identities whose change means "wait again" (e.g. a launch template version).
-    triggers: Sequence[pulumi.Input[str]] = field(default_factory=list)
+    triggers: Sequence[pulumi.Input[str]] = ()
 
 
 def probe_inputs(args: ApiGateArgs) -> dict:

@@ -3,7 +3,7 @@ the Kubernetes provider every in-cluster resource uses."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import pulumi
@@ -35,7 +35,7 @@ class ClusterAccessArgs:
     triggers: Sequence[pulumi.Input[str]] = ()
     # The API path: the gate depends on all of it, and every in-cluster resource depends
     # on the gate, so no destroy or delete can take the path away before them.
-    wait_for: Sequence[pulumi.Resource] = field(default_factory=list)
+    wait_for: Sequence[pulumi.Resource] = ()
 
 
 def cluster_identifier() -> str:

@@ -20,7 +20,7 @@ from rendering import cloud_init, node_config
 from settings import placement
 
 from .ec2_instance import InstanceSpec, hardened_instance, ubuntu_2404_ami
-from .instance_role import InstanceRole, InstanceRoleArgs
+from .instance_role import InstanceRole, InstanceRoleArgs, Statement
 from .naming import child
 from .secure_parameters import SecureParameters, SecureParametersArgs
 
@@ -56,13 +56,13 @@ class ClusterNodesArgs:
     ssh_key_name: Optional[str] = None
     session_manager: bool = False
     # Load balancer port -> target group ARN; every server registers in each.
-    target_groups: Mapping[int, pulumi.Input[str]] = field(default_factory=dict)
+    target_groups: Mapping[int, pulumi.Input[str]] = field(default_factory=dict[int, pulumi.Input[str]])
     # Secrets the nodes read at boot besides the generated token, by SSM name below
     # parameter_path: the cluster CA files (tls/...). The servers are created after these.
-    secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict[str, pulumi.Input[str]])
     # Secrets that appear while the servers boot (the datastore DSN, once RDS exists):
     # the servers do not wait for them; the boot script does, bounded.
-    late_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    late_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict[str, pulumi.Input[str]])
     # RKE2: the S3 snapshot a newly created first server restores (docs/disaster-recovery.md).
     etcd_restore_snapshot: Optional[str] = None
 
@@ -105,7 +105,7 @@ def node_boot_spec(args: ClusterNodesArgs, index: int, bucket: Optional[str]) ->
     )
 
 
-def snapshot_statements(bucket_arn: str, folder: str) -> list[dict]:
+def snapshot_statements(bucket_arn: str, folder: str) -> list[Statement]:
     """What the K3s/RKE2 S3 client needs, and no more.
 
     Before any upload the client calls HeadBucket (minio BucketExists), which AWS

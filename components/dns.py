@@ -18,7 +18,7 @@ first server.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -95,6 +95,11 @@ class LoadBalancerTarget:
     alias_zone_id: Optional[pulumi.Input[str]] = None
     address: Optional[pulumi.Input[str]] = None
 
+    def __post_init__(self) -> None:
+        alias = (self.alias_dns_name, self.alias_zone_id)
+        if (self.address is None and None in alias) or (self.address is not None and alias != (None, None)):
+            raise ValueError("LoadBalancerTarget: give alias_dns_name and alias_zone_id, or address alone")
+
 
 def _hosted_zone(parent: pulumi.Resource, args: "PublicNameArgs"):
     """The hosted zone of the public names. A private zone in an existing VPC is looked up
@@ -109,12 +114,13 @@ def _hosted_zone(parent: pulumi.Resource, args: "PublicNameArgs"):
     )
 
 
-def _load_balancer_record(resource_name: str, zone_id, record_name: str, target: LoadBalancerTarget,
+def _load_balancer_record(resource_name: str, zone_id: pulumi.Input[str], record_name: str, target: LoadBalancerTarget,
                           opts: pulumi.ResourceOptions, take_over: bool = False) -> aws.route53.Record:
     # Only an explicit take-over may overwrite a record someone else (an old stack) made;
     # otherwise Route53 refuses and `pulumi up` fails instead of moving a live name.
-    overwrite = {"allow_overwrite": True} if take_over else {}
-    if target.alias_dns_name is not None:
+    overwrite: dict[str, bool] = {"allow_overwrite": True} if take_over else {}
+    if target.address is None:
+        assert target.alias_dns_name is not None and target.alias_zone_id is not None  # checked in __post_init__
         return aws.route53.Record(
             resource_name,
             zone_id=zone_id,
@@ -153,6 +159,17 @@ class PublicNameArgs:
     zone_ready: Sequence[pulumi.Resource] = ()
     # takeOverDnsRecords: overwrite the records of another stack (a restore moving Rancher).
     take_over: bool = False
+
+
+class PublicNames(TypedDict):
+    """PublicNameArgs' fields, to give ApiDnsArgs and RancherDnsArgs the same ones as **names."""
+
+    hosted_zone: str
+    hosted_zone_private: bool
+    vpc_id: pulumi.Input[str]
+    target: LoadBalancerTarget
+    created_vpc: bool
+    take_over: bool
 
 
 @dataclass(kw_only=True)

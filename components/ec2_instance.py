@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional, Sequence, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -32,9 +32,20 @@ def ubuntu_2404_ami(parent: pulumi.Resource) -> pulumi.Output[str]:
     ).id
 
 
-def metadata_options(hop_limit: int) -> dict:
+class MetadataOptions(TypedDict):
+    """The fields instances and launch templates share for their metadata options."""
+
+    http_endpoint: str
+    http_tokens: str
+    http_put_response_hop_limit: int
+    instance_metadata_tags: str
+
+
+def metadata_options(hop_limit: int) -> MetadataOptions:
     """IMDSv2 only; hop limit 1 keeps pods (one hop further) away from the credentials."""
-    return dict(http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=hop_limit, instance_metadata_tags="disabled")
+    return MetadataOptions(
+        http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=hop_limit, instance_metadata_tags="disabled"
+    )
 
 
 @dataclass(kw_only=True)
@@ -58,7 +69,7 @@ class InstanceSpec(MachineSpec):
     subnet_id: pulumi.Input[str]
     # Server nodes must not be replaced or restarted by a user-data change (etcd quorum).
     replace_on_user_data_change: bool = False
-    ignore_changes: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list[str])
     depends_on: Sequence[pulumi.Resource] = ()
 
 

@@ -6,7 +6,7 @@ as a set.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -42,6 +42,15 @@ def rke2_or_k3s_node_rules(distribution: str) -> list[PortRule]:
             PortRule("nodes", "tcp", 9099, 9099, "nodes", "canal health"),
         ]
     return rules
+
+
+class RuleSettings(TypedDict):
+    """The settings both firewall_rules and first_release_names take, passed as **settings."""
+
+    distribution: str
+    admin_cidrs: list[str]
+    ssh: bool
+    datastore: bool
 
 
 def firewall_rules(
@@ -88,7 +97,7 @@ def rule_name(firewall: str, rule: PortRule) -> str:
     return f"{firewall}-{rule.target}-in-{protocol}-{ports}-from-{source}"
 
 
-def first_release_names(firewall: str, distribution: str, admin_cidrs: list[str], ssh: bool, datastore: bool) -> dict[tuple, str]:
+def first_release_names(firewall: str, distribution: str, admin_cidrs: list[str], ssh: bool, datastore: bool) -> dict[RuleContent, str]:
     """Rule content -> the index name the first release gave it, for the same settings.
 
     Used only as aliases, so a stack created by the first release keeps its rules
@@ -115,7 +124,11 @@ def first_release_names(firewall: str, distribution: str, admin_cidrs: list[str]
     return {_content(rule): f"{firewall}-{rule.target}-in-{index}" for index, rule in enumerate(rules)}
 
 
-def _content(rule: PortRule) -> tuple:
+# A rule's identity: (target, protocol, from port, to port, source).
+RuleContent = tuple[str, str, int, int, str]
+
+
+def _content(rule: PortRule) -> RuleContent:
     return (rule.target, rule.protocol, rule.from_port, rule.to_port, rule.source)
 
 
@@ -125,7 +138,7 @@ class FirewallArgs:
     vpc_cidr: pulumi.Input[str]
     rules: list[PortRule]
     # Rule content -> first-release resource name (see first_release_names).
-    previous_names: dict = field(default_factory=dict)
+    previous_names: dict[RuleContent, str] = field(default_factory=dict[RuleContent, str])
     # The NGINX instance needs the internet (packages, SSM); an NLB only the VPC.
     lb_egress_anywhere: bool = False
     with_datastore: bool = False
@@ -151,7 +164,7 @@ class Firewall(pulumi.ComponentResource):
                 f"{name}-db", vpc_id=args.vpc_id, description="rancher-ha K3s datastore", tags=tags("db"), opts=child(self)
             )
 
-        self.rules = {}
+        self.rules: dict[RuleContent, aws.vpc.SecurityGroupIngressRule] = {}
         for rule in args.rules:
             source_group = groups.get(rule.source)
             previous = args.previous_names.get(_content(rule))

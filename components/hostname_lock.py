@@ -125,7 +125,7 @@ def version_rules() -> dict[str, list[int]]:
 
 
 class IdentityLock(Resource, module="rancher-ha", name="IdentityLock"):
-    locked: pulumi.Output[dict]
+    locked: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, locked: Mapping[str, Any], derived: Sequence[str] = (),
                  ambiguous: Sequence[str] = (), running: Optional[Mapping[str, str]] = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Optional
+from typing import NotRequired, Optional, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -18,6 +18,16 @@ EC2_TRUST_POLICY = json.dumps(
         "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
     }
 )
+
+
+class Statement(TypedDict):
+    """One IAM policy statement, as this program writes them."""
+
+    Sid: str
+    Effect: str
+    Action: list[str]
+    Resource: str | list[str]
+    Condition: NotRequired[dict[str, dict[str, str]]]
 
 
 # What the SSM Agent needs for Session Manager and nothing else: AWS's own minimal
@@ -57,7 +67,7 @@ class InstanceRoleArgs:
     # Parameters below this path (e.g. /rancher-ha/dev/1a2b3c4d/node) and nothing else.
     parameter_path: pulumi.Input[str]
     # Further IAM statements (already scoped by the caller), as an Output of a list.
-    extra_statements: Optional[pulumi.Input[list]] = None
+    extra_statements: Optional[pulumi.Input[list[Statement]]] = None
     description: str = ""
     # Break-glass shell through Session Manager (setting sessionManager).
     session_manager: bool = False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Any, Optional, Sequence, TypedDict, Unpack
 
 import pulumi
 import pulumi_random as random
@@ -65,7 +65,20 @@ def children_wait_for(*resources: pulumi.Resource) -> None:
     _ALL_CHILDREN_WAIT_FOR[:] = list(resources)
 
 
-def child(parent: pulumi.Resource, **options) -> pulumi.ResourceOptions:
+class ChildOptions(TypedDict, total=False):
+    """The resource options components give their children (child() adds the parent)."""
+
+    aliases: Optional[Sequence[pulumi.Input[str | pulumi.Alias]]]
+    deleted_with: pulumi.Resource
+    depends_on: Sequence[pulumi.Resource]
+    ignore_changes: list[str]
+    protect: bool
+    provider: pulumi.ProviderResource
+    replace_with: list[pulumi.Resource]
+    replacement_trigger: pulumi.Input[Any]  # pulumi's own type for it
+
+
+def child(parent: pulumi.Resource, **options: Unpack[ChildOptions]) -> pulumi.ResourceOptions:
     """Options for a component's child: always parented, so URNs and previews nest."""
     if _ALL_CHILDREN_WAIT_FOR:
         options["depends_on"] = [*_ALL_CHILDREN_WAIT_FOR, *(options.get("depends_on") or [])]

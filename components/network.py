@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import pulumi
 import pulumi_aws as aws
@@ -29,6 +29,10 @@ ZONE_FILTERS = [
 ]
 
 
+# A route table and its default route (the way out that associations wait for).
+RouteOut = tuple[aws.ec2.RouteTable, aws.ec2.Route]
+
+
 @dataclass
 class NetworkArgs:
     vpc_cidr: str
@@ -36,8 +40,8 @@ class NetworkArgs:
     nat_gateway: bool
     nat_gateway_per_zone: bool = False
     existing_vpc_id: Optional[str] = None
-    existing_node_subnet_ids: list[str] = field(default_factory=list)
-    existing_lb_subnet_ids: list[str] = field(default_factory=list)
+    existing_node_subnet_ids: list[str] = field(default_factory=list[str])
+    existing_lb_subnet_ids: list[str] = field(default_factory=list[str])
 
 
 def subnet_cidrs(vpc_cidr: str, zones: int = MAX_ZONES) -> tuple[list[str], list[str]]:
@@ -75,7 +79,7 @@ class Network(pulumi.ComponentResource):
     node_subnet_ids: list[pulumi.Output[str]]
     lb_subnet_ids: list[pulumi.Output[str]]
     # CIDRs of the load balancer subnets: where the NGINX instance's address comes from.
-    lb_cidrs: list[pulumi.Input[str]]
+    lb_cidrs: list[str]  # known at program time (computed, or the existing subnets')
     nodes_public: bool
     # What internet-facing load balancers and Elastic IP associations must wait for:
     # they fail at random while the internet gateway is not yet attached.
@@ -86,7 +90,7 @@ class Network(pulumi.ComponentResource):
         self.nodes_public = args.node_placement == "public"
         self.internet_ready = []
         if args.existing_vpc_id:
-            self._use_existing(args)
+            self._use_existing(args.existing_vpc_id, args)
         else:
             self._create(name, args)
         self.register_outputs(
@@ -98,18 +102,18 @@ class Network(pulumi.ComponentResource):
             }
         )
 
-    def _use_existing(self, args: NetworkArgs) -> None:
+    def _use_existing(self, vpc_id: str, args: NetworkArgs) -> None:
         invoke = pulumi.InvokeOptions(parent=self)
-        vpc = aws.ec2.get_vpc(id=args.existing_vpc_id, opts=invoke)
+        vpc = aws.ec2.get_vpc(id=vpc_id, opts=invoke)
         # Private hosted zones (the registration name, a private Rancher zone) resolve
         # only in a VPC with both DNS attributes on.
         if vpc.enable_dns_support is False or vpc.enable_dns_hostnames is False:
             raise ValueError(
-                f"rancher-ha:vpcId = '{args.existing_vpc_id}': enableDnsSupport and enableDnsHostnames must both be "
+                f"rancher-ha:vpcId = '{vpc_id}': enableDnsSupport and enableDnsHostnames must both be "
                 "true, or the stack's private DNS names do not resolve. Fix: aws ec2 modify-vpc-attribute "
-                f"--vpc-id {args.existing_vpc_id} --enable-dns-support / --enable-dns-hostnames"
+                f"--vpc-id {vpc_id} --enable-dns-support / --enable-dns-hostnames"
             )
-        self.vpc_id = pulumi.Output.from_input(args.existing_vpc_id)
+        self.vpc_id = pulumi.Output.from_input(vpc_id)
         self.vpc_cidr = pulumi.Output.from_input(vpc.cidr_block)
         self.vpc_cidr_block = vpc.cidr_block
         self.node_subnet_ids = [pulumi.Output.from_input(subnet) for subnet in args.existing_node_subnet_ids]
@@ -157,7 +161,7 @@ class Network(pulumi.ComponentResource):
 
         # One route table per zone, routing to that zone's NAT gateway, or all to the one.
         nat_zones = zones if args.nat_gateway_per_zone else zones[:1]
-        nats = {}
+        nats: dict[str, aws.ec2.NatGateway] = {}
         for zone in nat_zones:
             nat_name = f"{name}-nat-{zone}" if args.nat_gateway_per_zone else f"{name}-nat"
             address = aws.ec2.Eip(nat_name, domain="vpc", tags=tags(nat_name), opts=child(self))
@@ -168,7 +172,7 @@ class Network(pulumi.ComponentResource):
                 tags=tags(nat_name),
                 opts=child(self, depends_on=[gateway]),
             )
-        tables = {}
+        tables: dict[str, RouteOut] = {}
         for zone in zones:
             table = aws.ec2.RouteTable(f"{name}-private-{zone}", vpc_id=vpc.id, tags=tags(f"private-{zone}"), opts=child(self))
             default = aws.ec2.Route(
@@ -182,9 +186,10 @@ class Network(pulumi.ComponentResource):
         private_subnets = self._subnets(name, "private", dict(zip(zones, private_cidrs)), vpc, tables.__getitem__, {})
         self.node_subnet_ids = [private_subnets[zone].id for zone in zones]
 
-    def _subnets(self, name, kind, cidrs, vpc, table_for, extra_tags) -> dict[str, aws.ec2.Subnet]:
+    def _subnets(self, name: str, kind: str, cidrs: dict[str, str], vpc: aws.ec2.Vpc,
+                 table_for: Callable[[str], RouteOut], extra_tags: dict[str, str]) -> dict[str, aws.ec2.Subnet]:
         """One subnet per zone, named by its zone, associated with the zone's route table."""
-        subnets = {}
+        subnets: dict[str, aws.ec2.Subnet] = {}
         for index, (zone, cidr) in enumerate(cidrs.items()):
             subnet_name = f"{name}-{kind}-{zone}"
             # The first release named these by list position; keep those URNs.

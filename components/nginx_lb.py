@@ -24,7 +24,7 @@ from rendering import cloud_init
 from rendering.nginx import CERTIFICATE_KEY_PATH, CERTIFICATE_PATH, NginxSpec, render_nginx_conf
 
 from .ec2_instance import MachineSpec, hardened_launch_template, ubuntu_2404_ami
-from .instance_role import InstanceRole, InstanceRoleArgs
+from .instance_role import InstanceRole, InstanceRoleArgs, Statement
 from .naming import ROLE_TAG, STACK_ID_TAG, child, tags
 from .secure_parameters import SecureParameters, SecureParametersArgs
 
@@ -55,7 +55,7 @@ class NginxAddress(pulumi.ComponentResource):
         self.register_outputs({"address": self.address, "allocation_id": self.allocation_id})
 
 
-def association_statements(partition: str, region: str, account: str, allocation_id: str, stack_id: str) -> list[dict]:
+def association_statements(partition: str, region: str, account: str, allocation_id: str, stack_id: str) -> list[Statement]:
     """May move this stack's Elastic IP, onto this stack's NGINX instances only: those
     tagged with the stack's unique identity and the NGINX role (a server of the same
     stack, or an instance of another deployment with the same stack name, is neither)."""
@@ -105,6 +105,16 @@ class NginxLoadBalancerArgs:
     certificate_pem: Optional[pulumi.Input[str]] = None
     private_key_pem: Optional[pulumi.Input[str]] = None
 
+    def __post_init__(self) -> None:
+        if self.layer == "l7":
+            self.tls_pair()
+
+    def tls_pair(self) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
+        """L7: the served certificate chain and key, both present."""
+        if self.certificate_pem is None or self.private_key_pem is None:
+            raise ValueError("NginxLoadBalancer layer 'l7' needs certificate_pem and private_key_pem")
+        return self.certificate_pem, self.private_key_pem
+
 
 class NginxLoadBalancer(pulumi.ComponentResource):
     nginx_conf: pulumi.Output[str]
@@ -128,14 +138,12 @@ class NginxLoadBalancer(pulumi.ComponentResource):
                 )
             )
         )
-        served = {"nginx.conf": self.nginx_conf}
+        served: dict[str, pulumi.Input[str]] = {"nginx.conf": self.nginx_conf}
         if args.layer == "l7":
-            served.update({"tls.crt": args.certificate_pem, "tls.key": args.private_key_pem})
+            served["tls.crt"], served["tls.key"] = args.tls_pair()
         # Named as in the first release, which kept only the TLS pair here: the same
         # URNs, so the parameters are updated in place, never created twice.
-        configuration = SecureParameters(
-            f"{name}-tls", SecureParametersArgs(path=parameter_path, values=served), opts=child(self)
-        )
+        SecureParameters(f"{name}-tls", SecureParametersArgs(path=parameter_path, values=served), opts=child(self))
 
         invoke = pulumi.InvokeOptions(parent=self)
         account = aws.get_caller_identity_output(opts=invoke).account_id

@@ -32,7 +32,7 @@ class NetworkLoadBalancerArgs:
     ports: list[int]
     internal: bool = False
     # Per port; TCP on the traffic port where a port has none.
-    health_checks: dict = field(default_factory=dict)
+    health_checks: dict[int, HealthCheck] = field(default_factory=dict[int, HealthCheck])
     # An internet-facing NLB created before the internet gateway is attached fails at
     # random ("InvalidSubnet ... has no internet gateway").
     depends_on: Sequence[pulumi.Resource] = ()

@@ -3,14 +3,15 @@ which Rancher's pre-upgrade and post-delete steps need)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from rendering import rancher_values as values_lib
+from rendering.ha_values import HelmValues
 
 from .naming import child
 
@@ -24,22 +25,33 @@ class RancherArgs:
     cert_manager_version: str
     values_spec: values_lib.RancherValuesSpec
     install_cert_manager: bool
-    cert_manager_values: dict
+    cert_manager_values: HelmValues
     # tls-rancher-ingress (ingress.tls.source=secret) and tls-ca (privateCA).
     ingress_certificate_pem: Optional[pulumi.Input[str]] = None
     ingress_private_key_pem: Optional[pulumi.Input[str]] = None
     private_ca_pem: Optional[pulumi.Input[str]] = None
     # L7: (HelmChartConfig name, values) for the packaged ingress controller.
-    forwarded_headers: Optional[tuple[str, pulumi.Input[dict]]] = None
+    forwarded_headers: Optional[tuple[str, pulumi.Input[HelmValues]]] = None
     # What the Rancher release (alone) waits for besides the gate: the Rancher name's
     # record, which Rancher's agents and Let's Encrypt look up (a lookup before it exists
     # is cached as "no such name"). cert-manager does not wait for it.
-    rancher_after: Sequence[pulumi.Resource] = field(default_factory=list)
+    rancher_after: Sequence[pulumi.Resource] = ()
+
+    def __post_init__(self) -> None:
+        self.ingress_tls_pair()
+
+    def ingress_tls_pair(self) -> Optional[tuple[pulumi.Input[str], pulumi.Input[str]]]:
+        """The ingress certificate and key, both or neither."""
+        if self.ingress_certificate_pem is None and self.ingress_private_key_pem is None:
+            return None
+        if self.ingress_certificate_pem is None or self.ingress_private_key_pem is None:
+            raise ValueError("Rancher needs ingress_certificate_pem and ingress_private_key_pem together")
+        return self.ingress_certificate_pem, self.ingress_private_key_pem
 
 
 class Rancher(pulumi.ComponentResource):
     bootstrap_password: pulumi.Output[str]  # secret
-    values: pulumi.Output[dict]
+    values: dict[str, Any]  # plain: only the password inside is an Output (secret)
 
     def __init__(self, name: str, args: RancherArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:rancher:Rancher", name, None, opts)
@@ -93,7 +105,8 @@ class Rancher(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(name=values_lib.RANCHER_NAMESPACE),
             opts=in_cluster(),
         )
-        def rancher_secret(resource_name: str, secret_name: str, secret_type: str, data: dict) -> k8s.core.v1.Secret:
+        def rancher_secret(resource_name: str, secret_name: str, secret_type: str,
+                           data: dict[str, pulumi.Input[str]]) -> k8s.core.v1.Secret:
             return k8s.core.v1.Secret(
                 resource_name,
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=secret_name, namespace=namespace.metadata.name),
@@ -102,14 +115,16 @@ class Rancher(pulumi.ComponentResource):
                 opts=in_cluster(),
             )
 
-        if args.ingress_certificate_pem is not None:
+        ingress_tls = args.ingress_tls_pair()
+        if ingress_tls is not None:
             # ingress.tls.source=secret: Rancher's ingress serves this pair.
+            certificate, private_key = ingress_tls
             rancher_dependencies.append(
                 rancher_secret(
                     f"{name}-ingress-tls",
                     values_lib.INGRESS_SECRET_NAME,
                     "kubernetes.io/tls",
-                    {"tls.crt": args.ingress_certificate_pem, "tls.key": pulumi.Output.secret(args.ingress_private_key_pem)},
+                    {"tls.crt": certificate, "tls.key": pulumi.Output.secret(private_key)},
                 )
             )
         if args.private_ca_pem is not None:
@@ -149,7 +164,7 @@ def pinned_release(
     version: str,
     repository: str,
     namespace: pulumi.Input[str],
-    values: pulumi.Input[dict],
+    values: pulumi.Input[HelmValues],
     timeout: int,
     atomic: bool,
     opts: pulumi.ResourceOptions,
@@ -173,7 +188,7 @@ def pinned_release(
     )
 
 
-def _yaml(values: dict) -> str:
+def _yaml(values: HelmValues) -> str:
     import yaml
 
     return yaml.safe_dump(values, default_flow_style=False, sort_keys=True)

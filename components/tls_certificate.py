@@ -24,6 +24,17 @@ class RancherCertificateArgs:
     provided_private_key: Optional[pulumi.Input[str]] = None
     provided_ca_certificate: Optional[str] = None
 
+    def __post_init__(self) -> None:
+        if self.source == "provided":
+            self.provided_pair()
+
+    def provided_pair(self) -> tuple[str, pulumi.Input[str]]:
+        """The provided certificate and key, both present."""
+        if self.provided_certificate is None or self.provided_private_key is None:
+            missing = "provided_certificate" if self.provided_certificate is None else "provided_private_key"
+            raise ValueError(f"RancherCertificate source 'provided' needs {missing}")
+        return self.provided_certificate, self.provided_private_key
+
 
 class RancherCertificate(pulumi.ComponentResource):
     certificate_pem: pulumi.Output[str]
@@ -33,8 +44,9 @@ class RancherCertificate(pulumi.ComponentResource):
     def __init__(self, name: str, args: RancherCertificateArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:pki:RancherCertificate", name, None, opts)
         if args.source == "provided":
-            self.certificate_pem = pulumi.Output.from_input(args.provided_certificate)
-            self.private_key_pem = pulumi.Output.secret(args.provided_private_key)
+            certificate, private_key = args.provided_pair()
+            self.certificate_pem = pulumi.Output.from_input(certificate)
+            self.private_key_pem = pulumi.Output.secret(private_key)
             self.ca_pem = pulumi.Output.from_input(args.provided_ca_certificate) if args.provided_ca_certificate else None
         else:
             ca_key, ca = self_signed_ca(self, f"{name}-ca", f"rancher-ha CA for {args.hostname}")

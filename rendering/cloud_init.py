@@ -8,7 +8,7 @@ Secrets are fetched from SSM by the boot script.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Mapping, Optional, TypedDict
 
 import yaml
 
@@ -49,7 +49,7 @@ class NodeBootSpec:
     region: str
     parameter_prefix: str
     kubernetes_version: str
-    config: Mapping
+    config: node_config.ServerConfig
     deliver_cluster_ca: bool
     registration_url: Optional[str] = None
     proxy: Optional[ProxySpec] = None
@@ -88,7 +88,16 @@ def node_bootstrap_script(spec: NodeBootSpec) -> str:
     )
 
 
-def cloud_config(files: list[dict], commands: list[list[str]]) -> str:
+class WriteFile(TypedDict):
+    """One entry of cloud-init's write_files."""
+
+    path: str
+    owner: str
+    permissions: str
+    content: str
+
+
+def cloud_config(files: list[WriteFile], commands: list[list[str]]) -> str:
     document = {"write_files": files, "runcmd": commands}
     text = "#cloud-config\n" + yaml.safe_dump(document, default_flow_style=False, sort_keys=False, width=1000)
     if len(text.encode()) > USER_DATA_LIMIT_BYTES:
@@ -97,7 +106,7 @@ def cloud_config(files: list[dict], commands: list[list[str]]) -> str:
 
 
 def node_user_data(spec: NodeBootSpec) -> str:
-    files = [
+    files: list[WriteFile] = [
         {"path": BOOTSTRAP_PATH, "owner": "root:root", "permissions": "0700", "content": node_bootstrap_script(spec)},
         {"path": BASE_CONFIG_PATH, "owner": "root:root", "permissions": "0600", "content": node_config.to_yaml(dict(spec.config))},
     ]
@@ -116,7 +125,7 @@ NGINX_REFRESH_INTERVAL = "5min"
 
 
 def systemd_unit(sections: dict[str, dict[str, str]]) -> str:
-    lines = []
+    lines: list[str] = []
     for section, entries in sections.items():
         lines.append(f"[{section}]")
         lines += [f"{key}={value}" for key, value in entries.items()]
@@ -146,7 +155,7 @@ def nginx_user_data(*, layer: str, region: str, parameter_prefix: str, eip_alloc
     )
     # The group's health check sees only EC2 status: a crashed nginx must restart itself.
     restart = systemd_unit({"Service": {"Restart": "always", "RestartSec": "2s"}})
-    files = [
+    files: list[WriteFile] = [
         {"path": BOOTSTRAP_PATH, "owner": "root:root", "permissions": "0700", "content": bootstrap},
         {"path": NGINX_REFRESH_PATH, "owner": "root:root", "permissions": "0700", "content": refresh},
         {"path": "/etc/systemd/system/nginx.service.d/rancher-ha-restart.conf", "owner": "root:root", "permissions": "0644", "content": restart},

@@ -45,12 +45,30 @@ Rancher 2.14.4 (reference/charts/rancher-2.14.4):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 CERT_MANAGER_RELEASE = "cert-manager"
 RANCHER_RELEASE = "rancher"
 HOSTNAME_TOPOLOGY_KEY = "kubernetes.io/hostname"
 RANCHER_PRIORITY_CLASS = "rancher-critical"  # the only class the chart creates
+
+
+# A chart's values: a YAML tree (keys are text); a leaf may be a Pulumi Output.
+HelmValues = dict[str, Any]
+
+
+def is_helm_values(value: object) -> TypeGuard[HelmValues]:
+    """A mapping inside values (YAML mappings of values have text keys)."""
+    return isinstance(value, dict)
+
+
+def deep_merge(base: HelmValues, extra: HelmValues) -> HelmValues:
+    """Helm's merge: mappings merge key by key, anything else in `extra` replaces."""
+    merged = dict(base)
+    for key, value in extra.items():
+        current = merged.get(key)
+        merged[key] = deep_merge(current, value) if is_helm_values(current) and is_helm_values(value) else value
+    return merged
 
 
 def _spread(release: str, component: str) -> list[dict[str, Any]]:
@@ -70,7 +88,7 @@ def _spread(release: str, component: str) -> list[dict[str, Any]]:
     ]
 
 
-def cert_manager_ha_values(server_count: int, release: str = CERT_MANAGER_RELEASE) -> dict:
+def cert_manager_ha_values(server_count: int, release: str = CERT_MANAGER_RELEASE) -> HelmValues:
     """cert-manager values for `server_count` server nodes ({} for a single node)."""
     if server_count < 2:
         return {}
@@ -92,7 +110,7 @@ def cert_manager_ha_values(server_count: int, release: str = CERT_MANAGER_RELEAS
     }
 
 
-def rancher_spread_values(replicas: int, release: str = RANCHER_RELEASE) -> dict:
+def rancher_spread_values(replicas: int, release: str = RANCHER_RELEASE) -> HelmValues:
     """Rancher values spreading `replicas` pods over nodes and keeping them available."""
     if replicas < 2:
         return {}

@@ -36,10 +36,10 @@ class NginxSpec:
     proxy_timeout_seconds: int = 1800
     # Where NGINX listens and what it reaches; tests move these to loopback ports.
     listen_address: str = ""
-    ports: dict = field(
+    ports: dict[str, int] = field(
         default_factory=lambda: {"http": HTTP_PORT, "https": HTTPS_PORT, "api": API_PORT}
     )
-    backend_ports: dict = field(
+    backend_ports: dict[str, int] = field(
         default_factory=lambda: {"http": HTTP_PORT, "https": HTTPS_PORT, "api": API_PORT}
     )
     certificate_path: str = CERTIFICATE_PATH

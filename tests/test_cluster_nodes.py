@@ -138,3 +138,11 @@ def test_arns_use_the_regions_partition():
     assert statements["ReadOwnParameters"]["Resource"] == f"arn:aws-us-gov:ssm:us-gov-west-1:123456789012:parameter{DEV_PARAMETER_ROOT}/node/*"
     assert statements["SessionManagerAgent"]["Condition"] == {
         "StringLike": {"ec2:SourceInstanceARN": "arn:aws-us-gov:ec2:us-gov-west-1:123456789012:instance/*"}}
+
+
+def test_snapshots_always_have_a_folder_to_scope_the_policy_to():
+    # Once, snapshots without a folder granted `<bucket>/None/*` and wrote `etcd-s3-folder: null`.
+    from rendering.node_config import EtcdSnapshots
+
+    with pytest.raises(TypeError, match="s3_folder"):
+        EtcdSnapshots(schedule="0 */6 * * *", retention=5)

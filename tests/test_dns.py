@@ -164,3 +164,14 @@ def test_a_private_zone_in_an_existing_vpc_must_already_be_associated():
 
 def test_a_public_zone_needs_no_association(dev_run):
     assert dev_run.of_type(ZONE_ASSOCIATION) == []
+
+
+@pytest.mark.parametrize("fields", [{}, {"alias_dns_name": "lb.example"}, {"alias_zone_id": "Z1"},
+                                    {"alias_dns_name": "lb.example", "alias_zone_id": "Z1", "address": "203.0.113.7"}])
+def test_a_target_is_an_alias_or_an_address_never_half_of_one(fields):
+    # Once, a target with neither wrote an A record of [None]; half an alias, an alias
+    # without its zone.
+    from components.dns import LoadBalancerTarget
+
+    with pytest.raises(ValueError, match="LoadBalancerTarget"):
+        LoadBalancerTarget(**fields)

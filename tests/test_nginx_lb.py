@@ -129,3 +129,16 @@ def test_a_new_launch_template_version_makes_the_gate_wait_again():
     assert gate.inputs["triggers"] == [f"{template.outputs['id']}:1"]
     (group,) = run.of_type("aws:autoscaling/group:Group")
     assert group.inputs["launchTemplate"] == {"id": template.outputs["id"], "version": "1"}
+
+
+def test_l7_without_the_certificate_pair_is_refused():
+    # Once, L7 without a pair stored None as the served tls.crt and tls.key.
+    from components.nginx_lb import NginxLoadBalancerArgs
+
+    common = dict(hostname="rancher.example.com", layer="l7", distribution="rke2", region="eu-west-1", node_private_ips=[],
+                  subnet_ids=[], security_group_id="sg-1", address=None, instance_type="t3.small", imds_hop_limit=1,
+                  worker_processes="auto", worker_connections=1024, worker_rlimit_nofile=4096, proxy_timeout_seconds=60,
+                  parameter_root="/rancher-ha/dev/0123abcd", stack_id="dev/0123abcd")
+    with pytest.raises(ValueError, match="certificate_pem and private_key_pem"):
+        NginxLoadBalancerArgs(**common, certificate_pem="PEM")
+    assert NginxLoadBalancerArgs(**common, certificate_pem="PEM", private_key_pem="KEY").tls_pair() == ("PEM", "KEY")

@@ -162,3 +162,16 @@ def test_a_failed_rancher_upgrade_is_not_rolled_back_by_helm(dev_run):
     found = releases(dev_run)
     assert not found["rancher"].inputs.get("atomic"), found["rancher"].inputs.get("atomic")
     assert found["cert-manager"].inputs["atomic"] is True
+
+
+@pytest.mark.parametrize("given", ["ingress_certificate_pem", "ingress_private_key_pem"])
+def test_an_ingress_certificate_without_its_key_is_refused(given):
+    # Once, a certificate without its key wrote a tls-rancher-ingress Secret with tls.key None.
+    from components.rancher import RancherArgs
+
+    spec = RancherValuesSpec(hostname="rancher.example.com", replicas=3, layer="l4", tls_source="provided",
+                             private_ca=False, agent_tls_mode="strict", ingress_controller="traefik")
+    with pytest.raises(ValueError, match="ingress_certificate_pem and ingress_private_key_pem"):
+        RancherArgs(provider=None, gate=None, rancher_version="2.14.4", rancher_repository="https://example.com",
+                    cert_manager_version="v1.19.2", values_spec=spec, install_cert_manager=False, cert_manager_values={},
+                    **{given: "PEM"})
