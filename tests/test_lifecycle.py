@@ -31,7 +31,10 @@ ADMIN = "203.0.113.0/24"  # conftest BASE_CONFIG
 OTHER = "198.51.100.0/24"
 
 SHAPES = {"k3s": {}, "rke2": RKE2, "nginx-l7": NGINX_L7}
+# A patch upgrade from v1.34.1 (the settings' default is v1.34.1+k3s1 but v1.34.10+rke2r1:
+# from the RKE2 default, v1.34.2 would be a downgrade, which the identity lock refuses).
 K8S_VERSION = {"k3s": "v1.34.2+k3s1", "rke2": "v1.34.2+rke2r1", "nginx-l7": "v1.34.2+k3s1"}
+K8S_BASE = {shape: version.replace("v1.34.2+", "v1.34.1+") for shape, version in K8S_VERSION.items()}
 
 
 # -- runs and plans ---------------------------------------------------------------------
@@ -127,7 +130,8 @@ def _edits():
             (f"{shape_id}-ssh-key-set", shape, {}, {"rancher-ha:sshKeyName": "ops-break-glass"}, "keyName"),
             (f"{shape_id}-ssh-key-unset", shape, {"rancher-ha:sshKeyName": "ops-break-glass"}, {"rancher-ha:sshKeyName": None}, "keyName"),
             (f"{shape_id}-rancher-patch", shape, {}, {"rancher-ha:rancherVersion": "2.14.5"}, None),
-            (f"{shape_id}-kubernetes-patch", shape, {}, {"rancher-ha:kubernetesVersion": K8S_VERSION[shape_id]}, "userData"),
+            (f"{shape_id}-kubernetes-patch", shape, {"rancher-ha:kubernetesVersion": K8S_BASE[shape_id]},
+             {"rancher-ha:kubernetesVersion": K8S_VERSION[shape_id]}, "userData"),
             (f"{shape_id}-server-instance-type", shape, {}, {"rancher-ha:serverInstanceType": "m6i.2xlarge"}, "instanceType"),
         ]
     cases += [
@@ -797,8 +801,15 @@ def test_an_existing_stack_moves_its_parameters_below_its_identity_safely(identi
     assert p.errors == [] and p.collisions == [], [c.describe() for c in p.collisions]
     assert_routine(p)
     assert_parameters_move_below_the_stack_identity(p, stack)
-    # ClusterMembers are new in the same release (tests/test_day2_rehearsal.py covers them).
-    created = sorted(s.name for s in p.steps if s.op == "create" and s.custom and not s.name.endswith("-member"))
+    # ClusterMembers are new in the same release (tests/test_day2_rehearsal.py covers them),
+    # and so are the in-place upgrade's Plan and wait (tests/test_upgrades.py).
+    created = sorted(
+        s.name for s in p.steps
+        if s.op == "create" and s.custom and not s.name.endswith("-member") and not s.name.startswith("kubernetes-upgrades-")
+    )
+    assert sorted(s.name for s in p.steps if s.op == "create" and s.name.startswith("kubernetes-upgrades-")) == sorted(
+        r.name for r in new.registrations if r.name.startswith("kubernetes-upgrades-")
+    )
     buckets = [s for s in p.steps if s.type == "aws:s3/bucket:Bucket"]
     if buckets:  # RKE2 stacks with S3 snapshots: the bucket gets its key and policy in place
         assert created == ["etcd-snapshots-key", "etcd-snapshots-key-alias", "etcd-snapshots-policy", "stack-identity-id"], created
