@@ -13,13 +13,15 @@ release's own manifests, fetched at deploy time from the GitHub release assets o
 pinned tag (SUC_TAG, `crd.yaml` and `system-upgrade-controller.yaml`: what the tag's
 scripts/package-controller builds and .github/workflows/release.yml uploads), applied by
 two `kubernetes:yaml/v2:ConfigFile`s. What this trusts: GitHub and the rancher org's
-release assets at that tag; the program pins no checksum (the release workflow publishes
+release assets at that tag (a tag names the files, not their bytes: a maintainer can
+re-upload an asset); the program pins no checksum (the release workflow publishes
 `sha256sum-<arch>.txt` beside them, on the same release, and ConfigFile cannot check
 one). What the deployer needs: HTTPS egress to github.com (and its release-asset
-redirect host) from the machine that runs `pulumi preview`/`up`: a ConfigFile v2 is a
-component the Kubernetes provider plugin constructs on that machine, and it fetches an
-absolute URL there with Go's `http.Get` (pulumi-kubernetes
-provider/pkg/provider/yaml/v2/yaml.go, ParseDecodeYamlFiles). The Plan is the program's
+redirect host) from the machine that runs `pulumi preview`/`up`: pulumi_kubernetes
+registers a ConfigFile v2 as a remote component (`remote=True`), which the Kubernetes
+provider plugin constructs on that machine, fetching an absolute URL there with Go's
+`http.Get` (pulumi-kubernetes provider/pkg/provider/yaml/v2/yaml.go, read at commit
+08f76d706b3f, not at the v4.34.2 tag). The Plan is the program's
 own object, validated in tests against the Plan CRD's fields and types extracted from the
 tag (reference/upstream/crds/suc-plan-v0.20.1.json).
 
