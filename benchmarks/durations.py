@@ -168,9 +168,14 @@ SOURCED: dict[str, Duration] = {
     "kubernetes:core/v1:Namespace": _e(1, "one API call; estimate"),
     "kubernetes:core/v1:Secret": _e(1, "one API call; estimate"),
     "kubernetes:helm.cattle.io/v1:HelmChartConfig": _e(1, "one API call (the helm-controller applies it afterwards, not waited for); estimate"),
-    "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition": _e(2, "one API call; pulumi-kubernetes awaits Established; estimate"),
-    "kubernetes:apps/v1:Deployment": _e(
-        20, "pulumi-kubernetes awaits the rollout: system-upgrade-controller image pull (one small Go binary) and start; estimate"
+    # system-upgrade-controller's release assets (components/upgrades.py): the provider
+    # fetches the file from github.com, then applies and awaits its objects.
+    "kubernetes:yaml/v2:ConfigFile#crd.yaml": _e(
+        3, "HTTPS GET of the release asset (~1 s) + one CRD; pulumi-kubernetes awaits Established; estimate"
+    ),
+    "kubernetes:yaml/v2:ConfigFile#system-upgrade-controller.yaml": _e(
+        21, "HTTPS GET of the release asset (~1 s) + namespace, RBAC, config map; pulumi-kubernetes awaits the"
+        " Deployment's rollout: system-upgrade-controller image pull (one small Go binary) and start; estimate"
     ),
     "pulumi-python:dynamic/rancher-ha:KubernetesUpgradeWait": _e(
         1, "on create one probe (/apis/.../plans, /api/v1/nodes): the servers already run the version; estimate"

@@ -58,6 +58,7 @@ INSTANCE_TYPE = "aws:ec2/instance:Instance"
 SERVERS_COMPONENT = "rancher-ha:cluster:ClusterNodes"
 HELM_TYPE = "kubernetes:helm.sh/v3:Release"
 RDS_TYPE = "aws:rds/instance:Instance"
+CONFIG_FILE_TYPE = "kubernetes:yaml/v2:ConfigFile"
 NLB_TYPE = "aws:lb/loadBalancer:LoadBalancer"
 ASG_TYPE = "aws:autoscaling/group:Group"
 
@@ -159,8 +160,16 @@ def critical_chain(tasks: Mapping[str, Task], timings: Mapping[str, Timing], end
 # ---------------------------------------------------------------------------------
 # The program's graph, as the engine sees it.
 # ---------------------------------------------------------------------------------
+def _is_task(registration) -> bool:
+    """A step that takes time: a custom resource, or a multi-language component (a
+    kubernetes:yaml/v2:ConfigFile) whose children the provider plugin creates and the mocks
+    never see; its registration returns once they are applied, so it counts as one step."""
+    return bool(registration.custom or getattr(registration, "remote", False))
+
+
 def engine_dependencies(registrations: Sequence) -> dict[str, set[str]]:
-    """URN -> the custom resources it waits for (component dependencies expanded)."""
+    """URN -> the custom resources (and remote components) it waits for (component
+    dependencies expanded)."""
     by_urn = {r.urn: r for r in registrations}
     children: dict[str, list[str]] = {}
     for r in registrations:
@@ -169,7 +178,7 @@ def engine_dependencies(registrations: Sequence) -> dict[str, set[str]]:
     def custom_descendants(urn: str) -> set[str]:
         found: set[str] = set()
         for child in children.get(urn, []):
-            if by_urn[child].custom:
+            if _is_task(by_urn[child]):
                 found.add(child)
             found |= custom_descendants(child)
         return found
@@ -177,11 +186,11 @@ def engine_dependencies(registrations: Sequence) -> dict[str, set[str]]:
     def expand(urn: str) -> set[str]:
         if urn not in by_urn:
             return set()
-        return {urn} if by_urn[urn].custom else custom_descendants(urn)
+        return {urn} if _is_task(by_urn[urn]) else custom_descendants(urn)
 
     graph: dict[str, set[str]] = {}
     for r in registrations:
-        if not r.custom:
+        if not _is_task(r):
             continue
         # The SDK also awaits the URNs of replace_with and deleted_with targets before it
         # registers (pulumi/runtime/resource.py), and a URN resolves when that resource's
@@ -240,6 +249,8 @@ def _variant(registration) -> Optional[str]:
         return "multi-az" if registration.inputs.get("multiAz") else "single-az"
     if registration.type == HELM_TYPE:
         return registration.inputs.get("chart")
+    if registration.type == CONFIG_FILE_TYPE:
+        return str(registration.inputs.get("file", "")).rsplit("/", 1)[-1]
     return None
 
 

@@ -1,13 +1,29 @@
 """In-place Kubernetes upgrades: editing `kubernetesVersion` upgrades the running servers.
 
 Running servers ignore user data, so the new version reaches them through the upstream
-mechanism: system-upgrade-controller (SUC), installed from the vendored release manifests
-(reference/upstream/system-upgrade-controller/<tag>/), applies one `upgrade.cattle.io/v1`
-Plan with the distribution's upgrade image (rancher/k3s-upgrade, rancher/rke2-upgrade) to
-the server nodes, one at a time: cordon, replace the binary and restart the service, wait
-for the node, uncordon. With one server down at a time, 3 etcd members keep quorum and
-Rancher (one replica per server, a PodDisruptionBudget) keeps ready replicas; K3s servers
-share the external datastore.
+mechanism: system-upgrade-controller (SUC) applies one `upgrade.cattle.io/v1` Plan with the
+distribution's upgrade image (rancher/k3s-upgrade, rancher/rke2-upgrade) to the server
+nodes, one at a time: cordon, replace the binary and restart the service, wait for the
+node, uncordon. With one server down at a time, 3 etcd members keep quorum and Rancher (one
+replica per server, a PodDisruptionBudget) keeps ready replicas; K3s servers share the
+external datastore.
+
+SUC itself (its CRD; namespace, service account, RBAC, config map and deployment) is the
+release's own manifests, fetched at deploy time from the GitHub release assets of the
+pinned tag (SUC_TAG, `crd.yaml` and `system-upgrade-controller.yaml`: what the tag's
+scripts/package-controller builds and .github/workflows/release.yml uploads), applied by
+two `kubernetes:yaml/v2:ConfigFile`s. What this trusts: GitHub and the rancher org's
+release assets at that tag (a tag names the files, not their bytes: a maintainer can
+re-upload an asset); the program pins no checksum (the release workflow publishes
+`sha256sum-<arch>.txt` beside them, on the same release, and ConfigFile cannot check
+one). What the deployer needs: HTTPS egress to github.com (and its release-asset
+redirect host) from the machine that runs `pulumi preview`/`up`: pulumi_kubernetes
+registers a ConfigFile v2 as a remote component (`remote=True`), which the Kubernetes
+provider plugin constructs on that machine, fetching an absolute URL there with Go's
+`http.Get` (pulumi-kubernetes provider/pkg/provider/yaml/v2/yaml.go, read at commit
+08f76d706b3f, not at the v4.34.2 tag). The Plan is the program's
+own object, validated in tests against the Plan CRD's fields and types extracted from the
+tag (reference/upstream/crds/suc-plan-v0.20.1.json).
 
 The wait (a dynamic resource, components/providers/api_gate_provider.py) makes `up`
 finish only when every server is a Ready, schedulable node running the new version that
@@ -22,14 +38,11 @@ Rancher/Kubernetes pairs are refused in preview by the identity lock
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
-import yaml
 from pulumi.dynamic import Resource
 
 from .api_gate import SECRET_PROBE_OUTPUTS, ApiGateArgs, probe_inputs
@@ -38,42 +51,17 @@ from .providers import api_gate_provider as implementation
 from .providers.shipping import loader_expression, source_of
 
 SUC_TAG = "v0.20.1"
-SUC_DIRECTORY = Path(__file__).resolve().parents[1] / "reference" / "upstream" / "system-upgrade-controller" / SUC_TAG
-SUC_NAMESPACE = "system-upgrade"  # kustomization.yaml `namespace:`
-SUC_IMAGE = "rancher/system-upgrade-controller"
+SUC_RELEASE = f"https://github.com/rancher/system-upgrade-controller/releases/download/{SUC_TAG}"
+SUC_CRD_URL = f"{SUC_RELEASE}/crd.yaml"
+SUC_CONTROLLER_URL = f"{SUC_RELEASE}/system-upgrade-controller.yaml"
+# The release manifest's namespace and service account (kustomization.yaml `namespace:`,
+# manifests/system-upgrade-controller.yaml at the tag).
+SUC_NAMESPACE = "system-upgrade"
 SUC_SERVICE_ACCOUNT = "system-upgrade"
 UPGRADE_IMAGES = {"k3s": "rancher/k3s-upgrade", "rke2": "rancher/rke2-upgrade"}
-NAMESPACED_KINDS = {"ServiceAccount", "ConfigMap", "Deployment", "Role", "RoleBinding"}
-# SUC's job deadline per node (SYSTEM_UPGRADE_JOB_ACTIVE_DEADLINE_SECONDS in the vendored
-# ConfigMap) plus the node's restart and Ready: the bound on one server's upgrade.
+# SUC's job deadline per node (SYSTEM_UPGRADE_JOB_ACTIVE_DEADLINE_SECONDS, 900 in the
+# release's ConfigMap at the tag) plus the node's restart and Ready: one server's bound.
 SECONDS_PER_SERVER = 900 + 300
-
-
-def controller_objects(tag: str = SUC_TAG) -> list[dict]:
-    """The SUC release manifests of `tag`: the CRD, then what `kustomize build` makes of
-    kustomization.yaml with the image set to the tag (see the SOURCE file beside them)."""
-    directory = SUC_DIRECTORY.parent / tag
-    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    objects = [doc for doc in yaml.safe_load_all((directory / "crd.yaml").read_text()) if doc]
-    for resource in kustomization["resources"]:
-        for doc in yaml.safe_load_all((directory / Path(resource).name).read_text()):
-            if doc:
-                objects.append(_kustomize(doc, kustomization["namespace"], tag))
-    return objects
-
-
-def _kustomize(doc: dict, namespace: str, tag: str) -> dict:
-    doc = copy.deepcopy(doc)
-    if doc["kind"] in NAMESPACED_KINDS:
-        doc["metadata"]["namespace"] = namespace
-    for subject in doc.get("subjects", []):
-        if subject.get("kind") == "ServiceAccount":
-            subject.setdefault("namespace", namespace)
-    if doc["kind"] == "Deployment":
-        for container in doc["spec"]["template"]["spec"]["containers"]:
-            if container["image"].split(":")[0] == SUC_IMAGE:
-                container["image"] = f"{SUC_IMAGE}:{tag}"
-    return doc
 
 
 def server_plan_name(distribution: str) -> str:
@@ -150,20 +138,12 @@ class KubernetesUpgrades(pulumi.ComponentResource):
             # skipped by a destroy that takes the cluster with it.
             return child(self, provider=args.provider, depends_on=[args.gate, *extra], deleted_with=args.provider)
 
-        # The Plan needs its CRD, namespace and service account, not the running controller
-        # (it picks up existing plans when it starts): a new stack's Rancher does not wait
-        # for the controller's rollout.
-        plan_needs: list[pulumi.Resource] = []
-        namespace: list[pulumi.Resource] = []
-        # The Namespace first, so namespaced objects can wait for it.
-        for doc in sorted(controller_objects(), key=lambda doc: doc["kind"] != "Namespace"):
-            kind = doc["kind"]
-            needs = namespace if "namespace" in doc["metadata"] else []
-            resource = _object(f"{name}-{_kebab(kind)}-{doc['metadata']['name']}", doc, in_cluster(*needs))
-            if kind == "Namespace":
-                namespace.append(resource)
-            if kind != "Deployment":
-                plan_needs.append(resource)
+        # The CRD first, so the controller's informers find it; the Plan after the
+        # controller's manifest (its namespace and service account). A ConfigFile's
+        # registration returns once its objects are applied (and awaited), so these
+        # depends_on are waits on the objects, not only on the fetch.
+        crd = k8s.yaml.v2.ConfigFile(f"{name}-suc-crd", file=SUC_CRD_URL, opts=in_cluster())
+        controller = k8s.yaml.v2.ConfigFile(f"{name}-suc-controller", file=SUC_CONTROLLER_URL, opts=in_cluster(crd))
 
         plan = server_plan(args.distribution, args.kubernetes_version)
         plan_resource = k8s.apiextensions.CustomResource(
@@ -172,7 +152,7 @@ class KubernetesUpgrades(pulumi.ComponentResource):
             kind=plan["kind"],
             metadata=k8s.meta.v1.ObjectMetaArgs(**plan["metadata"]),
             spec=plan["spec"],
-            opts=in_cluster(*plan_needs),
+            opts=in_cluster(crd, controller),
         )
         plan_path = f"/apis/upgrade.cattle.io/v1/namespaces/{SUC_NAMESPACE}/plans/{plan['metadata']['name']}"
         self.wait = KubernetesUpgradeWait(
@@ -184,35 +164,4 @@ class KubernetesUpgrades(pulumi.ComponentResource):
             opts=child(self, depends_on=[args.gate, plan_resource], deleted_with=args.provider),
         )
         self.register_outputs({"runningVersion": self.wait.runningVersion})
-
-
-def _kebab(kind: str) -> str:
-    return "".join(f"-{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(kind))
-
-
-def _object(resource_name: str, doc: dict, opts: pulumi.ResourceOptions) -> pulumi.Resource:
-    """One vendored manifest object as its typed pulumi_kubernetes resource."""
-    metadata = k8s.meta.v1.ObjectMetaArgs(**{_snake(k): v for k, v in doc["metadata"].items()})
-    kind = doc["kind"]
-    if kind == "Namespace":
-        return k8s.core.v1.Namespace(resource_name, metadata=metadata, opts=opts)
-    if kind == "ServiceAccount":
-        return k8s.core.v1.ServiceAccount(resource_name, metadata=metadata, opts=opts)
-    if kind == "ConfigMap":
-        return k8s.core.v1.ConfigMap(resource_name, metadata=metadata, data=doc.get("data"), opts=opts)
-    if kind == "Deployment":
-        return k8s.apps.v1.Deployment(resource_name, metadata=metadata, spec=doc["spec"], opts=opts)
-    if kind == "CustomResourceDefinition":
-        return k8s.apiextensions.v1.CustomResourceDefinition(resource_name, metadata=metadata, spec=doc["spec"], opts=opts)
-    if kind in ("ClusterRole", "Role"):
-        cls = k8s.rbac.v1.ClusterRole if kind == "ClusterRole" else k8s.rbac.v1.Role
-        return cls(resource_name, metadata=metadata, rules=doc.get("rules"), opts=opts)
-    if kind in ("ClusterRoleBinding", "RoleBinding"):
-        cls = k8s.rbac.v1.ClusterRoleBinding if kind == "ClusterRoleBinding" else k8s.rbac.v1.RoleBinding
-        return cls(resource_name, metadata=metadata, role_ref=doc["roleRef"], subjects=doc.get("subjects"), opts=opts)
-    raise ValueError(f"no resource type for vendored {kind} {doc['metadata']['name']}: add it to _object")
-
-
-def _snake(key: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
 

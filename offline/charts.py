@@ -317,10 +317,10 @@ def crd_schemas(manifests: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str],
     return schemas
 
 
-@functools.lru_cache(maxsize=1)
-def helmchartconfig_schema() -> dict:
-    """helm.cattle.io/v1 HelmChartConfig, from reference/upstream/crds/helmchartconfig.json."""
-    raw = json.loads((CRDS_DIR / "helmchartconfig.json").read_text())
+@functools.lru_cache(maxsize=None)
+def reference_crd_schema(filename: str) -> dict:
+    """A CRD schema extracted into reference/upstream/crds/ (see its README), made strict."""
+    raw = json.loads((CRDS_DIR / filename).read_text())
     raw.pop("$comment", None)
     return strict_crd_schema(raw)
 
@@ -334,6 +334,16 @@ def rancher_backup_schemas(operator_tag: str) -> dict[tuple[str, str], dict]:
         ("resources.cattle.io/v1", "Backup"): strict_crd_schema(raw["backups"]),
         ("resources.cattle.io/v1", "Restore"): strict_crd_schema(raw["restores"]),
     }
+
+
+def helmchartconfig_schema() -> dict:
+    """helm.cattle.io/v1 HelmChartConfig, from reference/upstream/crds/helmchartconfig.json."""
+    return reference_crd_schema("helmchartconfig.json")
+
+
+def suc_plan_schema() -> dict:
+    """upgrade.cattle.io/v1 Plan of system-upgrade-controller v0.20.1 (components/upgrades.py)."""
+    return reference_crd_schema("suc-plan-v0.20.1.json")
 
 
 def _describe(manifest: Mapping[str, Any]) -> str:
@@ -351,13 +361,18 @@ def validate_manifests(
 
     Built-in kinds: kubernetes-validate's strict schemas for the closest shipped minor.
     Custom kinds: `custom_schemas` (see crd_schemas), plus the CRDs found among the
-    manifests themselves and the vendored HelmChartConfig CRD.
+    manifests themselves and the extracted HelmChartConfig and Plan CRDs (reference/upstream/crds/).
     """
     import jsonschema
 
     manifests = list(manifests)
     version = schema_version_for(kube_version)
-    custom = {("helm.cattle.io/v1", "HelmChartConfig"): helmchartconfig_schema(), **crd_schemas(manifests), **dict(custom_schemas or {})}
+    custom = {
+        ("helm.cattle.io/v1", "HelmChartConfig"): helmchartconfig_schema(),
+        ("upgrade.cattle.io/v1", "Plan"): suc_plan_schema(),
+        **crd_schemas(manifests),
+        **dict(custom_schemas or {}),
+    }
     problems: list[str] = []
     for manifest in manifests:
         if not isinstance(manifest, Mapping) or "apiVersion" not in manifest or "kind" not in manifest:

@@ -66,6 +66,9 @@ class Registration:
     provider: str
     custom: bool
     outputs: dict = field(default_factory=dict)
+    # A multi-language component (e.g. kubernetes:yaml/v2:ConfigFile): its provider plugin
+    # constructs its children, on the deployer's machine, so the mocks never see them.
+    remote: bool = False
     # Input property paths the program marked secret.
     secret_inputs: list[str] = field(default_factory=list)
     ignore_changes: list[str] = field(default_factory=list)
@@ -273,6 +276,7 @@ class RecordingMonitor(MockMonitor):
                         provider=request.provider,
                         custom=request.custom,
                         outputs=state,
+                        remote=bool(request.remote),
                         secret_inputs=secret_paths,
                         ignore_changes=list(request.ignoreChanges),
                         protect=bool(request.protect),

@@ -31,9 +31,10 @@ ADMIN = "203.0.113.0/24"  # conftest BASE_CONFIG
 OTHER = "198.51.100.0/24"
 
 SHAPES = {"k3s": {}, "rke2": RKE2, "nginx-l7": NGINX_L7}
-# A patch upgrade, from one patch of 1.34 to a later one (never below what the cluster runs).
-K8S_BASE = {"k3s": "v1.34.1+k3s1", "rke2": "v1.34.2+rke2r1", "nginx-l7": "v1.34.1+k3s1"}
-K8S_VERSION = {"k3s": "v1.34.2+k3s1", "rke2": "v1.34.10+rke2r1", "nginx-l7": "v1.34.2+k3s1"}
+# A patch upgrade from v1.34.1 (the settings' default is v1.34.1+k3s1 but v1.34.10+rke2r1:
+# from the RKE2 default, v1.34.2 would be a downgrade, which the identity lock refuses).
+K8S_VERSION = {"k3s": "v1.34.2+k3s1", "rke2": "v1.34.2+rke2r1", "nginx-l7": "v1.34.2+k3s1"}
+K8S_BASE = {shape: version.replace("v1.34.2+", "v1.34.1+") for shape, version in K8S_VERSION.items()}
 
 
 # -- runs and plans ---------------------------------------------------------------------

@@ -206,6 +206,23 @@ def start(model, label: str) -> float:
     return model.timings[task_key(model, label)].start
 
 
+@pytest.mark.parametrize("stack", ["dev", "staging"])
+def test_the_upgrade_controllers_config_files_take_time_on_the_way_to_rancher(stack):
+    """system-upgrade-controller's ConfigFiles are remote components: the provider applies
+    their objects, the mocks never see them; each is one step with its own duration,
+    after the gate, before the Plan (and so before Rancher's release)."""
+    model = ttr.model_for(stack, "reference")
+    crd, controller = "kubernetes-upgrades-suc-crd", "kubernetes-upgrades-suc-controller"
+    assert model.tasks[task_key(model, crd)].duration == REFERENCE["kubernetes:yaml/v2:ConfigFile#crd.yaml"].seconds
+    assert model.tasks[task_key(model, controller)].duration == REFERENCE[
+        "kubernetes:yaml/v2:ConfigFile#system-upgrade-controller.yaml"].seconds
+    assert start(model, crd) >= model.timings[model.gate].finish
+    assert start(model, controller) >= finish(model, crd)
+    plan = next(t.label for t in model.tasks.values() if t.label.endswith("-server-plan"))
+    assert start(model, plan) >= finish(model, controller)
+    assert start(model, "rancher") >= finish(model, controller)
+
+
 def test_k3s_servers_start_after_the_datastore_endpoint_and_install_after_the_nat():
     model = ttr.model_for("dev", "reference")
     endpoint = finish(model, "rancher-late-secrets-datastore-endpoint")

@@ -3,8 +3,9 @@
 - A `kubernetesVersion` edit, planned with the offline engine from the deployed run to
   the edited one, updates the system-upgrade-controller Plan and the wait, replaces and
   restarts no server, and Rancher's release waits for the upgrade.
-- The Plan and the controller are the vendored upstream release, validated against the
-  vendored CRD's own schema.
+- The controller is the pinned release's assets, fetched at deploy time by the Kubernetes
+  provider (two yaml/v2 ConfigFiles, in order); the Plan validates against the Plan CRD's
+  fields and types extracted from the tag (reference/upstream/crds/suc-plan-v0.20.1.json).
 - Downgrades, skipped minors and unsupported Rancher/Kubernetes orders are refused by the
   identity lock's check, which runs in preview (as tests/test_change_safety.py does).
 - The wait's rules: every server Ready, uncordoned, at the version, and finished by the plan.
@@ -17,23 +18,25 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import RKE2
 from offline import charts
 from test_lifecycle import assert_routine, is_server, lifecycle_run, plan
 
 REPO = Path(__file__).resolve().parents[1]
-SUC = REPO / "reference" / "upstream" / "system-upgrade-controller" / "v0.20.1"
+PLAN_CRD = REPO / "reference" / "upstream" / "crds" / "suc-plan-v0.20.1.json"
+CONFIG_FILE = "kubernetes:yaml/v2:ConfigFile"
+GATE = "pulumi-python:dynamic/rancher-ha:ApiGate"
 PLAN = "kubernetes:upgrade.cattle.io/v1:Plan"
 WAIT = "pulumi-python:dynamic/rancher-ha:KubernetesUpgradeWait"
 LOCK = "pulumi-python:dynamic/rancher-ha:IdentityLock"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
-# The settings' default is v1.34.1 for both distributions.
+# Every upgrade starts from v1.34.1 (the settings' defaults differ: v1.34.1+k3s1 and
+# v1.34.10+rke2r1).
 DISTRIBUTIONS = {"k3s": ({}, "k3s1"), "rke2": (RKE2, "rke2r1")}
 UPGRADES = [
-    (f"{dist}-{kind}", shape, f"v1.{minor}.{patch}+{suffix}")
+    (f"{dist}-{kind}", {**shape, "rancher-ha:kubernetesVersion": f"v1.34.1+{suffix}"}, f"v1.{minor}.{patch}+{suffix}")
     for dist, (shape, suffix) in DISTRIBUTIONS.items()
     for kind, minor, patch in (("patch", 34, 2), ("minor", 35, 0))
 ]
@@ -43,54 +46,97 @@ def version(overrides: dict, value: str) -> dict:
     return {**overrides, "rancher-ha:kubernetesVersion": value}
 
 
-def crd_schemas() -> dict:
-    return charts.crd_schemas(yaml.safe_load_all((SUC / "crd.yaml").read_text()))
+# -- system-upgrade-controller from the pinned release, the Plan against its CRD -----------
+def test_the_plan_crd_schema_is_extracted_facts_with_its_source():
+    raw = json.loads(PLAN_CRD.read_text())
+    for fact in ("rancher/system-upgrade-controller", "tag v0.20.1", "f1362a3fe1a8d55a0c65847f7c2779909dc7ec95",
+                 "pkg/crds/yaml/generated/upgrade.cattle.io_plans.yaml"):
+        assert fact in raw["$comment"]
+
+    def descriptions(node, path="$"):
+        if isinstance(node, list):
+            return [d for i, item in enumerate(node) for d in descriptions(item, f"{path}[{i}]")]
+        if not isinstance(node, dict):
+            return []
+        found = [path] if isinstance(node.get("description"), str) else []
+        for key, value in node.items():
+            if key == "properties":
+                found += [d for name, child in value.items() for d in descriptions(child, f"{path}.{name}")]
+            elif key not in ("$comment", "description"):
+                found += descriptions(value, f"{path}.{key}")
+        return found
+
+    assert descriptions(raw) == []  # no upstream prose
+    assert "suc-plan-v0.20.1.json" in (PLAN_CRD.parent / "README.md").read_text()
+    # No copy of upstream's release manifests in the repository.
+    assert not (REPO / "reference" / "upstream" / "system-upgrade-controller").exists()
 
 
-# -- the vendored controller and the Plan ------------------------------------------------
-def test_the_vendored_controller_is_named_and_licensed():
-    source = (SUC / "SOURCE").read_text()
-    for fact in ("github.com/rancher/system-upgrade-controller", "tag: v0.20.1", "f1362a3fe1a8d55a0c65847f7c2779909dc7ec95", "Apache-2.0"):
-        assert fact in source
+def test_the_extraction_keeps_structure_and_drops_prose():
+    from tools.extract_suc_plan_crd import structure
 
-
-def test_controller_objects_are_the_release_build():
-    """What scripts/package-controller makes at the tag: kustomize's namespace and image."""
-    from components.upgrades import controller_objects
-
-    objects = controller_objects()
-    kinds = [o["kind"] for o in objects]
-    assert kinds[0] == "CustomResourceDefinition" and kinds.count("CustomResourceDefinition") == 1
-    for obj in objects:
-        if obj["kind"] in ("ServiceAccount", "ConfigMap", "Deployment", "Role", "RoleBinding"):
-            assert obj["metadata"]["namespace"] == "system-upgrade", obj["metadata"]
-        for subject in obj.get("subjects", []):
-            assert subject["namespace"] == "system-upgrade", obj["metadata"]
-    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
-    images = [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]]
-    assert images == ["rancher/system-upgrade-controller:v0.20.1"]
-    # The controller's RBAC reaches the ServiceAccount the Plan names.
-    assert {s["name"] for o in objects for s in o.get("subjects", [])} == {"system-upgrade"}
+    node = {"description": "prose", "type": "object", "required": ["a"], "properties": {
+        "description": {"type": "string", "description": "a field named description stays"},
+        "a": {"type": "array", "items": {"type": "integer", "format": "int32", "description": "x"}},
+    }}
+    assert structure(node) == {"type": "object", "required": ["a"], "properties": {
+        "description": {"type": "string"}, "a": {"type": "array", "items": {"type": "integer", "format": "int32"}},
+    }}
 
 
 @pytest.mark.parametrize("distribution, image", [("k3s", "rancher/k3s-upgrade"), ("rke2", "rancher/rke2-upgrade")])
-def test_the_server_plan_is_valid_against_the_vendored_crd(distribution, image):
+def test_the_server_plan_is_valid_against_the_extracted_crd(distribution, image):
     from components.upgrades import server_plan
 
     plan_object = server_plan(distribution, f"v1.35.0+{DISTRIBUTIONS[distribution][1]}")
-    assert charts.validate_manifests([plan_object], "v1.34.1", crd_schemas()) == []
+    assert charts.validate_manifests([plan_object], "v1.34.1") == []
     spec = plan_object["spec"]
     assert spec["concurrency"] == 1 and spec["cordon"] is True and spec["upgrade"] == {"image": image}
     assert spec["version"] == f"v1.35.0+{DISTRIBUTIONS[distribution][1]}"
+    assert spec["serviceAccountName"] == "system-upgrade"  # the release manifest's ServiceAccount
     assert spec["nodeSelector"]["matchExpressions"] == [
         {"key": "node-role.kubernetes.io/control-plane", "operator": "In", "values": ["true"]}
     ]
-    # The schema check has teeth: a wrong type or an unknown field fails.
+    # The schema check has teeth: a wrong type, an unknown field or a missing required one fails.
     broken = copy.deepcopy(plan_object)
     broken["spec"]["concurrency"] = "1"
     broken["spec"]["drainPolicy"] = True
-    problems = charts.validate_manifests([broken], "v1.34.1", crd_schemas())
-    assert any("concurrency" in p for p in problems) and any("drainPolicy" in p for p in problems)
+    del broken["spec"]["upgrade"]["image"]
+    problems = charts.validate_manifests([broken], "v1.34.1")
+    assert any("concurrency" in p for p in problems) and any("drainPolicy" in p for p in problems), problems
+    assert any("image" in p for p in problems), problems
+
+
+def _short(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
+
+
+@pytest.mark.parametrize("shape", [{}, RKE2], ids=["k3s", "rke2"])
+def test_the_controller_is_the_pinned_release_applied_in_order(shape):
+    """CRD and controller are the v0.20.1 release assets, fetched by the Kubernetes provider
+    (kubernetes:yaml/v2:ConfigFile, a remote component); gate -> CRD -> controller -> Plan ->
+    wait -> Rancher's release."""
+    run = lifecycle_run(shape)
+    release = "https://github.com/rancher/system-upgrade-controller/releases/download/v0.20.1"
+    files = {r.name: r for r in run.of_type(CONFIG_FILE)}
+    assert {name: r.inputs["file"] for name, r in files.items()} == {
+        "kubernetes-upgrades-suc-crd": f"{release}/crd.yaml",
+        "kubernetes-upgrades-suc-controller": f"{release}/system-upgrade-controller.yaml",
+    }
+    crd, controller = files["kubernetes-upgrades-suc-crd"], files["kubernetes-upgrades-suc-controller"]
+    (provider,) = run.of_type("pulumi:providers:kubernetes")
+    (gate,) = run.of_type(GATE)
+    (plan_registration,) = run.of_type(PLAN)
+    (wait,) = run.of_type(WAIT)
+    (rancher,) = [r for r in run.of_type(RELEASE) if r.name == "rancher"]
+    for config_file in (crd, controller):
+        assert config_file.remote and not config_file.custom
+        assert config_file.provider.startswith(provider.urn + "::")
+        assert config_file.deleted_with == provider.urn
+    chain = [gate, crd, controller, plan_registration, wait, rancher]
+    for before, after in zip(chain, chain[1:]):
+        assert before.urn in after.dependencies, f"{_short(after.urn)} does not wait for {_short(before.urn)}"
+    assert plan_registration.inputs["metadata"] == {"name": f"{'rke2' if shape else 'k3s'}-server", "namespace": "system-upgrade"}
 
 
 # -- a kubernetesVersion edit, planned -----------------------------------------------------
