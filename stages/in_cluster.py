@@ -139,6 +139,8 @@ def rancher_backup_folder(stack: str | None = None) -> str:
 
 def rancher_backups_args(settings: Settings, access: ClusterAccess, bucket: SnapshotBucket,
                          no_proxy: list[str]) -> RancherBackupsArgs:
+    chart_version = settings.backup_chart_version
+    assert chart_version is not None  # the settings refuse rancherBackups without one
     restore = None
     if settings.restore_from_backup:
         key = settings.restore_encryption_key
@@ -157,7 +159,7 @@ def rancher_backups_args(settings: Settings, access: ClusterAccess, bucket: Snap
         bucket_name=bucket.bucket_name,
         bucket_arn=bucket.bucket_arn,
         folder=rancher_backup_folder(),
-        chart_version=settings.backup_chart_version,
+        chart_version=chart_version,
         rancher_version=settings.rancher_version,
         schedule=settings.rancher_backup_schedule,
         retention=settings.rancher_backup_retention,
