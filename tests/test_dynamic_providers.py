@@ -90,13 +90,14 @@ def test_a_bytecode_pickle_would_not_survive_the_upgrade(tmp_path):
     """The control: the first release's by-value (dill bytecode) pickle fails under another minor."""
     if not OTHER_PYTHONS:
         pytest.skip("no other Python minor prepared")
-    import dill
-
-    def by_value():  # a plain function, pickled by value the way dill ships __main__ code
-        return 42
-
-    by_value.__module__ = "__main__"
-    pickled = base64.b64encode(dill.dumps(by_value, recurse=True)).decode()
+    # Pickled in a clean interpreter of this minor, as `pulumi up` would have: inside the
+    # test process dill would walk whatever the other tests left in __main__.
+    maker = ("import base64, dill\n"
+             "def by_value():\n    return 42\n"
+             "print(base64.b64encode(dill.dumps(by_value, recurse=True)).decode())")
+    made = subprocess.run([sys.executable, "-c", maker], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    pickled = made.stdout.strip()
     script = "import base64, sys, dill; print(dill.loads(base64.b64decode(sys.stdin.read()))())"
     failures = 0
     for python in OTHER_PYTHONS:

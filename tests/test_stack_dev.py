@@ -47,8 +47,13 @@ def test_resource_types_and_counts(mode, dev_run, dev_preview):
 def test_every_child_is_parented_to_a_component(mode, dev_run, dev_preview):
     run = dev_run if mode == "update" else dev_preview
     components = {r.urn: r for r in run.registrations if not r.custom}
-    assert all(c.type.startswith(("rancher-ha:")) for c in components.values())
-    orphans = [(r.type, r.name) for r in run.resources if r.parent not in components]
+    # The program's own components; a remote component (the Kubernetes provider's yaml/v2
+    # ConfigFile, resolved by the provider) is a child of one of them like any resource.
+    own = {urn: c for urn, c in components.items() if not getattr(c, "remote", False)}
+    assert own and all(c.type.startswith(("rancher-ha:")) for c in own.values()), sorted({c.type for c in own.values()})
+    remote = [c for c in components.values() if getattr(c, "remote", False)]
+    assert all(c.type == "kubernetes:yaml/v2:ConfigFile" and c.parent in own for c in remote), [(c.type, c.parent) for c in remote]
+    orphans = [(r.type, r.name) for r in run.resources if r.parent not in own]
     assert orphans == []
 
 

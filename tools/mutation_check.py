@@ -84,9 +84,25 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="dns-records-overwrite-another-stacks-silently",
         claim="only takeOverDnsRecords lets the stack overwrite existing Route53 records",
         path="components/dns.py",
-        find='overwrite = {"allow_overwrite": True} if take_over else {}',
-        replace='overwrite = {"allow_overwrite": True}',
+        find='overwrite: dict[str, bool] = {"allow_overwrite": True} if take_over else {}',
+        replace='overwrite: dict[str, bool] = {"allow_overwrite": True}',
         tests=("tests/test_backups.py::test_taking_over_the_old_stacks_names_is_explicit[False]",),
+    ),
+    Mutation(
+        name="joiners-do-not-wait-for-the-registration-address",
+        claim="a joining server waits for a running server's /ping before it starts (the audit disabled it: all green)",
+        path="rendering/templates/node-bootstrap.sh.j2",
+        find='if [ "$JOINING" = 1 ]; then\n  JOIN_ATTEMPTS=',
+        replace='if false; then\n  JOIN_ATTEMPTS=',
+        tests=("tests/test_first_boot.py::test_no_stub_crashed_and_joiners_reached_the_registration_address[shape:rke2-nlb]",),
+    ),
+    Mutation(
+        name="nginx-may-move-its-address-onto-a-server",
+        claim="the NGINX role moves the Elastic IP only onto this stack's NGINX instances (the audit's test took its expectation from the code)",
+        path="components/nginx_lb.py",
+        find=', f"aws:ResourceTag/{ROLE_TAG}": NGINX_ROLE}}',
+        replace='}}',
+        tests=("tests/test_iam_seams.py::test_association_statements_allow_exactly_the_stack_address_onto_its_nginx",),
     ),
 )
 
