@@ -293,6 +293,8 @@ class RancherBackups(pulumi.ComponentResource):
             encrypted = restore.backup_file.endswith(".enc")
             after: list[pulumi.Resource] = []
             if encrypted:
+                # Settings refuse an encrypted (.enc) restoreFromBackup without restoreEncryptionKey.
+                assert restore.encryption_key is not None
                 after.append(
                     secret(
                         f"{name}-restore-encryption-config",
