@@ -110,7 +110,7 @@ def forwarded_headers_chart_name(distribution: str, ingress_controller: str) -> 
 
 def forwarded_headers_values(ingress_controller: str, trusted_cidrs: Sequence[str], timeout_seconds: int = 1800) -> HelmValues:
     """Values making the packaged ingress trust X-Forwarded-* from the peers it really sees
-    behind the L7 load balancer (app.trusted_forwarders: the pod network and the LB subnets).
+    behind the L7 load balancer (stages.cluster.trusted_forwarders: the pod network and the LB subnets).
 
     Without this the ingress overwrites X-Forwarded-Proto with "http" and Rancher
     (tls=external) redirects every request to itself.

@@ -1172,7 +1172,7 @@ class Settings(BaseModel):
             vpc = _cidr(self.vpc_cidr)
         with guard:
             pods, services = _cidr(self.cluster_cidr), _cidr(self.service_cidr)
-        # (An existing VPC's CIDR is known only from AWS: app.check_cluster_networks.)
+        # (An existing VPC's CIDR is known only from AWS: stages.edge.check_cluster_networks.)
         with guard:
             for key, network in (("clusterCidr", pods), ("serviceCidr", services)):
                 if self.vpc_id is None and vpc is not None and network is not None and network.overlaps(vpc):
@@ -1189,7 +1189,7 @@ class Settings(BaseModel):
         with guard:
             if self.distribution == "rke2" and self.vpc_id is not None and self.node_subnet_ids:
                 # Even with every subnet in a zone of its own, too few subnets lose quorum with
-                # one zone; which zones they really are in only AWS knows (app.check_zone_quorum).
+                # one zone; which zones they really are in only AWS knows (stages.edge.check_zone_quorum).
                 risk = placement.quorum_loss_on_zone_failure(self.server_count, self.node_subnet_ids)
                 if risk is not None and not self.allow_quorum_loss_on_zone_failure:
                     problem(

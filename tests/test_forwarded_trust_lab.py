@@ -1,6 +1,6 @@
 """Which peer Traefik really sees behind K3s ServiceLB, proved with the real netfilter rules.
 
-The trust list the program gives Traefik (`ports.web.forwardedHeaders.trustedIPs`, app.py
+The trust list the program gives Traefik (`ports.web.forwardedHeaders.trustedIPs`, stages/cluster.py
 `trusted_forwarders`) must contain the address Traefik sees as the TCP peer when the L7
 NGINX forwards a request, or Traefik drops NGINX's X-Forwarded-Proto, sets its own
 ("http") and Rancher with tls=external redirects forever (k3s #1710, klipper-lb #31).

@@ -55,7 +55,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 FIRST_RELEASE = "f024eb3"
 REGION = "eu-west-1"
 STACK = "dev"
-FOLDER = f"rancher-ha/{STACK}"  # EtcdSnapshots.s3_folder in app.py
+FOLDER = f"rancher-ha/{STACK}"  # EtcdSnapshots.s3_folder in stages/cluster.py
 
 
 # -- the evaluator -------------------------------------------------------------------------

@@ -74,9 +74,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="rancher-upgrades-before-its-backup-completes",
         claim="the Rancher release waits for the pre-upgrade backup (and a restore) to complete",
-        path="app.py",
-        find="rancher_after=[dns, *(backups.before_rancher if backups else [])],",
-        replace="rancher_after=[dns],",
+        path="stages/in_cluster.py",
+        find="rancher_after=[dns, upgrades.wait, *(backups.before_rancher if backups else [])],",
+        replace="rancher_after=[dns, upgrades.wait],",
         tests=("tests/test_backups.py::test_a_rancher_upgrade_backs_up_first_then_upgrades",
                "tests/test_backups.py::test_a_new_restoring_stack_plans_operator_restore_then_rancher"),
     ),
