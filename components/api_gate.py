@@ -10,7 +10,7 @@ a replaced server is waited for. In preview nothing waits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, TypedDict
 
 import pulumi
 from pulumi.dynamic import Resource
@@ -37,7 +37,16 @@ class ApiGateArgs:
     triggers: Sequence[pulumi.Input[str]] = ()
 
 
-def probe_inputs(args: ApiGateArgs) -> dict:
+class ProbeInputs(TypedDict):
+    url: pulumi.Input[str]
+    serverName: str
+    caPem: pulumi.Input[str]
+    clientCertPem: pulumi.Input[str]
+    clientKeyPem: pulumi.Output[str]
+    expectedNodes: list[pulumi.Input[str]]
+
+
+def probe_inputs(args: ApiGateArgs) -> ProbeInputs:
     """How a provider reaches the API and which servers it checks (api_gate_provider.probe_from)."""
     return {
         "url": args.url,

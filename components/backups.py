@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Mapping, NotRequired, Optional, Sequence, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -36,6 +36,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from .api_gate import ApiConnection, ObjectReady
+from .instance_role import PolicyDocument, Statement
 from .naming import child, stack_label, tags
 from .rancher import pinned_release
 from .renewal import renewal_window
@@ -90,27 +91,38 @@ def restore_name(backup_file: str) -> str:
     return "rancher-ha-restore-" + hashlib.sha256(backup_file.encode()).hexdigest()[:12]
 
 
+class S3ObjectStore(TypedDict):
+    bucketName: pulumi.Input[str]
+    folder: str
+    region: str
+    endpoint: str
+    credentialSecretName: NotRequired[str]
+    credentialSecretNamespace: NotRequired[str]
+
+
 @dataclass(frozen=True)
 class S3Location:
     bucket: pulumi.Input[str]
     folder: str
     region: str
 
-    def spec(self, credentials_secret: Optional[str]) -> dict:
+    def spec(self, credentials_secret: Optional[str]) -> S3ObjectStore:
         """storageLocation.s3 of a Backup/Restore (S3ObjectStore in types)."""
-        location = {"bucketName": self.bucket, "folder": self.folder, "region": self.region,
-                    "endpoint": s3_endpoint(self.region)}
+        location: S3ObjectStore = {"bucketName": self.bucket, "folder": self.folder, "region": self.region,
+                                   "endpoint": s3_endpoint(self.region)}
         if credentials_secret:
-            location.update(credentialSecretName=credentials_secret, credentialSecretNamespace=NAMESPACE)
+            location["credentialSecretName"] = credentials_secret
+            location["credentialSecretNamespace"] = NAMESPACE
         return location
 
 
-def chart_values(location: S3Location, proxy: Optional[str], no_proxy: Sequence[str]) -> dict:
+def chart_values(location: S3Location, proxy: Optional[str], no_proxy: Sequence[str]) -> dict[str, object]:
     """Values of the rancher-backup chart: the stack's bucket as default storage location."""
     s3 = location.spec(credentials_secret_name())
-    values: dict = {"s3": {"enabled": True, **s3}}
+    values: dict[str, object] = {"s3": {"enabled": True, **s3}}
     if proxy:
-        values.update(proxy=proxy, noProxy=",".join(no_proxy))
+        values["proxy"] = proxy
+        values["noProxy"] = ",".join(no_proxy)
     return values
 
 
@@ -130,16 +142,49 @@ def encryption_configuration(key_base64: str) -> str:
     )
 
 
-def backup_object(name: str, schedule: Optional[str] = None, retention: Optional[int] = None) -> dict:
-    spec: dict = {"resourceSetName": RESOURCE_SET, "encryptionConfigSecretName": encryption_secret_name()}
+class ObjectName(TypedDict):
+    name: str
+
+
+class BackupSpec(TypedDict):
+    resourceSetName: str
+    encryptionConfigSecretName: str
+    schedule: NotRequired[str]
+    retentionCount: NotRequired[Optional[int]]
+
+
+class BackupObject(TypedDict):
+    apiVersion: str
+    kind: str
+    metadata: ObjectName
+    spec: BackupSpec
+
+
+class RestoreSpec(TypedDict):
+    backupFilename: str
+    prune: bool
+    storageLocation: NotRequired[dict[str, S3ObjectStore]]
+    encryptionConfigSecretName: NotRequired[str]
+
+
+class RestoreObject(TypedDict):
+    apiVersion: str
+    kind: str
+    metadata: ObjectName
+    spec: RestoreSpec
+
+
+def backup_object(name: str, schedule: Optional[str] = None, retention: Optional[int] = None) -> BackupObject:
+    spec: BackupSpec = {"resourceSetName": RESOURCE_SET, "encryptionConfigSecretName": encryption_secret_name()}
     if schedule:
-        spec.update(schedule=schedule, retentionCount=retention)
+        spec["schedule"] = schedule
+        spec["retentionCount"] = retention
     return {"apiVersion": API_VERSION, "kind": "Backup", "metadata": {"name": name}, "spec": spec}
 
 
-def restore_object(backup_file: str, location: Optional[dict], encrypted: bool) -> dict:
+def restore_object(backup_file: str, location: Optional[S3ObjectStore], encrypted: bool) -> RestoreObject:
     # prune: false, as the migration guide says: nothing in the new cluster is deleted.
-    spec: dict = {"backupFilename": backup_file, "prune": False}
+    spec: RestoreSpec = {"backupFilename": backup_file, "prune": False}
     if location is not None:
         spec["storageLocation"] = {"s3": location}
     if encrypted:
@@ -147,7 +192,7 @@ def restore_object(backup_file: str, location: Optional[dict], encrypted: bool) 
     return {"apiVersion": API_VERSION, "kind": "Restore", "metadata": {"name": restore_name(backup_file)}, "spec": spec}
 
 
-def backup_user_policy(bucket_arn: str, folder: str, read_from: Sequence[tuple[str, str]] = ()) -> dict:
+def backup_user_policy(bucket_arn: str, folder: str, read_from: Sequence[tuple[str, str]] = ()) -> PolicyDocument:
     """The backup user's policy: its own folder only, plus read of a restore source.
 
     backup-restore-operator's S3 client (pkg/objectstore/s3minio.go, backup/retention.go):
@@ -155,19 +200,19 @@ def backup_user_policy(bucket_arn: str, folder: str, read_from: Sequence[tuple[s
     ListObjects with the folder as prefix (s3:ListBucket), RemoveObject for retention
     (s3:DeleteObject), FGetObject/StatObject on restore (s3:GetObject).
     """
-    statements = [
+    statements: list[Statement] = [
         # HeadBucket carries no s3:prefix: an unconditioned ListBucket on the one bucket.
         {"Sid": "Bucket", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": bucket_arn},
         {"Sid": "Objects", "Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
          "Resource": f"{bucket_arn}/{folder}/*"},
     ]
     for index, (source_arn, source_folder) in enumerate(read_from):
-        statements += [
+        statements.extend([
             {"Sid": f"RestoreSourceBucket{index}", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
              "Resource": source_arn},
             {"Sid": f"RestoreSourceObjects{index}", "Effect": "Allow", "Action": ["s3:GetObject"],
              "Resource": f"{source_arn}/{source_folder}/*" if source_folder else f"{source_arn}/*"},
-        ]
+        ])
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -195,7 +240,7 @@ class RancherBackupsArgs:
     retention: int
     key_max_age_days: int
     proxy: Optional[str] = None
-    no_proxy: Sequence[str] = field(default_factory=list)
+    no_proxy: Sequence[str] = field(default_factory=list[str])
     restore: Optional[RestoreSource] = None
 
 
@@ -242,7 +287,7 @@ class RancherBackups(pulumi.ComponentResource):
             f"{name}-namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=NAMESPACE), opts=in_cluster()
         )
 
-        def secret(resource_name: str, secret_name: str, data: dict) -> k8s.core.v1.Secret:
+        def secret(resource_name: str, secret_name: str, data: Mapping[str, pulumi.Input[str]]) -> k8s.core.v1.Secret:
             return k8s.core.v1.Secret(
                 resource_name,
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=secret_name, namespace=namespace.metadata.name),
@@ -277,7 +322,7 @@ class RancherBackups(pulumi.ComponentResource):
             timeout=600, atomic=True, opts=in_cluster(namespace, crds, credentials),
         )
 
-        def custom_resource(resource_name: str, body: dict, *after: pulumi.Resource) -> k8s.apiextensions.CustomResource:
+        def custom_resource(resource_name: str, body: BackupObject | RestoreObject, *after: pulumi.Resource) -> k8s.apiextensions.CustomResource:
             return k8s.apiextensions.CustomResource(
                 resource_name,
                 api_version=body["apiVersion"],
@@ -293,6 +338,8 @@ class RancherBackups(pulumi.ComponentResource):
             encrypted = restore.backup_file.endswith(".enc")
             after: list[pulumi.Resource] = []
             if encrypted:
+                # Settings refuse an encrypted (.enc) restoreFromBackup without restoreEncryptionKey.
+                assert restore.encryption_key is not None
                 after.append(
                     secret(
                         f"{name}-restore-encryption-config",

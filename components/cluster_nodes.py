@@ -67,7 +67,7 @@ class ClusterNodesArgs:
     etcd_restore_snapshot: Optional[str] = None
 
 
-def node_boot_spec(args: ClusterNodesArgs, index: int, bucket: Optional[str]) -> cloud_init.NodeBootSpec:
+def node_boot_spec(args: ClusterNodesArgs, index: int, bucket: Optional[str], parameter_prefix: str) -> cloud_init.NodeBootSpec:
     first = index == 0
     rke2 = args.distribution == "rke2"
     # RKE2 servers after the first join through the registration name; K3s servers
@@ -93,7 +93,7 @@ def node_boot_spec(args: ClusterNodesArgs, index: int, bucket: Optional[str]) ->
         distribution=args.distribution,
         first_server=first,
         region=args.region,
-        parameter_prefix=args.parameter_path,
+        parameter_prefix=parameter_prefix,
         kubernetes_version=args.kubernetes_version,
         config=config,
         # RKE2 joiners get the CA from a running server over the supervisor. K3s
@@ -178,7 +178,7 @@ class ClusterNodes(pulumi.ComponentResource):
             server = f"{name}-server-{index}"
             user_data = pulumi.Output.all(args.etcd_snapshot_bucket, args.parameter_path).apply(
                 lambda values, index=index: cloud_init.node_user_data(
-                    node_boot_spec(dataclasses.replace(args, parameter_path=values[1]), index, values[0])
+                    node_boot_spec(args, index, values[0], values[1])
                 )
             )
             instance = hardened_instance(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -37,7 +37,14 @@ class DatastoreArgs:
     restore_time: Optional[str] = None
 
 
-def restore_arguments(args: DatastoreArgs) -> dict:
+class RestoreArguments(TypedDict, total=False):
+    """The restore inputs of aws.rds.Instance, at most one of them."""
+
+    snapshot_identifier: str
+    restore_to_point_in_time: aws.rds.InstanceRestoreToPointInTimeArgs
+
+
+def restore_arguments(args: DatastoreArgs) -> RestoreArguments:
     """aws.rds.Instance inputs that create the datastore from a snapshot or a point in time.
 
     The restored database keeps its users; the provider sets the master password after

@@ -114,11 +114,15 @@ def _hosted_zone(parent: pulumi.Resource, args: "PublicNameArgs"):
     )
 
 
+class _Overwrite(TypedDict, total=False):
+    allow_overwrite: bool
+
+
 def _load_balancer_record(resource_name: str, zone_id: pulumi.Input[str], record_name: str, target: LoadBalancerTarget,
                           opts: pulumi.ResourceOptions, take_over: bool = False) -> aws.route53.Record:
     # Only an explicit take-over may overwrite a record someone else (an old stack) made;
     # otherwise Route53 refuses and `pulumi up` fails instead of moving a live name.
-    overwrite: dict[str, bool] = {"allow_overwrite": True} if take_over else {}
+    overwrite: _Overwrite = {"allow_overwrite": True} if take_over else {}
     if target.address is None:
         assert target.alias_dns_name is not None and target.alias_zone_id is not None  # checked in __post_init__
         return aws.route53.Record(

@@ -21,13 +21,19 @@ EC2_TRUST_POLICY = json.dumps(
 
 
 class Statement(TypedDict):
-    """One IAM policy statement, as this program writes them."""
+    """One IAM policy statement, as this program writes them (identity, key and bucket policies)."""
 
     Sid: str
     Effect: str
-    Action: list[str]
+    Principal: NotRequired[str | dict[str, str | list[str]]]
+    Action: str | list[str]
     Resource: str | list[str]
-    Condition: NotRequired[dict[str, dict[str, str]]]
+    Condition: NotRequired[dict[str, dict[str, str | list[str]]]]
+
+
+class PolicyDocument(TypedDict):
+    Version: str
+    Statement: list[Statement]
 
 
 # What the SSM Agent needs for Session Manager and nothing else: AWS's own minimal
@@ -45,7 +51,7 @@ SESSION_MANAGER_ACTIONS = (
 )
 
 
-def session_manager_statements(partition: str, region: str, account: str) -> list[dict]:
+def session_manager_statements(partition: str, region: str, account: str) -> list[Statement]:
     """The ssmmessages actions have no resource type ("Actions, resources, and condition
     keys for Amazon Message Gateway Service": the resource must be '*'), so the statement
     is scoped by `ec2:SourceInstanceARN`, which AWS sets on every request signed with an
@@ -97,7 +103,7 @@ class InstanceRole(pulumi.ComponentResource):
         )
         # SecureStrings use the AWS-managed aws/ssm key, whose key policy already lets
         # SSM decrypt for principals of this account: no kms:Decrypt grant needed.
-        session = (
+        session: pulumi.Input[list[Statement]] = (
             pulumi.Output.all(partition, account_id).apply(lambda v: session_manager_statements(v[0], args.region, v[1]))
             if args.session_manager
             else []

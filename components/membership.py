@@ -53,7 +53,7 @@ class ShippedClusterMemberProvider(implementation.ClusterMemberProvider):
 
 
 class ClusterMember(Resource, module="rancher-ha", name="ClusterMember"):
-    def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, props: pulumi.Inputs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(
             ShippedClusterMemberProvider(),
             name,

@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from .instance_role import PolicyDocument
 from .naming import child, stack_label, tags
 
 # What the account (through IAM policies of its administrators) may do with the key: run
@@ -37,7 +38,7 @@ KEY_USE_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
 OBJECT_DATA_ACTIONS = ["s3:GetObject*", "s3:PutObject*", "s3:RestoreObject"]
 
 
-def key_policy(partition: str, account: str, region: str, writer_arns: Sequence[str]) -> dict:
+def key_policy(partition: str, account: str, region: str, writer_arns: Sequence[str]) -> PolicyDocument:
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -72,7 +73,7 @@ def principal_arn_patterns(caller_arn: str) -> list[str]:
     return [caller_arn]
 
 
-def bucket_policy(bucket_arn: str, writer_arns: Sequence[str], admin_arns: Sequence[str]) -> dict:
+def bucket_policy(bucket_arn: str, writer_arns: Sequence[str], admin_arns: Sequence[str]) -> PolicyDocument:
     everything = [bucket_arn, f"{bucket_arn}/*"]
     return {
         "Version": "2012-10-17",

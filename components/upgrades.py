@@ -39,7 +39,7 @@ Rancher/Kubernetes pairs are refused in preview by the identity lock
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -68,7 +68,19 @@ def server_plan_name(distribution: str) -> str:
     return f"{distribution}-server"
 
 
-def server_plan(distribution: str, kubernetes_version: str) -> dict:
+class PlanMetadata(TypedDict):
+    name: str
+    namespace: str
+
+
+class Plan(TypedDict):
+    apiVersion: str
+    kind: str
+    metadata: PlanMetadata
+    spec: dict[str, object]
+
+
+def server_plan(distribution: str, kubernetes_version: str) -> Plan:
     """The Plan that upgrades every server node to `kubernetes_version`, one at a time."""
     return {
         "apiVersion": "upgrade.cattle.io/v1",

@@ -7,7 +7,7 @@ from SSM at boot (see node-bootstrap.sh.j2), so this text may sit in user data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Mapping, Optional
 
 import yaml
 
@@ -94,14 +94,14 @@ def server_config(spec: ServerConfigSpec) -> ServerConfig:
 RESTORED_PARAMETER_PREFIX = "etcd-restored-"
 
 
-def restore_flags(snapshot: str) -> dict:
+def restore_flags(snapshot: str) -> dict[str, str | bool]:
     """The one-off `rke2 server` flags that restore an etcd snapshot (docs.rke2.io,
     "Backup and Restore"): with etcd-s3 in config.yaml the snapshot is fetched from S3.
     The process exits after the reset; the service is then started without them."""
     return {"cluster-reset": True, "cluster-reset-restore-path": snapshot}
 
 
-def flags_argv(flags: dict) -> list[str]:
+def flags_argv(flags: Mapping[str, str | int | bool]) -> list[str]:
     return [f"--{key}" if value is True else f"--{key}={value}" for key, value in flags.items()]
 
 

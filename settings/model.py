@@ -1011,6 +1011,8 @@ class Settings(BaseModel):
         proxied: Optional[bool] = None
         creates_vpc: Optional[bool] = None
         internal: Optional[bool] = None
+        restoring: Optional[bool] = None
+        encrypted: Optional[bool] = None
 
         def problem(key: str, value: Any, message: str) -> None:
             problems.append(f"rancher-ha:{key} = {value!r}: {message}")
@@ -1293,21 +1295,21 @@ class Settings(BaseModel):
         with guard:
             for key, value in (("restoreFromBucket", self.restore_from_bucket), ("restoreFromFolder", self.restore_from_folder),
                                ("restoreFromRegion", self.restore_from_region)):
-                if value is not None and not restoring:
+                if value is not None and restoring is False:
                     problem(key, value, "has no effect without restoreFromBackup. Fix: remove it, or set restoreFromBackup")
         with guard:
             if self.restore_from_bucket is not None and self.restore_from_folder is None:
                 problem("restoreFromBucket", self.restore_from_bucket,
                         "needs restoreFromFolder. Fix: set it to the old stack's rancherBackupFolder output")
         with guard:
-            encrypted = restoring and self.restore_from_backup.endswith(".enc")
+            encrypted = self.restore_from_backup is not None and self.restore_from_backup.endswith(".enc")
         with guard:
             if encrypted and self.restore_encryption_key is None:
                 problem("restoreFromBackup", self.restore_from_backup,
                         "is encrypted (.enc). Fix: `pulumi stack output --show-secrets rancherBackupEncryptionKey` on the "
                         "old stack, then `pulumi config set --secret restoreEncryptionKey <it>`")
         with guard:
-            if self.restore_encryption_key is not None and not encrypted:
+            if self.restore_encryption_key is not None and encrypted is False:
                 problem("restoreEncryptionKey", "[secret]",
                         "is only used for an encrypted (.enc) restoreFromBackup. Fix: remove it")
         with guard:
@@ -1343,7 +1345,6 @@ class Settings(BaseModel):
                 )
         with guard:
             restores_db = self.db_restore_from_snapshot is not None or self.db_restore_source_instance is not None
-        with guard:
             if (restores_db or self.db_restore_time is not None) and self.distribution != "k3s":
                 problem(
                     "dbRestoreFromSnapshot" if self.db_restore_from_snapshot else "dbRestoreSourceInstance",

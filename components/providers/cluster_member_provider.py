@@ -27,15 +27,18 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import quote
 
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-try:
+if TYPE_CHECKING:
     from .api_gate_provider import ApiProbe, request, ssl_context
-except ImportError:  # shipped: the gate's source ran first in this module's namespace
-    pass
+else:
+    try:
+        from .api_gate_provider import ApiProbe, request, ssl_context
+    except ImportError:  # shipped: the gate's source ran first in this module's namespace
+        pass
 
 # The input whose change means "another machine": the member of the old one must go.
 REPLACING_INPUTS = ("instanceId",)

@@ -92,7 +92,7 @@ def _rancher(version: str) -> tuple[int, int, int]:
 
 def _supports(rules: dict, rancher_minor: tuple[int, int], kubernetes_minor: int) -> bool:
     low, high = rules.get(f"{rancher_minor[0]}.{rancher_minor[1]}") or (None, None)
-    return low is not None and low <= kubernetes_minor <= high
+    return low is not None and high is not None and low <= kubernetes_minor <= high
 
 
 def safe_path(rules: dict, rancher: tuple[int, int], kubernetes: int, target: tuple[tuple[int, int], int]) -> Optional[list[str]]:
