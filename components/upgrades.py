@@ -62,6 +62,8 @@ UPGRADE_IMAGES = {"k3s": "rancher/k3s-upgrade", "rke2": "rancher/rke2-upgrade"}
 # SUC's job deadline per node (SYSTEM_UPGRADE_JOB_ACTIVE_DEADLINE_SECONDS, 900 in the
 # release's ConfigMap at the tag) plus the node's restart and Ready: one server's bound.
 SECONDS_PER_SERVER = 900 + 300
+# Listing the nodes once the gate has passed: seconds, unless the API path is broken.
+VERSION_CHECK_TIMEOUT_SECONDS = 300
 
 
 def server_plan_name(distribution: str) -> str:
@@ -107,6 +109,24 @@ def server_plan(distribution: str, kubernetes_version: str) -> Plan:
 class ShippedKubernetesUpgradeWaitProvider(implementation.KubernetesUpgradeWaitProvider):
     def __reduce__(self):
         return (eval, (loader_expression(source_of(implementation.__file__), "KubernetesUpgradeWaitProvider"),))
+
+
+class ShippedKubernetesVersionCheckProvider(implementation.KubernetesVersionCheckProvider):
+    def __reduce__(self):
+        return (eval, (loader_expression(source_of(implementation.__file__), "KubernetesVersionCheckProvider"),))
+
+
+class KubernetesVersionCheck(Resource, module="rancher-ha", name="KubernetesVersionCheck"):
+    """Refuses, before the upgrade Plan exists or changes, a version older than any node runs."""
+
+    def __init__(self, name: str, access: ApiGateArgs, version: str, timeout_seconds: int,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(
+            ShippedKubernetesVersionCheckProvider(),
+            name,
+            {**probe_inputs(access), "version": version, "timeoutSeconds": timeout_seconds, "attempts": None},
+            pulumi.ResourceOptions.merge(opts, SECRET_PROBE_OUTPUTS),
+        )
 
 
 class KubernetesUpgradeWait(Resource, module="rancher-ha", name="KubernetesUpgradeWait"):
@@ -157,6 +177,15 @@ class KubernetesUpgrades(pulumi.ComponentResource):
         crd = k8s.yaml.v2.ConfigFile(f"{name}-suc-crd", file=SUC_CRD_URL, opts=in_cluster())
         controller = k8s.yaml.v2.ConfigFile(f"{name}-suc-controller", file=SUC_CONTROLLER_URL, opts=in_cluster(crd))
 
+        # Nothing may tell the controller to install an older release than a node runs (a
+        # hand-applied upgrade, or an edit back): checked before the Plan exists or changes.
+        no_server_ahead = KubernetesVersionCheck(
+            f"{name}-no-server-ahead",
+            args.access,
+            args.kubernetes_version,
+            timeout_seconds=VERSION_CHECK_TIMEOUT_SECONDS,
+            opts=child(self, depends_on=[args.gate], deleted_with=args.provider),
+        )
         plan = server_plan(args.distribution, args.kubernetes_version)
         plan_resource = k8s.apiextensions.CustomResource(
             f"{name}-{plan['metadata']['name']}-plan",
@@ -164,7 +193,7 @@ class KubernetesUpgrades(pulumi.ComponentResource):
             kind=plan["kind"],
             metadata=k8s.meta.v1.ObjectMetaArgs(**plan["metadata"]),
             spec=plan["spec"],
-            opts=in_cluster(crd, controller),
+            opts=in_cluster(crd, controller, no_server_ahead),
         )
         plan_path = f"/apis/upgrade.cattle.io/v1/namespaces/{SUC_NAMESPACE}/plans/{plan['metadata']['name']}"
         self.wait = KubernetesUpgradeWait(

@@ -541,6 +541,7 @@ def test_the_plan_uses_the_programs_own_dynamic_provider_diffs():
         "pulumi-python:dynamic/rancher-ha:IdentityLock",
         "pulumi-python:dynamic/rancher-ha:ClusterMember",
         "pulumi-python:dynamic/rancher-ha:KubernetesUpgradeWait",
+        "pulumi-python:dynamic/rancher-ha:KubernetesVersionCheck",
         "pulumi-python:dynamic/rancher-ha:ObjectReady",
     }
     old = run_program()

@@ -28,6 +28,7 @@ SECRET_CARRIERS = {
     "pulumi-python:dynamic/rancher-ha:ApiGate": {"clientKeyPem"},
     "pulumi-python:dynamic/rancher-ha:ClusterMember": {"clientKeyPem"},
     "pulumi-python:dynamic/rancher-ha:KubernetesUpgradeWait": {"clientKeyPem"},
+    "pulumi-python:dynamic/rancher-ha:KubernetesVersionCheck": {"clientKeyPem"},
     "pulumi-python:dynamic/rancher-ha:ObjectReady": {"clientKeyPem"},
     "pulumi:providers:kubernetes": {"kubeconfig"},
     "kubernetes:helm.sh/v3:Release": {"values"},

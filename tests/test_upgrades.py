@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -350,3 +351,54 @@ def test_a_rancher_minor_upgrade_plans_as_the_release_only(dist):
         ("update", RELEASE, "rancher", ["version"]),
     ], changed
     assert refusals(shape, new_shape) == {}
+
+
+# -- nothing installs an older release over a server (reviewed: the Plan came before the check) --
+def _version_check_props(version: str) -> dict:
+    return {"url": "https://lb:6443", "serverName": "rancher.example.com", "caPem": "ca", "clientCertPem": "c",
+            "clientKeyPem": "k", "expectedNodes": ADDRESSES, "version": version, "timeoutSeconds": 30}
+
+
+@pytest.mark.parametrize("running", ["v1.34.4+k3s1", "v1.35.0+k3s1", "v1.34.1+k3s2"], ids=["patch", "minor", "build"])
+def test_a_server_ahead_of_the_stack_is_refused_before_the_plan_changes(monkeypatch, running):
+    """A hand-applied newer patch (or minor, or build): the check refuses at once, naming the
+    version to set, and does not wait out its timeout."""
+    from components.providers import api_gate_provider as gate
+
+    nodes = {"items": [_node("a", "10.0.0.1", "v1.34.1+k3s1"), _node("b", "10.0.0.2", running)]}
+    monkeypatch.setattr(gate, "ssl_context", lambda probe: None)
+    monkeypatch.setattr(gate, "get", lambda probe, context, path, timeout: (200, json.dumps(nodes).encode()))
+    monkeypatch.setattr(gate.time, "sleep", lambda seconds: pytest.fail("waited instead of refusing at once"))
+    with pytest.raises(gate.ClusterAhead, match=rf"b runs {re.escape(running)}.*Set kubernetesVersion to {re.escape(running)}"):
+        gate.KubernetesVersionCheckProvider().create(_version_check_props("v1.34.1+k3s1"))
+
+
+def test_servers_at_or_below_the_version_pass_the_check(monkeypatch):
+    from components.providers import api_gate_provider as gate
+
+    nodes = {"items": [_node("a", "10.0.0.1", "v1.34.1+k3s1"), _node("b", "10.0.0.2", "v1.33.9+k3s1")]}
+    monkeypatch.setattr(gate, "ssl_context", lambda probe: None)
+    monkeypatch.setattr(gate, "get", lambda probe, context, path, timeout: (200, json.dumps(nodes).encode()))
+    assert gate.KubernetesVersionCheckProvider().create(_version_check_props("v1.34.1+k3s1")).outs["attempts"] == 1
+
+
+@pytest.mark.parametrize("shape", [{}, RKE2], ids=["k3s", "rke2"])
+def test_the_plan_waits_for_the_check_and_the_check_for_the_gate(shape):
+    from offline.destroy import DependencyGraph
+
+    run = lifecycle_run(shape)
+    graph = DependencyGraph(run.registrations)
+    (check,) = run.of_type("pulumi-python:dynamic/rancher-ha:KubernetesVersionCheck")
+    (plan_object,) = [r for r in run.registrations if r.type == "kubernetes:upgrade.cattle.io/v1:Plan"]
+    (gate,) = run.of_type("pulumi-python:dynamic/rancher-ha:ApiGate")
+    assert check.urn in graph.dependencies_of(plan_object.urn)
+    assert gate.urn in graph.dependencies_of(check.urn)
+    assert check.inputs["version"] == plan_object.inputs["spec"]["version"]
+
+
+def test_a_version_edit_runs_the_check_again():
+    from components.providers.api_gate_provider import KubernetesVersionCheckProvider
+
+    provider = KubernetesVersionCheckProvider()
+    assert provider.diff("id", _version_check_props("v1.34.1+k3s1"), _version_check_props("v1.34.2+k3s1")).changes
+    assert not provider.diff("id", _version_check_props("v1.34.1+k3s1"), _version_check_props("v1.34.1+k3s1")).changes

@@ -104,6 +104,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         replace='}}',
         tests=("tests/test_iam_seams.py::test_association_statements_allow_exactly_the_stack_address_onto_its_nginx",),
     ),
+    Mutation(
+        name="the-upgrade-plan-does-not-wait-for-the-version-check",
+        claim="no upgrade Plan is created or changed before the check that no server runs a newer release",
+        path="components/upgrades.py",
+        find="opts=in_cluster(crd, controller, no_server_ahead),",
+        replace="opts=in_cluster(crd, controller),",
+        tests=("tests/test_upgrades.py::test_the_plan_waits_for_the_check_and_the_check_for_the_gate",),
+    ),
 )
 
 

@@ -169,7 +169,12 @@ def _run_in_tree(tree: Path, stacks: list[str], python: str) -> tuple[dict[str, 
 def program_dynamic_diffs() -> dict:
     """type token -> the working tree's dynamic provider, whose `check` and `diff` the plan
     runs (the engine checks and diffs with the new program's provider, components/providers/)."""
-    from components.providers.api_gate_provider import ApiGateProvider, KubernetesUpgradeWaitProvider, ObjectReadyProvider
+    from components.providers.api_gate_provider import (
+        ApiGateProvider,
+        KubernetesUpgradeWaitProvider,
+        KubernetesVersionCheckProvider,
+        ObjectReadyProvider,
+    )
     from components.providers.cluster_member_provider import ClusterMemberProvider
     from components.providers.identity_lock_provider import IdentityLockProvider
 
@@ -178,6 +183,7 @@ def program_dynamic_diffs() -> dict:
         "pulumi-python:dynamic/rancher-ha:IdentityLock": IdentityLockProvider(),
         "pulumi-python:dynamic/rancher-ha:ClusterMember": ClusterMemberProvider(),
         "pulumi-python:dynamic/rancher-ha:KubernetesUpgradeWait": KubernetesUpgradeWaitProvider(),
+        "pulumi-python:dynamic/rancher-ha:KubernetesVersionCheck": KubernetesVersionCheckProvider(),
         "pulumi-python:dynamic/rancher-ha:ObjectReady": ObjectReadyProvider(),
     }
 

@@ -244,10 +244,52 @@ class ClusterAhead(ApiNotReady):
     """A node runs a newer Kubernetes minor than the stack: nothing can downgrade it."""
 
 
-def _release(version: str) -> tuple[int, int]:
-    """(minor, patch) of 'v1.34.2+k3s1' / 'v1.34.2+rke2r1'."""
-    core = version.lstrip("v").split("+", 1)[0].split(".")
-    return int(core[1]), int(core[2])
+def _release(version: str) -> tuple[int, int, int]:
+    """(minor, patch, build) of 'v1.34.2+k3s1' / 'v1.34.2+rke2r1'."""
+    core, _, build = version.lstrip("v").partition("+")
+    parts = core.split(".")
+    return int(parts[1]), int(parts[2]), int("".join(ch for ch in build if ch.isdigit()) or 0)
+
+
+def servers_ahead(node_list: dict, version: str) -> list[str]:
+    """'<node> runs <version>' for every node running a newer release than `version`
+    (minor, patch or build): system-upgrade-controller would install `version` over it
+    (rke2-upgrade/k3s-upgrade replace the binary whenever it differs, in either direction)."""
+    ahead = []
+    for node in node_list.get("items", []):
+        running = node.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", "")
+        if running and _release(running) > _release(version):
+            ahead.append(f"{node.get('metadata', {}).get('name', '?')} runs {running}")
+    return ahead
+
+
+def ahead_message(ahead: Sequence[str], version: str) -> str:
+    newest = max((entry.rsplit(" runs ", 1)[1] for entry in ahead), key=_release)
+    return (
+        f"{', '.join(ahead)}: newer than kubernetesVersion {version}. Kubernetes cannot be downgraded (etcd "
+        f"refuses an older member, and the upgrade controller would install {version} over them). Set "
+        f"kubernetesVersion to {newest}: the stack must say what the cluster runs, or a replacement server "
+        "would install the older one."
+    )
+
+
+def no_server_ahead_check(version: str) -> Callable[[ApiProbe, ssl.SSLContext, float], Optional[str]]:
+    """Before the upgrade Plan is created or changed: fail at once if any node runs a newer
+    release than `version`; done as soon as the nodes are listed."""
+
+    def check(probe: ApiProbe, context: ssl.SSLContext, request_timeout: float) -> Optional[str]:
+        try:
+            status, body = get(probe, context, "/api/v1/nodes", request_timeout)
+        except (OSError, ssl.SSLError, http.client.HTTPException) as error:
+            return f"{type(error).__name__}: {error}"
+        if status != 200:
+            return f"/api/v1/nodes answered HTTP {status}"
+        ahead = servers_ahead(json.loads(body), version)
+        if ahead:
+            raise ClusterAhead(ahead_message(ahead, version))
+        return None
+
+    return check
 
 
 def upgrade_progress(
@@ -279,13 +321,8 @@ def upgrade_progress(
         ready = any(
             c.get("type") == "Ready" and c.get("status") == "True" for c in node.get("status", {}).get("conditions", [])
         )
-        if running and _release(running)[0] > _release(version)[0]:
-            raise ClusterAhead(
-                f"node {name} runs {running}, a newer minor than kubernetesVersion {version}. Kubernetes cannot be "
-                f"downgraded (etcd refuses an older member). Set kubernetesVersion to {running} (or a newer patch of "
-                "that minor): the stack must say what the cluster runs, or a replacement server would install the "
-                "older one."
-            )
+        if running and _release(running) > _release(version):
+            raise ClusterAhead(ahead_message([f"{name} runs {running}"], version))
         if running != version:
             waiting.append(f"{name}: runs {running or 'unknown'}")
         elif plan_finished and node.get("metadata", {}).get("labels", {}).get(plan_label) != latest_hash:
@@ -352,6 +389,30 @@ class KubernetesUpgradeWaitProvider(ResourceProvider):
         if any(olds.get(key) != news.get(key) for key in UPGRADE_INPUTS):
             return UpdateResult(outs=self._wait(news, plan_finished=olds.get("version") != news.get("version")))
         return UpdateResult(outs={**news, "attempts": olds.get("attempts"), "runningVersion": olds.get("runningVersion")})
+
+
+class KubernetesVersionCheckProvider(ResourceProvider):
+    """Runs before the upgrade Plan is created or changed (the Plan depends on it): refuses a
+    kubernetesVersion older than what any node runs, before the controller could act on it.
+    Checks again whenever the version changes; never replaced."""
+
+    def _check(self, props: dict[str, Any]) -> dict[str, Any]:
+        attempts = wait_for_api(
+            probe_from(props),
+            timeout_seconds=float(props["timeoutSeconds"]),
+            check=no_server_ahead_check(props["version"]),
+            waiting_for=f"listing its nodes to compare them with {props['version']}",
+        )
+        return {**props, "attempts": attempts}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(id_=f"no-server-ahead-of-{props['version']}", outs=self._check(props))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        return DiffResult(changes=olds.get("version") != news.get("version"), replaces=[], delete_before_replace=False)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self._check(news))
 
 
 # -- waiting for an object's status (rancher-backup's Backup and Restore) ------------------
