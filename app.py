@@ -49,7 +49,6 @@ def identity_lock(settings: Settings) -> pulumi.ResourceOptions:
         "rancher-hostname",
         locked_settings(settings),
         *derived_locked_settings(settings),
-        running={"kubernetesVersion": settings.kubernetes_version, "rancherVersion": settings.rancher_version},
         confirmed=confirmed_changes(settings),
         requires_deployed_stack=restores(settings),
     )

@@ -177,6 +177,7 @@ SOURCED: dict[str, Duration] = {
         21, "HTTPS GET of the release asset (~1 s) + namespace, RBAC, config map; pulumi-kubernetes awaits the"
         " Deployment's rollout: system-upgrade-controller image pull (one small Go binary) and start; estimate"
     ),
+    "pulumi-python:dynamic/rancher-ha:ClusterVersions": _e(0, "records the versions reached in the state: no API call"),
     "pulumi-python:dynamic/rancher-ha:KubernetesVersionCheck": _e(
         1, "one GET /api/v1/nodes through the load balancer before the Plan (no server may run a newer release); estimate"
     ),

@@ -128,7 +128,7 @@ class IdentityLock(Resource, module="rancher-ha", name="IdentityLock"):
     locked: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, locked: Mapping[str, Any], derived: Sequence[str] = (),
-                 ambiguous: Sequence[str] = (), running: Optional[Mapping[str, str]] = None,
+                 ambiguous: Sequence[str] = (),
                  opts: Optional[pulumi.ResourceOptions] = None, confirmed: Sequence[str] = (),
                  requires_deployed_stack: Optional[Mapping[str, Any]] = None):
         # `derived`: locked keys whose value the stack did not set (a default of other
@@ -140,10 +140,6 @@ class IdentityLock(Resource, module="rancher-ha", name="IdentityLock"):
             "derived": {key: DERIVED_REFUSALS[key] for key in derived if key in DERIVED_REFUSALS},
             "unrecorded": {key: UNRECORDED_REFUSALS[key] for key in ambiguous if key in UNRECORDED_REFUSALS},
         }
-        if running:
-            # The versions the cluster runs after this `up`: the next one may only move
-            # them forward, one minor at a time, in a supported order.
-            props.update(versions=dict(running), versionRules=version_rules())
         # Absent unless set, so stacks that use neither see no diff.
         if confirmed:
             props["confirmed"] = sorted(confirmed)
@@ -156,7 +152,7 @@ class HostnameGuard(pulumi.ComponentResource):
     """Holds the lock, so the stack's top level has components only."""
 
     def __init__(self, name: str, locked: Mapping[str, Any], derived: Sequence[str] = (),
-                 ambiguous: Sequence[str] = (), running: Optional[Mapping[str, str]] = None,
+                 ambiguous: Sequence[str] = (),
                  opts: Optional[pulumi.ResourceOptions] = None, confirmed: Sequence[str] = (),
                  requires_deployed_stack: Optional[Mapping[str, Any]] = None):
         super().__init__("rancher-ha:guard:HostnameGuard", name, None, opts)
@@ -165,7 +161,6 @@ class HostnameGuard(pulumi.ComponentResource):
             locked,
             derived,
             ambiguous,
-            running,
             confirmed=confirmed,
             requires_deployed_stack=requires_deployed_stack,
             opts=pulumi.ResourceOptions(
@@ -175,3 +170,29 @@ class HostnameGuard(pulumi.ComponentResource):
             ),
         )
         self.register_outputs({"locked": self.lock.locked})
+
+
+class ShippedClusterVersionsProvider(implementation.ClusterVersionsProvider):
+    def __reduce__(self):
+        return (eval, (loader_expression(source_of(implementation.__file__), "ClusterVersionsProvider"),))
+
+
+class ClusterVersions(Resource, module="rancher-ha", name="ClusterVersions"):
+    versions: pulumi.Output[dict[str, str]]
+
+    def __init__(self, name: str, running: Mapping[str, str], opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(
+            ShippedClusterVersionsProvider(), name, {"versions": dict(running), "versionRules": version_rules()}, opts
+        )
+
+
+class RunningVersions(pulumi.ComponentResource):
+    """Records the versions the cluster reached, after the `up` reached them (`after`: the
+    upgrade and the Rancher release), and refuses in preview the moves it cannot make from
+    there (components/providers/identity_lock_provider.py ClusterVersionsProvider)."""
+
+    def __init__(self, name: str, running: Mapping[str, str], after: Sequence[pulumi.Resource],
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("rancher-ha:guard:RunningVersions", name, None, opts)
+        self.record = ClusterVersions(f"{name}-record", running, opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)))
+        self.register_outputs({"versions": self.record.versions})

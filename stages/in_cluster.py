@@ -12,6 +12,7 @@ import pulumi
 from components.backups import RancherBackups, RancherBackupsArgs, RestoreSource
 from components.cluster_access import ClusterAccess
 from components.dns import RancherDns, RancherDnsArgs
+from components.hostname_lock import RunningVersions
 from components.naming import stack_name
 from components.proxy import no_proxy_entries
 from components.rancher import Rancher, RancherArgs
@@ -119,6 +120,13 @@ def in_cluster(settings: Settings, edge: Edge, cluster: Cluster) -> InCluster:
             forwarded_headers=cluster.forwarded_headers,
             rancher_after=[dns, upgrades.wait, *(backups.before_rancher if backups else [])],
         ),
+        opts=guarded,
+    )
+    # Recorded only once reached: a failed edit can be taken back.
+    RunningVersions(
+        "running-versions",
+        {"kubernetesVersion": settings.kubernetes_version, "rancherVersion": settings.rancher_version},
+        after=[upgrades, rancher],
         opts=guarded,
     )
     return InCluster(rancher, backups)

@@ -186,10 +186,10 @@ def test_rancher_patch_release_is_accepted_and_only_upgrades_the_chart():
     for shape in SHAPES.values():
         p = plan(lifecycle_run(shape), lifecycle_run({**shape, "rancher-ha:rancherVersion": "2.14.5"}))
         changed = [(s.op, s.type, s.name, [c.path for c in s.changes]) for s in p.steps if s.op != "same"]
-        # ...and the lock remembers the version Rancher runs (components/hostname_lock.py).
+        # ...and, once the release is upgraded, the record of the versions the cluster reached.
         assert changed == [
-            ("update", "pulumi-python:dynamic/rancher-ha:IdentityLock", "rancher-hostname-lock", ["versions.rancherVersion"]),
             ("update", "kubernetes:helm.sh/v3:Release", "rancher", ["version"]),
+            ("update", "pulumi-python:dynamic/rancher-ha:ClusterVersions", "running-versions-record", ["versions.rancherVersion"]),
         ], changed
 
 
@@ -573,8 +573,12 @@ def test_destroy_removes_the_zone_association_after_the_records_and_before_the_v
 def test_targeted_destroy_of_one_helm_release(shape_id):
     result = lifecycle_run(DESTROY_SHAPES[shape_id])
     release = _urn(result, "kubernetes:helm.sh/v3:Release", "rancher")
-    schedule = destroy_schedule(result, targets=[release])
-    assert [(s.name, s.skipped) for s in schedule] == [("rancher", False)]  # a real helm uninstall
+    # The record of the versions the cluster reached depends on the release (it is written
+    # once the release is): it goes first, and a targeted destroy must name it too.
+    with pytest.raises(UntargetedDeleteError):
+        destroy_schedule(result, targets=[release])
+    schedule = destroy_schedule(result, targets=[release], target_dependents=True)
+    assert [(s.name, s.skipped) for s in schedule] == [("running-versions-record", False), ("rancher", False)]  # a real helm uninstall
     assert check_in_cluster_deletes(result, schedule, API_PATH_TYPES) == []
 
 

@@ -539,6 +539,7 @@ def test_the_plan_uses_the_programs_own_dynamic_provider_diffs():
     assert set(diffs) == {
         "pulumi-python:dynamic/rancher-ha:ApiGate",
         "pulumi-python:dynamic/rancher-ha:IdentityLock",
+        "pulumi-python:dynamic/rancher-ha:ClusterVersions",
         "pulumi-python:dynamic/rancher-ha:ClusterMember",
         "pulumi-python:dynamic/rancher-ha:KubernetesUpgradeWait",
         "pulumi-python:dynamic/rancher-ha:KubernetesVersionCheck",

@@ -237,16 +237,21 @@ def test_a_cluster_ahead_of_the_stack_fails_at_once_with_the_fix():
 
 
 # -- refused in preview ------------------------------------------------------------------
-def _lock_inputs(run) -> dict:
-    (lock,) = run.of_type(LOCK)
-    return json.loads(json.dumps(lock.inputs))
+VERSIONS = "pulumi-python:dynamic/rancher-ha:ClusterVersions"
+
+
+def _record_inputs(run) -> dict:
+    (record,) = run.of_type(VERSIONS)
+    return json.loads(json.dumps(record.inputs))
 
 
 def refusals(old_overrides: dict, new_overrides: dict) -> dict[str, str]:
-    from components.providers.identity_lock_provider import IdentityLockProvider
+    """What the record of the reached versions refuses in preview, from the versions of
+    `old_overrides` (reached) to those of `new_overrides`."""
+    from components.providers.identity_lock_provider import ClusterVersionsProvider
 
-    old, new = _lock_inputs(lifecycle_run(old_overrides)), _lock_inputs(lifecycle_run(new_overrides))
-    return {f.property: f.reason for f in IdentityLockProvider().check(old, new).failures}
+    old, new = _record_inputs(lifecycle_run(old_overrides)), _record_inputs(lifecycle_run(new_overrides))
+    return {f.property: f.reason for f in ClusterVersionsProvider().check(old, new).failures}
 
 
 @pytest.mark.parametrize("dist", DISTRIBUTIONS)
@@ -305,13 +310,36 @@ def test_both_minors_at_once_pass_when_kubernetes_first_is_supported():
 
 
 def test_a_stack_without_remembered_versions_is_not_refused():
-    """Stacks deployed before the lock remembered versions: the first `up` records them."""
+    """Stacks deployed before the versions were recorded: the first `up` records them."""
+    from components.providers.identity_lock_provider import ClusterVersionsProvider
+
+    assert ClusterVersionsProvider().check({}, _record_inputs(lifecycle_run({}))).failures == []
+
+
+def test_a_failed_version_edit_records_nothing_and_can_be_taken_back():
+    """Reviewed: the lock recorded a new version at the start of the `up`, so after a mistyped
+    version every edit back was refused as a downgrade. The record now updates only after the
+    upgrade wait and the Rancher release succeeded (it depends on both): a failed `up` leaves
+    it at what the cluster reached, and going back to it is no move at all."""
+    from components.providers.identity_lock_provider import ClusterVersionsProvider
+    from offline.destroy import DependencyGraph
+
+    reached = lifecycle_run(version({}, "v1.34.2+k3s1"))
+    (record,) = reached.of_type(VERSIONS)
+    graph = DependencyGraph(reached.registrations)
+    (wait,) = reached.of_type("pulumi-python:dynamic/rancher-ha:KubernetesUpgradeWait")
+    releases = [r for r in reached.of_type(RELEASE) if r.inputs.get("name") == "rancher"]
+    after = graph.transitive_dependencies(graph.dependencies_of(record.urn))
+    assert wait.urn in after and releases and all(r.urn in after for r in releases)
+    # The `up` to a mistyped v1.34.29 failed in the wait: the record still holds v1.34.2.
+    assert refusals(version({}, "v1.34.2+k3s1"), version({}, "v1.34.2+k3s1")) == {}
+    # And the lock refuses no version edit (it records none any more).
     from components.providers.identity_lock_provider import IdentityLockProvider
 
-    new = _lock_inputs(lifecycle_run({}))
-    old = {k: v for k, v in new.items() if k not in ("versions", "versionRules")}
-    old["locked"] = new["locked"]
-    assert IdentityLockProvider().check(old, new).failures == []
+    (lock,) = reached.of_type(LOCK)
+    typo = lifecycle_run(version({}, "v1.34.29+k3s1")).of_type(LOCK)[0]
+    assert IdentityLockProvider().check(json.loads(json.dumps(typo.inputs)), json.loads(json.dumps(lock.inputs))).failures == []
+    assert ClusterVersionsProvider().check(_record_inputs(reached), _record_inputs(lifecycle_run(version({}, "v1.34.29+k3s1")))).failures == []
 
 
 def test_create_waits_for_the_version_and_an_update_also_for_the_plans_pass(monkeypatch):
@@ -340,15 +368,15 @@ def test_create_waits_for_the_version_and_an_update_also_for_the_plans_pass(monk
 @pytest.mark.parametrize("dist", DISTRIBUTIONS)
 def test_a_rancher_minor_upgrade_plans_as_the_release_only(dist):
     """2.14 -> 2.15 on Kubernetes 1.34 (both support it): one Helm upgrade, no server touched,
-    the lock remembers the version; the check passes."""
+    the record of the reached versions follows it; the check passes."""
     shape = DISTRIBUTIONS[dist][0]
     new_shape = {**shape, "rancher-ha:rancherVersion": "2.15.0"}
     p = plan(lifecycle_run(shape), lifecycle_run(new_shape))
     assert_routine(p)
     changed = [(s.op, s.type, s.name, [c.path for c in s.changes]) for s in p.steps if s.op != "same"]
     assert changed == [
-        ("update", LOCK, "rancher-hostname-lock", ["versions.rancherVersion"]),
         ("update", RELEASE, "rancher", ["version"]),
+        ("update", VERSIONS, "running-versions-record", ["versions.rancherVersion"]),
     ], changed
     assert refusals(shape, new_shape) == {}
 

@@ -176,11 +176,12 @@ def program_dynamic_diffs() -> dict:
         ObjectReadyProvider,
     )
     from components.providers.cluster_member_provider import ClusterMemberProvider
-    from components.providers.identity_lock_provider import IdentityLockProvider
+    from components.providers.identity_lock_provider import ClusterVersionsProvider, IdentityLockProvider
 
     return {
         "pulumi-python:dynamic/rancher-ha:ApiGate": ApiGateProvider(),
         "pulumi-python:dynamic/rancher-ha:IdentityLock": IdentityLockProvider(),
+        "pulumi-python:dynamic/rancher-ha:ClusterVersions": ClusterVersionsProvider(),
         "pulumi-python:dynamic/rancher-ha:ClusterMember": ClusterMemberProvider(),
         "pulumi-python:dynamic/rancher-ha:KubernetesUpgradeWait": KubernetesUpgradeWaitProvider(),
         "pulumi-python:dynamic/rancher-ha:KubernetesVersionCheck": KubernetesVersionCheckProvider(),

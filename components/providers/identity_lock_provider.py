@@ -49,8 +49,6 @@ class IdentityLockProvider(ResourceProvider):
             else:
                 continue
             failures.append(CheckFailure(key, reason.format(key=key, old=_show(old), new=_show(new), old_value=old)))
-        for key, reason in version_refusals((olds or {}).get("versions") or {}, news.get("versions") or {}, news.get("versionRules") or {}):
-            failures.append(CheckFailure(key, reason))
         return CheckResult(inputs=news, failures=failures)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -59,6 +57,28 @@ class IdentityLockProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # New settings being locked (after an upgrade of this program) update the state.
         keys = ("locked", "refusals", "versions", "versionRules")
+        return DiffResult(changes=any(olds.get(key) != news.get(key) for key in keys))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=news)
+
+
+class ClusterVersionsProvider(ResourceProvider):
+    """The Kubernetes and Rancher versions the cluster reached: recorded only once the upgrade
+    wait and the Rancher release of an `up` succeeded (the resource depends on both), so an
+    edit that failed (a mistyped version, an upgrade that never finished) records nothing and
+    may be taken back. `check` refuses, in preview, moves from the reached versions that the
+    cluster cannot make: downgrades, skipped minors, unsupported pairs."""
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        reasons = version_refusals((olds or {}).get("versions") or {}, news.get("versions") or {}, news.get("versionRules") or {})
+        return CheckResult(inputs=news, failures=[CheckFailure(key, reason) for key, reason in reasons])
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(id_="cluster-versions", outs=props)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        keys = ("versions", "versionRules")
         return DiffResult(changes=any(olds.get(key) != news.get(key) for key in keys))
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
