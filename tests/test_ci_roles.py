@@ -278,13 +278,18 @@ def _program_iam(result) -> tuple[list[str], list[str], list[str]]:
 
 @pytest.fixture(scope="module")
 def iam_stack():
-    """Every IAM resource the program makes: both instance roles and the backup user."""
-    return cached_run({**RKE2, **NGINX_L7, "rancher-ha:etcdSnapshotS3": True, "rancher-ha:rancherBackups": True})
+    """Every IAM resource the program makes (both instance roles and the backup user), with
+    the setting the CI roles require: iamPermissionsBoundaryArn."""
+    return cached_run({**RKE2, **NGINX_L7, "rancher-ha:etcdSnapshotS3": True, "rancher-ha:rancherBackups": True,
+                       "rancher-ha:iamPermissionsBoundaryArn": BOUNDARY})
 
 
 def test_a_deploy_may_do_what_the_program_does(iam_stack):
     roles, profiles, users = _program_iam(iam_stack)
     assert len(roles) == 2 and len(profiles) == 2 and len(users) == 1
+    # The boundary each role and user is created with is the program's own input.
+    assert [r.inputs.get("permissionsBoundary") for t in ("aws:iam/role:Role", "aws:iam/user:User")
+            for r in iam_stack.of_type(t)] == [BOUNDARY] * 3
     requests = [Request(a, _iam("role", n), BOUNDED) for n in roles for a in (
         "iam:CreateRole", "iam:PutRolePolicy", "iam:PutRolePermissionsBoundary", "iam:GetRole", "iam:TagRole",
         "iam:UpdateAssumeRolePolicy", "iam:ListInstanceProfilesForRole", "iam:DeleteRolePolicy", "iam:DeleteRole")]
