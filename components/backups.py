@@ -242,6 +242,8 @@ class RancherBackupsArgs:
     proxy: Optional[str] = None
     no_proxy: Sequence[str] = field(default_factory=list[str])
     restore: Optional[RestoreSource] = None
+    # Managed policy ARN set as the user's permissions boundary (setting iamPermissionsBoundaryArn).
+    permissions_boundary: Optional[str] = None
 
 
 class RancherBackups(pulumi.ComponentResource):
@@ -260,7 +262,13 @@ class RancherBackups(pulumi.ComponentResource):
             return child(self, provider=args.provider, depends_on=[args.gate, *extra], deleted_with=args.provider)
 
         # --- credentials -------------------------------------------------------------
-        user = aws.iam.User(f"{name}-user", path="/rancher-ha/", tags=tags(f"{name}-user"), opts=child(self))
+        user = aws.iam.User(
+            f"{name}-user",
+            path="/rancher-ha/",
+            permissions_boundary=args.permissions_boundary,
+            tags=tags(f"{name}-user"),
+            opts=child(self),
+        )
         read_from: list[tuple[pulumi.Input[str], str]] = []
         restore = args.restore
         if restore is not None and restore.bucket:

@@ -55,6 +55,8 @@ class ClusterNodesArgs:
     proxy: Optional[cloud_init.ProxySpec] = None
     ssh_key_name: Optional[str] = None
     session_manager: bool = False
+    # The server role's permissions boundary (setting iamPermissionsBoundaryArn), or None.
+    permissions_boundary: Optional[str] = None
     # Load balancer port -> target group ARN; every server registers in each.
     target_groups: Mapping[int, pulumi.Input[str]] = field(default_factory=dict[int, pulumi.Input[str]])
     # Secrets the nodes read at boot besides the generated token, by SSM name below
@@ -149,6 +151,7 @@ class ClusterNodes(pulumi.ComponentResource):
                 extra_statements=extra_statements,
                 description=f"rancher-ha {args.distribution} servers",
                 session_manager=args.session_manager,
+                permissions_boundary=args.permissions_boundary,
             ),
             opts=child(self),
         )

@@ -77,6 +77,8 @@ class InstanceRoleArgs:
     description: str = ""
     # Break-glass shell through Session Manager (setting sessionManager).
     session_manager: bool = False
+    # Managed policy ARN set as the role's permissions boundary (setting iamPermissionsBoundaryArn).
+    permissions_boundary: Optional[str] = None
 
 
 class InstanceRole(pulumi.ComponentResource):
@@ -95,6 +97,7 @@ class InstanceRole(pulumi.ComponentResource):
             f"{name}-role",
             assume_role_policy=EC2_TRUST_POLICY,
             description=args.description,
+            permissions_boundary=args.permissions_boundary,
             tags=tags(f"{name}-role"),
             opts=child(self),
         )

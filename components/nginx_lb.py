@@ -101,6 +101,8 @@ class NginxLoadBalancerArgs:
     proxy_timeout_seconds: int
     ssh_key_name: Optional[str] = None
     session_manager: bool = False
+    # The instance role's permissions boundary (setting iamPermissionsBoundaryArn), or None.
+    permissions_boundary: Optional[str] = None
     # L7 only: the served certificate chain and key.
     certificate_pem: Optional[pulumi.Input[str]] = None
     private_key_pem: Optional[pulumi.Input[str]] = None
@@ -158,6 +160,7 @@ class NginxLoadBalancer(pulumi.ComponentResource):
                 ),
                 description="rancher-ha NGINX load balancer",
                 session_manager=args.session_manager,
+                permissions_boundary=args.permissions_boundary,
             ),
             opts=child(self),
         )

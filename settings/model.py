@@ -32,6 +32,7 @@ CRON_FIELD = re.compile(r"^[0-9*/,\-]+$")
 # Schedules the operator's cron parser (robfig/cron) accepts besides 5 fields.
 BACKUP_DESCRIPTORS = ("@hourly", "@daily", "@midnight", "@weekly")
 PROXY_URL = re.compile(r"^https?://[^\s/@]+(:\d+)?/?$")
+IAM_POLICY_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:policy/([\w+=,.@-]+/)*[\w+=,.@-]+$")
 IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(root|(role|user)/[\w+=,.@/*-]+)$")
 SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
@@ -281,6 +282,16 @@ class Settings(BaseModel):
             "Break-glass shell on every node through AWS Session Manager (no SSH, no open port); "
             "grants the nodes only the managed-instance actions a session needs.",
             "boolean",
+        ),
+    )
+    iam_permissions_boundary_arn: Optional[str] = Field(
+        None,
+        **_doc(
+            "Managed policy set as the permissions boundary of the IAM roles and the backup user the stack creates. "
+            "Required when deploying with the CI deploy roles (docs/ci-roles), which create roles and users only "
+            "with their boundary: arn:<partition>:iam::<account>:policy/rancher-ha-workload-boundary.",
+            "IAM policy ARN (arn:<partition>:iam::<account>:policy/<name>)",
+            "none (no boundary)",
         ),
     )
     imds_hop_limit: int = Field(
@@ -635,6 +646,16 @@ class Settings(BaseModel):
             raise ValueError(
                 "is not an account label. Fix: name the account with lowercase letters, digits and hyphens "
                 "(e.g. 'prod') or give its 12-digit id"
+            )
+        return value
+
+    @field_validator("iam_permissions_boundary_arn")
+    @classmethod
+    def _iam_permissions_boundary_arn(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not IAM_POLICY_ARN.match(value):
+            raise ValueError(
+                "is not an IAM policy ARN. Fix: give the boundary policy's ARN, "
+                "e.g. arn:aws:iam::111122223333:policy/rancher-ha-workload-boundary"
             )
         return value
 

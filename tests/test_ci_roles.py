@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import RKE2, cached_run
+from conftest import NGINX_L7, RKE2, cached_run
 from test_iam_seams import (Request, _as_list, _conditions_hold, _created_parameters, _parameter_arn, _wildcard, evaluate,
                             snapshot_client_requests)
 from tools import ci_roles
@@ -185,7 +185,9 @@ def test_the_deploy_role_covers_every_aws_type_the_program_creates():
         prefix = ci_roles.SERVICE_PREFIXES[module]
         resource = f"arn:aws:iam::{SITE.account}:role/rancher-server-role-0" if prefix == "iam" else "*"
         action = "iam:PutRolePolicy" if prefix == "iam" else f"{prefix}:TagResource"
-        assert evaluate(DEPLOY, Request(action, resource)) == "Allow", module
+        # an inline policy on the program's role, which carries the workload boundary
+        context = {"iam:PermissionsBoundary": f"arn:aws:iam::{SITE.account}:policy/rancher-ha-workload-boundary"}
+        assert evaluate(DEPLOY, Request(action, resource, context)) == "Allow", module
 
 
 @pytest.mark.parametrize("action", ["iam:UpdateAssumeRolePolicy", "iam:AttachRolePolicy", "iam:PutRolePolicy", "iam:DeleteRole"])
@@ -209,3 +211,112 @@ def test_the_preview_role_reads_none_of_the_programs_parameters_or_snapshots(sna
     (bucket,) = snapshot_stack.of_type("aws:s3/bucket:Bucket")
     reads = {what: r for what, r in snapshot_client_requests(bucket.outputs["bucket"]).items() if r.action == "s3:GetObject"}
     assert reads and {what: evaluate(PREVIEW, r) for what, r in reads.items()} == {what: "Deny" for what in reads}
+
+
+# -- no escalation: the program's IAM only, under the workload boundary ----------------------
+# Literal, not read from the generator, so these tests judge any version of the documents.
+BOUNDARY = f"arn:aws:iam::{SITE.account}:policy/rancher-ha-workload-boundary"
+ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
+BOUNDED = {"iam:PermissionsBoundary": BOUNDARY}
+
+
+def _iam(kind: str, name: str) -> str:
+    return f"arn:aws:iam::{SITE.account}:{kind}/{name}"
+
+
+SERVER_ROLE = _iam("role", "rancher-server-role-42c37a0")
+BACKUP_USER = _iam("user", "rancher-ha/rancher-backups-user-42c37a0")
+
+
+@pytest.mark.parametrize("request_", [
+    # a managed policy (AdministratorAccess) on the program's role or user, or any other
+    Request("iam:AttachRolePolicy", SERVER_ROLE, {"iam:PolicyARN": ADMIN, **BOUNDED}),
+    Request("iam:AttachRolePolicy", _iam("role", "break-glass"), {"iam:PolicyARN": ADMIN}),
+    Request("iam:AttachUserPolicy", BACKUP_USER, {"iam:PolicyARN": ADMIN, **BOUNDED}),
+    # a role or user without the boundary (or with another one), or an inline policy on one
+    Request("iam:CreateRole", SERVER_ROLE),
+    Request("iam:CreateRole", SERVER_ROLE, {"iam:PermissionsBoundary": ADMIN}),
+    Request("iam:CreateUser", BACKUP_USER),
+    Request("iam:PutRolePolicy", SERVER_ROLE),
+    Request("iam:PutUserPolicy", BACKUP_USER),
+    Request("iam:PutRolePermissionsBoundary", SERVER_ROLE, {"iam:PermissionsBoundary": ADMIN}),
+    # a role of another name, even with the boundary
+    Request("iam:CreateRole", _iam("role", "admin"), BOUNDED),
+    # removing the boundary
+    Request("iam:DeleteRolePermissionsBoundary", SERVER_ROLE, BOUNDED),
+    Request("iam:DeleteUserPermissionsBoundary", BACKUP_USER, BOUNDED),
+    # passing a role to anything but EC2, or another role to EC2
+    Request("iam:PassRole", SERVER_ROLE, {"iam:PassedToService": "lambda.amazonaws.com"}),
+    Request("iam:PassRole", _iam("role", "admin"), {"iam:PassedToService": "ec2.amazonaws.com"}),
+    # another role's trust policy
+    Request("iam:UpdateAssumeRolePolicy", _iam("role", "break-glass")),
+], ids=lambda r: f"{r.action} {r.resource.rsplit(':', 1)[-1]} {sorted(r.context.values())}")
+def test_a_deploy_cannot_make_an_admin(request_):
+    """Review finding 2: `iam:*Role*` on role/* and `iam:*User*`+`iam:*AccessKey*` unconditioned
+    let a deploy attach AdministratorAccess and mint a key, or take over any role."""
+    assert evaluate(DEPLOY, request_) != "Allow"
+
+
+@pytest.mark.parametrize("request_", [
+    Request("iam:CreatePolicyVersion", BOUNDARY),
+    Request("iam:SetDefaultPolicyVersion", BOUNDARY),
+    Request("iam:DeletePolicy", BOUNDARY),
+    Request("iam:CreateAccessKey", _iam("user", "admin")),
+    Request("iam:CreateAccessKey", _iam("user", "other/rancher-backups-user-42c37a0")),
+], ids=lambda r: f"{r.action} {r.resource.rsplit(':', 1)[-1]}")
+def test_a_deploy_cannot_change_the_boundary_or_key_other_users(request_):
+    """What the boundary rests on (the first release's documents already denied these)."""
+    assert evaluate(DEPLOY, request_) != "Allow"
+
+
+def _program_iam(result) -> tuple[list[str], list[str], list[str]]:
+    def names(type_token: str) -> list[str]:
+        return [r.outputs["name"] for r in result.of_type(type_token)]
+    return (names("aws:iam/role:Role"), names("aws:iam/instanceProfile:InstanceProfile"),
+            [f"{r.inputs['path'].strip('/')}/{r.outputs['name']}" for r in result.of_type("aws:iam/user:User")])
+
+
+@pytest.fixture(scope="module")
+def iam_stack():
+    """Every IAM resource the program makes (both instance roles and the backup user), with
+    the setting the CI roles require: iamPermissionsBoundaryArn."""
+    return cached_run({**RKE2, **NGINX_L7, "rancher-ha:etcdSnapshotS3": True, "rancher-ha:rancherBackups": True,
+                       "rancher-ha:iamPermissionsBoundaryArn": BOUNDARY})
+
+
+def test_a_deploy_may_do_what_the_program_does(iam_stack):
+    roles, profiles, users = _program_iam(iam_stack)
+    assert len(roles) == 2 and len(profiles) == 2 and len(users) == 1
+    # The boundary each role and user is created with is the program's own input.
+    assert [r.inputs.get("permissionsBoundary") for t in ("aws:iam/role:Role", "aws:iam/user:User")
+            for r in iam_stack.of_type(t)] == [BOUNDARY] * 3
+    requests = [Request(a, _iam("role", n), BOUNDED) for n in roles for a in (
+        "iam:CreateRole", "iam:PutRolePolicy", "iam:PutRolePermissionsBoundary", "iam:GetRole", "iam:TagRole",
+        "iam:UpdateAssumeRolePolicy", "iam:ListInstanceProfilesForRole", "iam:DeleteRolePolicy", "iam:DeleteRole")]
+    requests += [Request("iam:PassRole", _iam("role", n), {"iam:PassedToService": "ec2.amazonaws.com"}) for n in roles]
+    requests += [Request(a, _iam("instance-profile", n)) for n in profiles for a in (
+        "iam:CreateInstanceProfile", "iam:AddRoleToInstanceProfile", "iam:TagInstanceProfile",
+        "iam:RemoveRoleFromInstanceProfile", "iam:DeleteInstanceProfile")]
+    requests += [Request(a, _iam("user", n), BOUNDED) for n in users for a in (
+        "iam:CreateUser", "iam:PutUserPolicy", "iam:PutUserPermissionsBoundary", "iam:TagUser", "iam:CreateAccessKey",
+        "iam:DeleteAccessKey", "iam:ListAccessKeys", "iam:DeleteUserPolicy", "iam:DeleteUser")]
+    assert {f"{r.action} {r.resource}": evaluate(DEPLOY, r) for r in requests} == {
+        f"{r.action} {r.resource}": "Allow" for r in requests}
+
+
+def test_the_boundary_allows_everything_the_programs_own_policies_grant(iam_stack):
+    """The boundary caps the program's principals: each action on each resource of their
+    inline policies (with the values of their conditions) must stay allowed."""
+    boundary = json.loads((REPO_ROOT / "docs" / "ci-roles" / "rancher-ha-workload-boundary.policy.json").read_text())
+    policies = [json.loads(r.inputs["policy"]) for t in ("aws:iam/rolePolicy:RolePolicy", "aws:iam/userPolicy:UserPolicy")
+                for r in iam_stack.of_type(t)]
+    assert len(policies) == 3
+    grants = [Request(action, resource.replace("123456789012", SITE.account),
+                      {k: v for values in (s.get("Condition") or {}).values() for k, v in values.items()})
+              for p in policies for s in p["Statement"] if s["Effect"] == "Allow"
+              for action in _as_list(s["Action"]) for resource in _as_list(s["Resource"])]
+    assert {f"{g.action} {g.resource}": evaluate([boundary], g) for g in grants} == {
+        f"{g.action} {g.resource}": "Allow" for g in grants}
+    for escalation in (Request("iam:CreateUser", "*"), Request("iam:PassRole", "*"), Request("s3:PutObject", "arn:aws:s3:::other/x"),
+                       Request("ssm:GetParameter", f"arn:aws:ssm:eu-west-1:{SITE.account}:parameter/other")):
+        assert evaluate([boundary], escalation) == "ImplicitDeny"

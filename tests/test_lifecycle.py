@@ -949,3 +949,40 @@ def test_a_stack_deployed_before_the_lock_recorded_the_ingress_controller(last_l
     assert "did not record its ingress controller" in failures["ingressController"], failures
     kept = _lock_inputs(run_stack("staging", overrides={**STAGING_136, "rancher-ha:ingressController": "ingress-nginx"}))
     assert IdentityLockProvider().check(olds, kept).failures == []
+
+
+IAM_PRINCIPALS = ("aws:iam/role:Role", "aws:iam/user:User")
+WORKLOAD_BOUNDARY = "arn:aws:iam::111122223333:policy/rancher-ha-workload-boundary"
+
+
+def _principal_changes(p) -> dict[str, tuple[str, list]]:
+    return {s.name: (s.op, [(c.path, c.new) for c in s.changes]) for s in p.steps if s.type in IAM_PRINCIPALS}
+
+
+def test_setting_the_permissions_boundary_updates_the_roles_in_place(last_landed_staging):
+    """iamPermissionsBoundaryArn on a stack bb6a910 deployed (both instance roles):
+    `permissionsBoundary` is not force-new (reference/upstream/force-new/aws.json), so each
+    role is updated in place with that change alone and nothing depending on them moves.
+    (bb6a910 had no backup user: the plan creates it, with the boundary.)"""
+    unset = plan(last_landed_staging, run_stack("staging"))
+    bounded = run_stack("staging", overrides={"rancher-ha:iamPermissionsBoundaryArn": WORKLOAD_BOUNDARY})
+    p = plan(last_landed_staging, bounded)
+    assert_routine(p)
+    boundary = [("permissionsBoundary", WORKLOAD_BOUNDARY)]
+    assert _principal_changes(p) == {"nginx-lb-instance-role": ("update", boundary), "rancher-server-role": ("update", boundary),
+                                     "rancher-backups-user": ("create", [])}
+    assert bounded.named("rancher-backups-user").inputs["permissionsBoundary"] == WORKLOAD_BOUNDARY
+    ops = lambda q: {s.name: s.op for s in q.steps if s.type not in IAM_PRINCIPALS}  # noqa: E731
+    assert ops(p) == ops(unset)
+
+
+def test_setting_the_permissions_boundary_updates_the_backup_user_in_place():
+    """The same from a stack this release deployed without it: the backup user too."""
+    staging = {"rancher-ha:environment": "staging"}  # rancherBackups on
+    p = plan(lifecycle_run({**NGINX_L7, **staging}),
+             lifecycle_run({**NGINX_L7, **staging, "rancher-ha:iamPermissionsBoundaryArn": WORKLOAD_BOUNDARY}))
+    assert_routine(p)
+    boundary = ("update", [("permissionsBoundary", WORKLOAD_BOUNDARY)])
+    assert _principal_changes(p) == {"nginx-lb-instance-role": boundary, "rancher-server-role": boundary,
+                                     "rancher-backups-user": boundary}
+    assert {s.name for s in p.steps if s.op != "same"} == set(_principal_changes(p))

@@ -105,6 +105,8 @@ INVALID = [
     ("node-placement-bad", {"nodePlacement": "dmz"}, "nodePlacement", "is not a node placement: nodes go in the stack's private subnets"),
     ("boolean-text", {"natGateway": "maybe"}, "natGateway", "is not a boolean. Fix: write true or false"),
     ("session-manager-text", {"sessionManager": "sometimes"}, "sessionManager", "is not a boolean. Fix: write true or false"),
+    ("boundary-not-a-policy", {"iamPermissionsBoundaryArn": "arn:aws:iam::111122223333:role/admin"}, "iamPermissionsBoundaryArn", "is not an IAM policy ARN"),
+    ("boundary-aws-managed", {"iamPermissionsBoundaryArn": "arn:aws:iam::aws:policy/AdministratorAccess"}, "iamPermissionsBoundaryArn", "is not an IAM policy ARN"),
     ("bucket-admin-session-arn", {"distribution": "rke2", "snapshotBucketAdmins": ["arn:aws:sts::123456789012:assumed-role/ci/s"]}, "snapshotBucketAdmins", "not an IAM role or user ARN"),
     ("region-missing", {"aws:region": None}, "aws:region", "is required but not set"),
     ("allow-world-not-boolean", {"allowApiFromAnywhere": "sometimes"}, "allowApiFromAnywhere", "is not a boolean. Fix: write true or false"),

@@ -4,9 +4,11 @@
                              [--secrets-key-id ID] [--region REGION] [--out docs/ci-roles]
 
 writes, per role, `<role>.trust.json` (who may assume it) and `<role>.permissions.json`
-(what it may do): the documents to create the roles with (README, "Pull requests, deploys
-and policy"). docs/ci-roles/ holds them with placeholder values; tests/test_ci_roles.py
-evaluates them.
+(what it may do), and `rancher-ha-workload-boundary.policy.json`, the managed policy the
+deploy roles require as the permissions boundary of every role and user they create (setting
+iamPermissionsBoundaryArn): the documents to create the roles and the boundary with (README,
+"Pull requests, deploys and policy"). docs/ci-roles/ holds them with placeholder values;
+tests/test_ci_roles.py evaluates them.
 
 Accounts: `nonprod` holds dev, staging and the preview role; `prod` holds prod only (no
 preview role exists there); `sandbox` runs the live end-to-end test. Each account has its
@@ -33,6 +35,18 @@ DEPLOY_ENVIRONMENTS = {"dev": "nonprod", "staging": "nonprod", "prod": "prod"}  
 PREVIEW_ENVIRONMENT = "preview"
 PREVIEW_STACKS = ("dev", "staging")
 LIVE_ENVIRONMENT = "live-e2e"
+# The permissions boundary every role and user a deploy creates must carry (setting
+# iamPermissionsBoundaryArn): created with the CI roles, never by a deploy.
+WORKLOAD_BOUNDARY = f"{PROJECT}-workload-boundary"
+# The program's IAM names: Pulumi autonames `<resource name>-<7 random hex>`; the roles and
+# profiles of components/instance_role.py under ClusterNodes "rancher" and NginxLoadBalancer
+# "nginx-lb" (stages/cluster.py), the backup user under path /rancher-ha/ (components/backups.py).
+PROGRAM_ROLES = ("rancher-server-role-*", "nginx-lb-instance-role-*")
+PROGRAM_PROFILES = ("rancher-server-profile-*", "nginx-lb-instance-profile-*")
+PROGRAM_USERS = f"{PROJECT}/*"
+# Actions that write a role's or user's permissions: allowed only with the boundary.
+BOUNDED_ACTIONS = ("iam:CreateRole", "iam:PutRolePolicy", "iam:PutRolePermissionsBoundary",
+                   "iam:CreateUser", "iam:PutUserPolicy", "iam:PutUserPermissionsBoundary")
 
 # The IAM service prefix of each pulumi-aws module the program creates resources from.
 SERVICE_PREFIXES = {
@@ -102,6 +116,13 @@ class Site:
     def secrets_key(self) -> str:
         return f"arn:aws:kms:{self.region}:{self.account}:key/{self.secrets_key_id}"
 
+    @property
+    def boundary(self) -> str:
+        return f"arn:aws:iam::{self.account}:policy/{WORKLOAD_BOUNDARY}"
+
+    def iam(self, kind: str, *names: str) -> list[str]:
+        return [f"arn:aws:iam::{self.account}:{kind}/{name}" for name in names]
+
     def state_objects(self, stack: str) -> str:
         # The DIY backend's checkpoint: .pulumi/stacks/<project>/<stack>.json (or .json.gz, .bak)
         return f"arn:aws:s3:::{self.state_bucket}/.pulumi/stacks/{PROJECT}/{stack}.json*"
@@ -124,34 +145,83 @@ def trust_policy(site: Site, environment: str) -> dict:
 
 def deploy_permissions(site: Site) -> dict:
     """`pulumi up`/`refresh`/`destroy` of the stacks in this account: every action of the
-    services the program uses (so IAM roles too: whoever holds it administers the account's
-    resources of these services; hence one account for prod alone), but never the CI roles
-    or the OIDC provider, so a deploy cannot widen who may deploy."""
+    services the program uses, but IAM only for the program's own roles, instance profiles
+    and backup user, each under the workload boundary: a deploy can create no principal
+    that may do more than the boundary allows, attaches no managed policy (the program
+    uses none), passes its roles to EC2 only, and never touches the CI roles, their OIDC
+    provider or the boundary itself, so it can neither widen who may deploy nor make an admin."""
     services = sorted(set(SERVICE_PREFIXES.values()) - {"iam"})
+    roles, users = site.iam("role", *PROGRAM_ROLES), site.iam("user", PROGRAM_USERS)
+    bounded = {"StringEquals": {"iam:PermissionsBoundary": site.boundary}}
     return _document(
         {"Sid": "ManageTheStacksResources", "Effect": "Allow", "Action": [f"{s}:*" for s in services], "Resource": "*"},
         {
-            "Sid": "ManageTheNodesRoles",
+            "Sid": "ManageTheProgramsRoles",
             "Effect": "Allow",
-            "Action": ["iam:*Role*", "iam:*InstanceProfile*", "iam:CreateServiceLinkedRole"],
-            "Resource": [f"arn:aws:iam::{site.account}:role/*", f"arn:aws:iam::{site.account}:instance-profile/*"],
+            "Action": ["iam:GetRole", "iam:DeleteRole", "iam:TagRole", "iam:UntagRole", "iam:ListRoleTags", "iam:UpdateRole",
+                       "iam:UpdateRoleDescription", "iam:UpdateAssumeRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy",
+                       "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole"],
+            "Resource": roles,
         },
+        {"Sid": "WriteTheProgramsRolesUnderTheBoundary", "Effect": "Allow", "Action": list(BOUNDED_ACTIONS[:3]),
+         "Resource": roles, "Condition": bounded},
+        {"Sid": "PassTheProgramsRolesToEC2Only", "Effect": "Allow", "Action": "iam:PassRole", "Resource": roles,
+         "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}},
+        {"Sid": "ManageTheProgramsInstanceProfiles", "Effect": "Allow", "Action": "iam:*InstanceProfile*",
+         "Resource": site.iam("instance-profile", *PROGRAM_PROFILES)},
+        {"Sid": "CreateServiceLinkedRoles", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole",
+         "Resource": site.iam("role", "aws-service-role/*")},
         {
-            # components/backups.py: the rancher-backup operator's IAM user (path /rancher-ha/),
-            # its inline policy and its rotated access keys.
+            # components/backups.py: the rancher-backup operator's IAM user, its inline
+            # policy and its rotated access keys.
             "Sid": "ManageTheBackupUsers",
             "Effect": "Allow",
-            "Action": ["iam:*User*", "iam:*AccessKey*", "iam:ListGroupsForUser", "iam:ListMFADevices",
-                       "iam:ListSigningCertificates", "iam:ListSSHPublicKeys", "iam:ListServiceSpecificCredentials",
-                       "iam:GetLoginProfile"],
-            "Resource": f"arn:aws:iam::{site.account}:user/{PROJECT}/*",
+            "Action": ["iam:GetUser", "iam:DeleteUser", "iam:TagUser", "iam:UntagUser", "iam:ListUserTags",
+                       "iam:GetUserPolicy", "iam:DeleteUserPolicy", "iam:ListUserPolicies", "iam:ListAttachedUserPolicies",
+                       "iam:ListAccessKeys", "iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:UpdateAccessKey",
+                       "iam:ListGroupsForUser", "iam:ListMFADevices", "iam:ListSigningCertificates", "iam:ListSSHPublicKeys",
+                       "iam:ListServiceSpecificCredentials", "iam:GetLoginProfile"],
+            "Resource": users,
         },
+        {"Sid": "WriteTheBackupUsersUnderTheBoundary", "Effect": "Allow", "Action": list(BOUNDED_ACTIONS[3:]),
+         "Resource": users, "Condition": bounded},
+        {"Sid": "NeverWithoutTheBoundary", "Effect": "Deny", "Action": list(BOUNDED_ACTIONS), "Resource": "*",
+         "Condition": {"StringNotEquals": {"iam:PermissionsBoundary": site.boundary}}},
+        {"Sid": "NeverRemoveABoundary", "Effect": "Deny",
+         "Action": ["iam:DeleteRolePermissionsBoundary", "iam:DeleteUserPermissionsBoundary"], "Resource": "*"},
+        {"Sid": "NeverAttachAManagedPolicy", "Effect": "Deny",
+         "Action": ["iam:AttachRolePolicy", "iam:AttachUserPolicy", "iam:AttachGroupPolicy"], "Resource": "*"},
+        {"Sid": "NeverChangeTheBoundary", "Effect": "Deny",
+         "Action": ["iam:CreatePolicyVersion", "iam:DeletePolicyVersion", "iam:SetDefaultPolicyVersion", "iam:DeletePolicy"],
+         "Resource": site.boundary},
         {
             "Sid": "NeverTheCIRolesOrTheirProvider",
             "Effect": "Deny",
             "Action": "iam:*",
             "Resource": [f"arn:aws:iam::{site.account}:role{ROLE_PATH}*", site.oidc_provider],
         },
+    )
+
+
+def workload_boundary(site: Site) -> dict:
+    """The most the program's node roles, NGINX role and backup user may ever do, whatever
+    their inline policies say: read the program's parameters, the Session Manager agent,
+    move an address onto an instance, the snapshot/backup bucket objects (reads of any
+    bucket: a restore reads from a bucket the stack names) with its KMS key through S3."""
+    return _document(
+        {"Sid": "ReadTheProgramsParameters", "Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+         "Resource": f"arn:aws:ssm:*:{site.account}:parameter/{PROJECT}/*"},
+        {"Sid": "SessionManagerAgent", "Effect": "Allow", "Resource": "*",
+         "Action": ["ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+                    "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"]},
+        {"Sid": "MoveTheStackAddress", "Effect": "Allow", "Action": "ec2:AssociateAddress",
+         "Resource": [f"arn:aws:ec2:*:{site.account}:{kind}/*" for kind in ("elastic-ip", "instance", "network-interface")]},
+        {"Sid": "FindAndReadBuckets", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation", "s3:GetObject"],
+         "Resource": "arn:aws:s3:::*"},
+        {"Sid": "WriteTheSnapshotBucket", "Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject"],
+         "Resource": f"arn:aws:s3:::{PROJECT}-*-etcd-*/*"},  # components/snapshot_bucket.py bucket_prefix
+        {"Sid": "UseBucketKeysThroughS3", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+         "Resource": f"arn:aws:kms:*:{site.account}:key/*", "Condition": {"StringLike": {"kms:ViaService": "s3.*.amazonaws.com"}}},
     )
 
 
@@ -190,8 +260,10 @@ def roles(site: Site = Site()) -> dict[str, dict[str, dict]]:
 
 
 def files(site: Site = Site()) -> dict[str, str]:
-    return {f"{name}.{kind}.json": json.dumps(doc, indent=2) + "\n"
-            for name, docs in roles(site).items() for kind, doc in docs.items()}
+    out = {f"{name}.{kind}.json": json.dumps(doc, indent=2) + "\n"
+           for name, docs in roles(site).items() for kind, doc in docs.items()}
+    out[f"{WORKLOAD_BOUNDARY}.policy.json"] = json.dumps(workload_boundary(site), indent=2) + "\n"
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
