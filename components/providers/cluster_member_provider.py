@@ -313,11 +313,14 @@ def remove_member(
     wait("disrupted workloads Ready again (PodDisruptionBudgets allow a disruption)", budgets_whole)
 
     # The removed server still runs until its instance terminates, right after this delete.
-    # If its service restarted meanwhile, K3s/RKE2 found the tombstone its removed etcd
-    # member left and joined again as a new member, with a new, uncordoned Node (k3s-io/k3s
-    # pkg/daemons/executor/embed.go writes `<data-dir>/db/etcd/tombstone` on ErrMemberRemoved;
-    # pkg/etcd/etcd.go `Register` then moves the data dir aside and the server rejoins). The
-    # delete must not end then: terminating the instance would leave a dead member behind.
+    # If its service restarted meanwhile, it may have joined again as a new member, with a
+    # new, uncordoned Node: K3s's embedded etcd writes `<data-dir>/db/etcd/tombstone` when its
+    # member is removed and logs "please restart ... to rejoin" (k3s-io/k3s
+    # pkg/daemons/executor/embed.go, stored versions), and on the next start `Register`
+    # moves the data dir aside and the server joins afresh (pkg/etcd/etcd.go at
+    # 001bb933737b9152072a7c26d556e74221a72d00). RKE2's etcd is a static pod: its handling was
+    # not read; the check below does not depend on it. The delete must not end then:
+    # terminating the instance would leave a dead member behind.
     def not_back() -> None:
         again = find_node(api.nodes(), address)
         if again is not None:
