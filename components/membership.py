@@ -21,6 +21,23 @@ Ordering, by the engine's own rules (offline/destroy.py):
   only once its node is Ready: the new server joins before the old one leaves;
 - `deleted_with` the cluster's Kubernetes provider: `pulumi destroy` takes the whole
   cluster and skips the drains.
+
+The leaving server's load-balancer targets are NOT ordered against its member. Deregistering
+them before the drain would need the target-group attachment to depend on the member (a
+dependent is deleted first); the member is created after the gate, and the gate waits for
+the API through the load balancer, i.e. for the targets: the attachment would then be
+created after the gate that waits for it (on a first deploy, no target at all). The member's
+delete cannot deregister them itself either: it holds Kubernetes credentials only. So the
+attachment is deleted in parallel with the member (both depend only on the instance), and
+the removal survives the leaving server answering badly instead: every call opens a new
+connection, which the NLB hashes to any registered target, and NGINX balances over its
+upstream list, and a call that goes unanswered or gets a 5xx/429 is retried until the
+removal's deadline (cluster_member_provider.transient), so it reaches a remaining server.
+Neither balancer's checks take the leaving server out by themselves: the NLB's 6443 check is
+the supervisor's /ping, which keeps answering after the member is gone, and NGINX's passive
+check (max_fails) only counts refused connections, while its upstream list comes from an
+SSM parameter its timer re-reads (NGINX_REFRESH_INTERVAL). The NLB target's deregistration
+(the attachment's delete) does, for new connections.
 """
 
 from __future__ import annotations

@@ -45,7 +45,8 @@ def _pod(name, node, namespace="cattle-system", daemonset=False):
 
 
 class Cluster:
-    def __init__(self, nodes, pods, program="rke2", pdb_refusals=0, member_controller=True, pdb_recovery=3):
+    def __init__(self, nodes, pods, program="rke2", pdb_refusals=0, member_controller=True, pdb_recovery=3,
+                 faults=(), faults_from="removal", fault_method=None, rejoin=False):
         self.nodes = {n["metadata"]["name"]: n for n in nodes}
         # Rancher's budget (maxUnavailable 1): an eviction takes its one allowed disruption;
         # the replacement pod is Ready after `pdb_recovery` more reads of the budget.
@@ -58,6 +59,17 @@ class Cluster:
         self.member_controller = member_controller
         self.calls = []
         self.lock = threading.Lock()
+        # What the API does to the next requests once armed ("start": from the first call;
+        # "removal": from the etcd remove annotation, when the member removal's leader
+        # election and the leaving server's own API going away make calls fail): "drop"
+        # closes the connection unanswered, a number answers that status. Consumed in order.
+        self.faults = list(faults)
+        self.armed = faults_from == "start"
+        self.fault_method = fault_method  # only calls with this method fail, if set
+        # The leaving server's service restarts after its Node was deleted: it rejoins
+        # (K3s's tombstone handling) and registers its Node again, uncordoned.
+        self.rejoin = rejoin
+        self.deleted = {}
 
 
 def _handler(cluster: Cluster):
@@ -84,6 +96,16 @@ def _handler(cluster: Cluster):
             body = self._body()
             with cluster.lock:
                 cluster.calls.append((method, parts.path, body))
+                if cluster.armed and cluster.faults and cluster.fault_method in (None, method):
+                    fault = cluster.faults.pop(0)
+                    if fault == "drop":
+                        self.close_connection = True
+                        return None
+                    return self._answer(fault)
+                if len(path) == 3 and path[:3] == ["api", "v1", "nodes"] and cluster.rejoin and cluster.deleted:
+                    for name, node in cluster.deleted.items():
+                        cluster.nodes[name] = {**node, "spec": {}}
+                    cluster.deleted, cluster.rejoin = {}, False
                 if path[:3] == ["api", "v1", "nodes"]:
                     if len(path) == 3:
                         return self._answer(200, {"items": list(copy.deepcopy(cluster.nodes).values())})
@@ -98,12 +120,14 @@ def _handler(cluster: Cluster):
                         annotations = body.get("metadata", {}).get("annotations", {})
                         node["metadata"]["annotations"].update(annotations)
                         key = f"etcd.{cluster.program}.cattle.io/remove"
+                        if annotations.get(key) == "true":
+                            cluster.armed = True
                         if annotations.get(key) == "true" and cluster.member_controller:
                             member = node["metadata"]["annotations"].pop(f"etcd.{cluster.program}.cattle.io/node-name")
                             node["metadata"]["annotations"][f"etcd.{cluster.program}.cattle.io/removed-node-name"] = member
                         return self._answer(200, node)
                     if method == "DELETE":
-                        del cluster.nodes[path[3]]
+                        cluster.deleted[path[3]] = cluster.nodes.pop(path[3])
                         return self._answer(200)
                 if path == ["apis", "policy", "v1", "poddisruptionbudgets"]:
                     if Handler.recovering is not None:
@@ -193,7 +217,8 @@ def test_an_etcd_server_is_drained_through_the_pdb_its_member_removed_then_its_n
     assert [p["metadata"]["name"] for p in cluster.pods] == ["canal-x", "rancher-2"]
     assert any("etcd member of server-c removed" in step for step in done)
     # It returned only once Rancher's budget allowed a disruption again (its new pod Ready).
-    assert done[-1].startswith("disrupted workloads Ready again") and cluster.disruptions_allowed == 1
+    assert done[-2].startswith("disrupted workloads Ready again") and cluster.disruptions_allowed == 1
+    assert done[-1] == "10.0.3.10 did not register again"
     budget_reads = [i for i, (m, path, _) in enumerate(cluster.calls) if path == "/apis/policy/v1/poddisruptionbudgets"]
     assert budget_reads[0] < [i for i, (m, _, _) in enumerate(cluster.calls) if m == "PATCH"][0]
 
@@ -290,3 +315,63 @@ def test_a_lost_server_leaves_once_its_pods_are_evicted(api_server):
     cluster = Cluster(lost, [pod])
     _remove(api_server(cluster))
     assert "server-c" not in cluster.nodes
+
+
+def test_transient_api_failures_during_the_removal_are_retried_and_it_completes(api_server):
+    """The member removal elects an etcd leader and the leaving server's own API loses its
+    etcd while the load balancer may still send calls to it: unanswered connections and
+    5xx/429 answers are "not yet"."""
+    cluster = Cluster(_three(), [_pod("rancher-1", "server-c")], faults=["drop", 503, "drop", 500, 429, 503])
+    done = _remove(api_server(cluster))
+    assert "server-c" not in cluster.nodes and not cluster.faults
+    assert done[-2].startswith("disrupted workloads Ready again")
+
+
+@pytest.mark.parametrize("method", ["PATCH", "DELETE"])
+def test_the_calls_that_change_the_node_are_retried_too(api_server, method):
+    """The cordon, the remove annotation and the Node's delete are single calls, not waits."""
+    cluster = Cluster(_three(), [], faults=["drop", 503, "drop"], faults_from="start", fault_method=method)
+    _remove(api_server(cluster))
+    assert "server-c" not in cluster.nodes and not cluster.faults
+    assert [m for m, _, _ in cluster.calls].count(method) == 3 + (2 if method == "PATCH" else 1)
+
+
+def test_transient_failures_before_anything_is_done_are_retried_too(api_server):
+    cluster = Cluster(_three(), [], faults=[503, "drop", 502], faults_from="start")
+    _remove(api_server(cluster))
+    assert "server-c" not in cluster.nodes and not cluster.faults
+
+
+def test_an_api_that_stays_unavailable_fails_with_the_bounded_message(api_server):
+    cluster = Cluster(_three(), [], faults=[503] * 10**6)
+    with pytest.raises(MemberNotRemoved) as caught:
+        _remove(api_server(cluster), timeout=0.5)
+    message = str(caught.value)
+    assert "did not leave the cluster within 0.5s" in message and "HTTP 503" in message, message
+    assert "instance was NOT terminated" in message and "`pulumi up` again" in message
+    assert "server-c" in cluster.nodes
+
+
+def test_an_api_that_stops_answering_fails_with_the_bounded_message(api_server):
+    cluster = Cluster(_three(), [], faults=["drop"] * 10**6, faults_from="start")
+    with pytest.raises(MemberNotRemoved, match=r"within 0.5s: .*the API did not answer"):
+        _remove(api_server(cluster), timeout=0.5)
+    assert "server-c" in cluster.nodes
+
+
+def test_a_refused_call_is_not_retried(api_server):
+    """403 (the admin certificate no longer admitted) will not get better by waiting."""
+    cluster = Cluster(_three(), [], faults=[403], faults_from="start")
+    with pytest.raises(OSError, match="HTTP 403"):
+        _remove(api_server(cluster), timeout=5)
+    assert len(cluster.calls) == 1
+
+
+def test_a_server_that_rejoins_after_its_node_was_deleted_fails_the_removal(api_server):
+    """If its service restarts before the instance terminates, K3s/RKE2 find the tombstone
+    of the removed member and rejoin: the delete fails, the instance stays, a rerun removes
+    the new member."""
+    cluster = Cluster(_three(), [], rejoin=True)
+    with pytest.raises(MemberNotRemoved, match="registered again"):
+        _remove(api_server(cluster))
+    assert "server-c" in cluster.nodes

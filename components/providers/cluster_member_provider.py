@@ -15,7 +15,10 @@ respects PodDisruptionBudgets), ask for the etcd member's removal and wait for i
 the Node and wait until it is gone, every remaining server is Ready and every budget that
 allowed a disruption before allows one again (Rancher's evicted pod is back, Ready,
 elsewhere), so the next server's removal starts from a whole cluster. Bounded in time,
-with a message saying what to check. K3s on an external datastore has no etcd member; its
+with a message saying what to check. The removal itself makes calls fail for a while (the
+member's removal may elect a new etcd leader; the leaving server's own API loses its etcd
+while the load balancer may still send it calls): unanswered calls, 5xx and 429 are
+retried until the deadline (see `transient`). K3s on an external datastore has no etcd member; its
 Node is still deleted (a stale Node keeps Rancher's replica count and scheduling wrong).
 
 Self-contained (standard library + pulumi.dynamic + the gate's API client, shipped before
@@ -24,10 +27,11 @@ this module as a prelude, see shipping.py).
 
 from __future__ import annotations
 
+import http.client
 import json
 import ssl
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 from urllib.parse import quote
 
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
@@ -49,10 +53,30 @@ CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 ETCD_LABEL = "node-role.kubernetes.io/etcd"
 MIRROR_POD = "kubernetes.io/config.mirror"
 POLL_SECONDS = 2.0
+T = TypeVar("T")
 
 
 class MemberNotRemoved(Exception):
     """The server could not leave the cluster safely; the message says why and what to do."""
+
+
+class ApiError(OSError):
+    """The API answered a call with a status the removal did not expect."""
+
+    def __init__(self, what: str, status: int):
+        super().__init__(f"{what} answered HTTP {status}")
+        self.status = status
+
+
+def transient(error: BaseException) -> bool:
+    """Whether waiting may cure `error`: no answer (refused, reset, timed out, closed: the load
+    balancer sent the call to the leaving server, or etcd is electing a leader) or an answer
+    meaning "later" (5xx, 429). A refused certificate or another 4xx will not get better."""
+    if isinstance(error, ApiError):
+        return error.status >= 500 or error.status == 429
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return False
+    return isinstance(error, (OSError, http.client.HTTPException))
 
 
 def remove_annotation(program: str) -> str:
@@ -129,20 +153,20 @@ class Api:
     def nodes(self) -> list[dict]:
         status, body = self.call("GET", "/api/v1/nodes")
         if status != 200:
-            raise OSError(f"GET /api/v1/nodes answered HTTP {status}")
+            raise ApiError("GET /api/v1/nodes", status)
         return body.get("items", [])
 
     def patch_node(self, name: str, patch: dict) -> None:
         status, _ = self.call("PATCH", f"/api/v1/nodes/{quote(name)}", patch, "application/merge-patch+json")
         if status not in (200, 201):
-            raise OSError(f"PATCH node {name} answered HTTP {status}")
+            raise ApiError(f"PATCH node {name}", status)
 
 
     def budgets(self) -> dict[str, int]:
         """namespace/name -> disruptionsAllowed of every PodDisruptionBudget."""
         status, body = self.call("GET", "/apis/policy/v1/poddisruptionbudgets")
         if status != 200:
-            raise OSError(f"GET /apis/policy/v1/poddisruptionbudgets answered HTTP {status}")
+            raise ApiError("GET /apis/policy/v1/poddisruptionbudgets", status)
         return {f"{b['metadata']['namespace']}/{b['metadata']['name']}": int((b.get("status") or {}).get("disruptionsAllowed", 0))
                 for b in body.get("items", [])}
 
@@ -164,11 +188,17 @@ def remove_member(
     deadline = clock() + timeout_seconds
     done: list[str] = []
 
-    def wait(what: str, condition: Callable[[], Optional[str]]) -> None:
+    def wait(what: str, condition: Callable[[], Optional[str]], record: bool = True) -> None:
         while True:
-            reason = condition()
+            try:
+                reason = condition()
+            except Exception as error:  # noqa: BLE001 - only transient ones are retried
+                if not transient(error):
+                    raise
+                reason = f"the API did not answer: {error}" if not isinstance(error, ApiError) else str(error)
             if reason is None:
-                done.append(what)
+                if record:
+                    done.append(what)
                 return
             if clock() >= deadline:
                 raise MemberNotRemoved(
@@ -179,7 +209,17 @@ def remove_member(
                 )
             sleep(poll_seconds)
 
-    nodes = api.nodes()
+    def attempt(what: str, action: Callable[[], T]) -> T:
+        """One call, retried like a wait while it fails transiently."""
+        outcome: list[T] = []
+
+        def once() -> None:
+            outcome.append(action())
+
+        wait(what, once, record=False)
+        return outcome[0]
+
+    nodes = attempt("listing the Nodes", api.nodes)
     node = find_node(nodes, address)
     if node is None:
         done.append("no Node with this address: nothing to remove")
@@ -194,16 +234,16 @@ def remove_member(
     others = [n["metadata"]["name"] for n in nodes if is_server(n) and n is not node]
     # Budgets that allow a disruption now must allow one again before the next server
     # leaves: the evicted pods' replacements Ready (Rancher's new pod), not only scheduled.
-    budgets = [key for key, allowed in api.budgets().items() if allowed >= 1]
+    budgets = [key for key, allowed in attempt("reading the PodDisruptionBudgets", api.budgets).items() if allowed >= 1]
 
     leaving_ready = is_ready(node)
-    api.patch_node(name, {"spec": {"unschedulable": True}})
+    attempt(f"cordoning {name}", lambda: api.patch_node(name, {"spec": {"unschedulable": True}}))
     done.append(f"cordoned {name}")
 
     def pods_left() -> list[dict]:
         status, body = api.call("GET", f"/api/v1/pods?fieldSelector={quote('spec.nodeName=' + name)}")
         if status != 200:
-            raise OSError(f"listing pods on {name} answered HTTP {status}")
+            raise ApiError(f"listing pods on {name}", status)
         return [p for p in body.get("items", []) if evictable(p)]
 
     def drained() -> Optional[str]:
@@ -232,11 +272,12 @@ def remove_member(
         if status == 404:
             return None
         if status != 200:
-            raise OSError(f"GET node {name} answered HTTP {status}")
+            raise ApiError(f"GET node {name}", status)
         return body
 
     if is_etcd(node):
-        api.patch_node(name, {"metadata": {"annotations": {remove_annotation(program): "true"}}})
+        attempt(f"asking for the removal of {name}'s etcd member",
+                lambda: api.patch_node(name, {"metadata": {"annotations": {remove_annotation(program): "true"}}}))
 
         def member_removed() -> Optional[str]:
             current = node_now()
@@ -246,9 +287,15 @@ def remove_member(
 
         wait(f"etcd member of {name} removed", member_removed)
 
-    status, _ = api.call("DELETE", f"/api/v1/nodes/{quote(name)}")
-    if status not in (200, 202, 404):
-        raise MemberNotRemoved(f"Deleting Node {name} answered HTTP {status}. Its instance was NOT terminated.")
+    def delete_node() -> None:
+        status, _ = api.call("DELETE", f"/api/v1/nodes/{quote(name)}")
+        if status not in (200, 202, 404):
+            error = ApiError(f"DELETE node {name}", status)
+            if transient(error):
+                raise error
+            raise MemberNotRemoved(f"Deleting Node {name} answered HTTP {status}. Its instance was NOT terminated.")
+
+    attempt(f"deleting Node {name}", delete_node)
     wait(f"Node {name} deleted", lambda: None if node_now() is None else f"Node {name} still exists (finalizers)")
 
     def others_ready() -> Optional[str]:
@@ -264,6 +311,27 @@ def remove_member(
         return f"PodDisruptionBudgets allowing no disruption yet: {', '.join(short)}" if short else None
 
     wait("disrupted workloads Ready again (PodDisruptionBudgets allow a disruption)", budgets_whole)
+
+    # The removed server still runs until its instance terminates, right after this delete.
+    # If its service restarted meanwhile, it may have joined again as a new member, with a
+    # new, uncordoned Node: K3s's embedded etcd writes `<data-dir>/db/etcd/tombstone` when its
+    # member is removed and logs "please restart ... to rejoin" (k3s-io/k3s
+    # pkg/daemons/executor/embed.go, stored versions), and on the next start `Register`
+    # moves the data dir aside and the server joins afresh (pkg/etcd/etcd.go at
+    # 001bb933737b9152072a7c26d556e74221a72d00). RKE2's etcd is a static pod: its handling was
+    # not read; the check below does not depend on it. The delete must not end then:
+    # terminating the instance would leave a dead member behind.
+    def not_back() -> None:
+        again = find_node(api.nodes(), address)
+        if again is not None:
+            raise MemberNotRemoved(
+                f"Server {address} registered again as Node {again['metadata']['name']} after it left the cluster (its "
+                f"{program} service restarted and rejoined). Its instance was NOT terminated. Run `pulumi up` again: "
+                "the removal starts over and takes the new member out."
+            )
+
+    attempt(f"checking that {address} did not register again", not_back)
+    done.append(f"{address} did not register again")
     return done
 
 
