@@ -22,6 +22,7 @@ from pulumi.dynamic import Resource
 from settings import versions
 
 from .providers import identity_lock_provider as implementation
+from .naming import child
 from .providers.shipping import loader_expression, source_of
 
 # The runbook the safe ways point at; tests/test_disaster_recovery.py checks every anchor.
@@ -194,5 +195,5 @@ class RunningVersions(pulumi.ComponentResource):
     def __init__(self, name: str, running: Mapping[str, str], after: Sequence[pulumi.Resource],
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rancher-ha:guard:RunningVersions", name, None, opts)
-        self.record = ClusterVersions(f"{name}-record", running, opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)))
+        self.record = ClusterVersions(f"{name}-record", running, opts=child(self, depends_on=list(after)))
         self.register_outputs({"versions": self.record.versions})

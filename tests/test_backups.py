@@ -495,7 +495,7 @@ def test_taking_over_the_old_stacks_names_is_explicit(take_over):
 
 # -- the CI deploy role can manage the backup user ----------------------------------------
 def test_the_deploy_role_may_create_rotate_and_delete_the_backup_user_only():
-    from test_ci_roles import DEPLOY, SITE
+    from test_ci_roles import BOUNDED, DEPLOY, SITE
 
     result = backup_run()
     user = one(result, "aws:iam/user:User", "rancher-backups-user")
@@ -503,6 +503,8 @@ def test_the_deploy_role_may_create_rotate_and_delete_the_backup_user_only():
     lifecycle = ["iam:CreateUser", "iam:TagUser", "iam:GetUser", "iam:PutUserPolicy", "iam:GetUserPolicy",
                  "iam:CreateAccessKey", "iam:ListAccessKeys", "iam:DeleteAccessKey", "iam:DeleteUserPolicy",
                  "iam:ListUserPolicies", "iam:ListAttachedUserPolicies", "iam:ListGroupsForUser", "iam:DeleteUser"]
-    assert {a: evaluate(DEPLOY, Request(a, arn)) for a in lifecycle} == {a: "Allow" for a in lifecycle}
+    # Created and written only under the workload permissions boundary (iamPermissionsBoundaryArn).
+    assert {a: evaluate(DEPLOY, Request(a, arn, BOUNDED)) for a in lifecycle} == {a: "Allow" for a in lifecycle}
+    assert evaluate(DEPLOY, Request("iam:CreateUser", arn)) != "Allow"
     elsewhere = f"arn:aws:iam::{SITE.account}:user/admin"
     assert evaluate(DEPLOY, Request("iam:CreateAccessKey", elsewhere)) == "ImplicitDeny"

@@ -84,8 +84,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="dns-records-overwrite-another-stacks-silently",
         claim="only takeOverDnsRecords lets the stack overwrite existing Route53 records",
         path="components/dns.py",
-        find='overwrite: dict[str, bool] = {"allow_overwrite": True} if take_over else {}',
-        replace='overwrite: dict[str, bool] = {"allow_overwrite": True}',
+        find='overwrite: _Overwrite = {"allow_overwrite": True} if take_over else {}',
+        replace='overwrite: _Overwrite = {"allow_overwrite": True}',
         tests=("tests/test_backups.py::test_taking_over_the_old_stacks_names_is_explicit[False]",),
     ),
     Mutation(
