@@ -250,6 +250,9 @@ class RancherBackups(pulumi.ComponentResource):
     # What the Rancher release must wait for: the restore (if any) and the backup of the
     # Rancher being replaced.
     before_rancher: list[pulumi.Resource]
+    # The restore's completion (empty without restoreFromBackup): what the program's own
+    # cattle-system secrets wait for, so the old stack's copies never overwrite them.
+    restored: list[pulumi.Resource]
     encryption_key: pulumi.Output[str]  # secret: carried to a new stack to restore
     user_arn: pulumi.Output[str]
 
@@ -378,6 +381,7 @@ class RancherBackups(pulumi.ComponentResource):
             f"/apis/{API_VERSION}/backups/{before['metadata']['name']}", needs_file=True,
             timeout_seconds=BACKUP_TIMEOUT_SECONDS, opts=child(self, depends_on=[before_cr]),
         )
+        self.restored = restored
         self.before_rancher = [*restored, before_done]
         self.user_arn = user.arn
         self.register_outputs({"user_arn": self.user_arn})

@@ -36,6 +36,9 @@ class RancherArgs:
     # record, which Rancher's agents and Let's Encrypt look up (a lookup before it exists
     # is cached as "no such name"). cert-manager does not wait for it.
     rancher_after: Sequence[pulumi.Resource] = ()
+    # What the TLS secrets above wait for: a rancher-backup restore, which writes the old
+    # stack's cattle-system secrets (these names included) over any that exist already.
+    secrets_after: Sequence[pulumi.Resource] = ()
 
     def __post_init__(self) -> None:
         self.ingress_tls_pair()
@@ -112,7 +115,7 @@ class Rancher(pulumi.ComponentResource):
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=secret_name, namespace=namespace.metadata.name),
                 type=secret_type,
                 string_data=data,
-                opts=in_cluster(),
+                opts=in_cluster(*args.secrets_after),
             )
 
         ingress_tls = args.ingress_tls_pair()

@@ -73,6 +73,13 @@ def principal_arn_patterns(caller_arn: str) -> list[str]:
     return [caller_arn]
 
 
+def administrators(admin_arns: Sequence[str], caller_arn: str) -> list[str]:
+    """Who manages the bucket: snapshotBucketAdmins when set (required in prod), so the
+    policy is the same whoever runs `pulumi up` and no deployer locks out another;
+    outside prod with none set, the identity running `pulumi up`."""
+    return list(admin_arns) if admin_arns else principal_arn_patterns(caller_arn)
+
+
 def bucket_policy(bucket_arn: str, writer_arns: Sequence[str], admin_arns: Sequence[str]) -> PolicyDocument:
     everything = [bucket_arn, f"{bucket_arn}/*"]
     return {
@@ -98,9 +105,9 @@ def bucket_policy(bucket_arn: str, writer_arns: Sequence[str], admin_arns: Seque
             },
             {
                 # Everything else (listing, deleting, the bucket's configuration) to the
-                # nodes and the administrators: the identity that runs `pulumi up`, which
-                # must keep managing the bucket and, outside prod, empty it on destroy,
-                # and snapshotBucketAdmins (a CI role and a person's, for instance).
+                # nodes and the administrators (`administrators`): every identity that runs
+                # `pulumi up`, refresh or destroy must be one, to keep managing the bucket
+                # and, outside prod, empty it on destroy.
                 "Sid": "OnlyNodesAndAdministrators",
                 "Effect": "Deny",
                 "Principal": "*",
@@ -117,8 +124,9 @@ class SnapshotBucketArgs:
     protect: bool
     # Days a superseded snapshot version is kept before S3 removes it.
     noncurrent_version_days: int = 30
-    # Principals (IAM role or user ARNs, wildcards allowed) that may manage the bucket
-    # besides the deployer; none of them may read or write a snapshot.
+    # Principals (IAM role or user ARNs, wildcards allowed) that manage the bucket (every
+    # deployer: CI's deploy role, a break-glass role); empty: whoever runs `pulumi up`.
+    # None of them may read or write a snapshot.
     admin_arns: Sequence[str] = ()
 
 
@@ -215,7 +223,7 @@ class SnapshotBucket(pulumi.ComponentResource):
             bucket=bucket.id,
             policy=pulumi.Output.all(bucket.arn, pulumi.Output.all(*writer_arns), caller.arn).apply(
                 lambda v: json.dumps(
-                    bucket_policy(v[0], v[1], [*principal_arn_patterns(v[2]), *self._args.admin_arns]), sort_keys=True
+                    bucket_policy(v[0], v[1], administrators(self._args.admin_arns, v[2])), sort_keys=True
                 )
             ),
             # S3 refuses a policy while the public-access block is being changed.

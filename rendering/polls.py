@@ -34,6 +34,10 @@ EGRESS = Poll(interval_s=2, attempts=240, connect_timeout_s=3)
 EGRESS_VIA_PROXY = Poll(interval_s=2, attempts=100, connect_timeout_s=10)
 # A joining server probes the registration address's /ping (refused until a server runs).
 JOIN = Poll(interval_s=2, attempts=900)
+# A first server about to restore an etcd snapshot waits for the registration address to
+# fall silent: an old server still answering there would be left running beside the
+# restored cluster (a second cluster). 60 x 10 s: about 10 minutes to stop the old ones.
+RESTORE_SILENCE = Poll(interval_s=10, attempts=60)
 # A K3s server waits for the datastore-endpoint parameter, written once RDS is available.
 # Each attempt is an AWS CLI process (about a second), so 1800 attempts bound it at about
 # an hour (RDS Multi-AZ takes 10-20 minutes; the provider's own timeout is 50).

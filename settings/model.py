@@ -33,7 +33,9 @@ CRON_FIELD = re.compile(r"^[0-9*/,\-]+$")
 BACKUP_DESCRIPTORS = ("@hourly", "@daily", "@midnight", "@weekly")
 PROXY_URL = re.compile(r"^https?://[^\s/@]+(:\d+)?/?$")
 IAM_POLICY_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:policy/([\w+=,.@-]+/)*[\w+=,.@-]+$")
-IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(root|(role|user)/[\w+=,.@/*-]+)$")
+# The account may be `*`: the bucket policy only denies, so a name matched in another
+# account gains nothing (it still needs an allow from this account).
+IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::(\d{12}|\*):(root|(role|user)/[\w+=,.@/*-]+)$")
 SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 # An RKE2 snapshot's file name (etcd-snapshot-<node>-<unix time>, maybe .zip): no folder.
@@ -492,8 +494,9 @@ class Settings(BaseModel):
     snapshot_bucket_admins: list[str] = Field(
         default_factory=list,
         **_doc(
-            "IAM roles or users that may manage the snapshot bucket besides the identity running `pulumi up` "
-            "(add a new deployer here before it runs); none of them may read or write a snapshot.",
+            "IAM roles or users that manage the snapshot bucket: every identity that runs `pulumi up`, refresh or "
+            "destroy (CI's deploy role, a break-glass role); required in prod. Empty (outside prod): whoever runs "
+            "`pulumi up` last, which locks out any other deployer. None of them may read or write a snapshot.",
             "IAM role/user ARNs (arn:<partition>:iam::<account>:role/... or user/...; * allowed)",
         ),
     )
@@ -1345,6 +1348,17 @@ class Settings(BaseModel):
                     True,
                     "k3s here keeps its state in RDS, which has its own automated backups; there is "
                     "no etcd to snapshot. Fix: remove etcdSnapshotS3, or use distribution: rke2",
+                )
+
+        with guard:
+            if self.environment == "prod" and (self.etcd_snapshot_s3 or self.rancher_backups) and not self.snapshot_bucket_admins:
+                problem(
+                    "snapshotBucketAdmins",
+                    self.snapshot_bucket_admins,
+                    "is required in prod: the backup bucket's policy denies everyone but the nodes and these "
+                    "administrators, and without them it names whoever ran `pulumi up` last, locking out every "
+                    "other deployer (CI or a person). Fix: list every role that deploys prod, e.g. "
+                    "'arn:aws:iam::123456789012:role/github-ci/rancher-ha-deploy-prod' and your break-glass role",
                 )
 
         with guard:

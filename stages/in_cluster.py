@@ -119,6 +119,7 @@ def in_cluster(settings: Settings, edge: Edge, cluster: Cluster) -> InCluster:
             private_ca_pem=certificate.ca_pem if (certificate is not None and settings.private_ca) else None,
             forwarded_headers=cluster.forwarded_headers,
             rancher_after=[dns, upgrades.wait, *(backups.before_rancher if backups else [])],
+            secrets_after=backups.restored if backups else [],
         ),
         opts=guarded,
     )

@@ -22,6 +22,16 @@ BASE_CONFIG: dict[str, Any] = {
     "rancher-ha:adminCidrs": ["203.0.113.0/24"],
 }
 
+# prod requires snapshotBucketAdmins (the bucket's administrators, never whoever ran `pulumi up`):
+# prod runs get the CI deploy role (tools/ci_roles.py) unless the test sets its own.
+PROD_BUCKET_ADMINS = ["arn:aws:iam::123456789012:role/github-ci/rancher-ha-deploy-prod"]
+
+
+def with_prod_bucket_admins(config: dict[str, Any], stack: str, key: str = "rancher-ha:snapshotBucketAdmins") -> dict[str, Any]:
+    environment = config.get(key.replace("snapshotBucketAdmins", "environment"), stack)
+    return {key: PROD_BUCKET_ADMINS, **config} if environment == "prod" else config
+
+
 RKE2 = {"rancher-ha:distribution": "rke2"}
 NGINX_L4 = {"rancher-ha:loadBalancerType": "nginx", "rancher-ha:loadBalancerLayer": "l4"}
 NGINX_L7 = {"rancher-ha:loadBalancerType": "nginx", "rancher-ha:loadBalancerLayer": "l7"}
@@ -41,7 +51,7 @@ PROXY = {
 
 def run(overrides: dict[str, Any] | None = None, stack: str = "dev", preview: bool = False, deployment: str = "") -> MockRun:
     config = {**BASE_CONFIG, **(overrides or {})}
-    config = {key: value for key, value in config.items() if value is not None}
+    config = {key: value for key, value in with_prod_bucket_admins(config, stack).items() if value is not None}
     return run_program(config, stack=stack, preview=preview, deployment=deployment)
 
 

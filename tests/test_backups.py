@@ -508,3 +508,24 @@ def test_the_deploy_role_may_create_rotate_and_delete_the_backup_user_only():
     assert evaluate(DEPLOY, Request("iam:CreateUser", arn)) != "Allow"
     elsewhere = f"arn:aws:iam::{SITE.account}:user/admin"
     assert evaluate(DEPLOY, Request("iam:CreateAccessKey", elsewhere)) == "ImplicitDeny"
+
+
+def test_the_program_writes_its_rancher_tls_secrets_after_the_restore():
+    """rancher-resource-set-full takes every Secret in the cattle-* namespaces but those
+    labelled owner=helm and three named ones (charts/rancher-backup/files/default/
+    sensitive-resourceset-contents/rancher.yaml), and a Restore updates an object that
+    exists (pkg/controllers/restore/controller.go restoreResource: Get, then Update);
+    rancher/backup-restore-operator v11.0.0, commit cf5cd48503df9770731fae194f5cdda3e5ff5b78,
+    the same in v10.0.8, 1e4997cadccbb266e1e6f376ab246570b98c30c4. So tls-rancher-ingress
+    and tls-ca of the OLD stack would overwrite this stack's if written before the restore:
+    the program writes its own after it (and a copy the restore made stops the `up` with
+    AlreadyExists instead of serving the old stack's certificate)."""
+    from rendering.rancher_values import INGRESS_SECRET_NAME, PRIVATE_CA_SECRET_NAME
+
+    result = backup_run({**RESTORE_SETTINGS, "rancher-ha:tlsSource": "generated"})
+    restored = one(result, WAIT, "rancher-backups-restore-completed")
+    secrets = {r.inputs["metadata"]["name"]: r for r in result.of_type(SECRET)
+               if r.inputs["metadata"]["name"] in (INGRESS_SECRET_NAME, PRIVATE_CA_SECRET_NAME)}
+    assert set(secrets) == {INGRESS_SECRET_NAME, PRIVATE_CA_SECRET_NAME}
+    for name, secret in secrets.items():
+        assert restored.urn in secret.dependencies, name

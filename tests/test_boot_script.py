@@ -450,7 +450,8 @@ def test_rke2_first_server_restores_the_s3_snapshot_then_starts_the_restored_clu
     from rendering.server_flags import config_problems
 
     store = restore_store(restored=False)
-    with boot(server(cached_run(RESTORE), 0), store, scenario()) as result:
+    # Every old server is gone: the registration name answers no more.
+    with boot(server(cached_run(RESTORE), 0), store, scenario(supervisors={REGISTRATION: None})) as result:
         assert result.returncode == 0, describe(result)
         assert f"restoring etcd from the S3 snapshot {SNAPSHOT} (cluster-reset)" in result.stderr
         (restore,) = binary_runs(result, "rke2")
@@ -471,14 +472,34 @@ def test_rke2_first_server_restores_the_s3_snapshot_then_starts_the_restored_clu
         for name in CLUSTER_CA_FILES:
             assert result.files[f"/var/lib/rancher/rke2/server/tls/{name}"].text.strip() == store[f"{PREFIX}/tls/{name}"].strip()
         assert started(result, "rke2-server.service")
-        assert "/ping" not in result.log  # nobody to join
+        # Nobody to join: the registration address was asked once (silent), before the restore.
+        (ping,) = [c for c in result.calls if c["cmd"] == "curl" and c["argv"][-1] == f"{REGISTRATION_URL}/ping"]
+        assert ping["exit"] != 0 and result.calls.index(ping) < result.calls.index(call)
         assert_no_secret_seen(result, store)
+
+
+@rehearsal
+def test_a_restore_is_refused_while_a_server_of_the_old_cluster_still_answers():
+    # Review finding 6: etcdRestoreSnapshot with an old server still running (a partial
+    # replacement, or server 0 replaced alone) would reset this server into a second
+    # cluster beside the old one. The registration name still lists the old servers.
+    store = restore_store(restored=False)
+    with boot(server(cached_run(RESTORE), 0), store, scenario(supervisors={REGISTRATION: 1},
+              environment={"RANCHER_HA_RESTORE_SILENCE_ATTEMPTS": "3"})) as result:
+        assert result.returncode != 0, describe(result)
+        assert f"refusing to restore {SNAPSHOT}: a server of the old cluster still answers at {REGISTRATION_URL}" in result.stderr
+        assert "docs/disaster-recovery.md#whole-cluster-lost" in result.stderr
+        pings = [c for c in result.calls if c["cmd"] == "curl" and c["argv"][-1] == f"{REGISTRATION_URL}/ping"]
+        assert len(pings) == 3  # waited for it to fall silent, within the bound
+        assert not binary_runs(result, "rke2")
+        assert not started(result, "rke2-server.service")
 
 
 @rehearsal
 def test_a_failed_restore_stops_the_boot_before_the_service_starts():
     store = restore_store(restored=False)
-    with boot(server(cached_run(RESTORE), 0), store, scenario(environment={"PATH": "/rehearsal-no-rke2:/usr/sbin:/usr/bin:/sbin:/bin"})) as result:
+    with boot(server(cached_run(RESTORE), 0), store, scenario(supervisors={REGISTRATION: None},
+              environment={"PATH": "/rehearsal-no-rke2:/usr/sbin:/usr/bin:/sbin:/bin"})) as result:
         # Without the binary on PATH the restore command fails; nothing may start a cluster.
         assert result.returncode != 0, describe(result)
         assert f"the etcd restore of {SNAPSHOT} failed" in result.stderr

@@ -638,3 +638,55 @@ def test_snapshot_bucket_admins_and_an_assumed_role_deployer_are_recognised():
         assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(principal, put)) == "Allow", principal
     assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(f"arn:aws:iam::{ACCOUNT_ID}:role/ci-deploy-2", put)) == "Deny"
     assert principal_arn_patterns(DEPLOYER) == [DEPLOYER]
+
+
+# snapshotBucketAdmins set: the administrators are exactly those, whoever runs `pulumi up`
+# (review finding 5: a policy derived from the caller flipped with every deployer and
+# locked the previous one out).
+CI_DEPLOY_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/github-ci/rancher-ha-deploy-dev"
+BREAK_GLASS_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/break-glass"
+
+
+def _bucket_policy_run_by(monkeypatch, caller_arn: str) -> tuple[dict, str]:
+    from offline.mocks import StackMocks
+
+    answer = StackMocks._answer
+
+    def as_caller(self, args):
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT_ID, "arn": caller_arn, "id": ACCOUNT_ID, "userId": "x"}, []
+        return answer(self, args)
+
+    monkeypatch.setattr(StackMocks, "_answer", as_caller)
+    result = run({**RKE2, "rancher-ha:etcdSnapshotS3": True, "rancher-ha:snapshotBucketAdmins": [CI_DEPLOY_ROLE, BREAK_GLASS_ROLE]})
+    policy = _resource_policy(result, "aws:s3/bucketPolicy:BucketPolicy", "policy")
+    assert policy is not None
+    (bucket,) = result.of_type("aws:s3/bucket:Bucket")
+    return policy, f"arn:aws:s3:::{bucket.outputs['bucket']}"
+
+
+def test_with_bucket_admins_set_a_second_deployer_is_not_locked_out_and_the_policy_ignores_the_caller(monkeypatch):
+    by_ci, arn = _bucket_policy_run_by(monkeypatch, f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/rancher-ha-deploy-dev/github-1")
+    by_person, _ = _bucket_policy_run_by(monkeypatch, f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/break-glass/alice")
+    assert by_ci == by_person  # a change of deployer changes nothing
+    for policy in (by_ci, by_person):
+        for request in (Request("s3:PutBucketPolicy", arn), Request("s3:GetBucketLocation", arn), Request("s3:ListBucketVersions", arn)):
+            for admin in (CI_DEPLOY_ROLE, BREAK_GLASS_ROLE):
+                assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(admin, request)) == "Allow", (admin, request)
+            # The caller is no administrator of its own: the mocks' default deployer is not listed.
+            assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(DEPLOYER, request)) == "Deny"
+
+
+def test_prod_stack_file_admits_the_ci_deploy_role_tools_ci_roles_creates():
+    from offline.runner import run_stack
+    from tools.ci_roles import ROLE_PATH, roles
+
+    result = run_stack("prod")
+    policy = _resource_policy(result, "aws:s3/bucketPolicy:BucketPolicy", "policy")
+    (bucket,) = result.of_type("aws:s3/bucket:Bucket")
+    put = Request("s3:PutBucketPolicy", f"arn:aws:s3:::{bucket.outputs['bucket']}")
+    deploy_role = f"arn:aws:iam::{ACCOUNT_ID}:role{ROLE_PATH}rancher-ha-deploy-prod"
+    assert "rancher-ha-deploy-prod" in roles()
+    assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(deploy_role, put)) == "Allow"
+    assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(f"arn:aws:iam::{ACCOUNT_ID}:role{ROLE_PATH}rancher-ha-deploy-dev", put)) == "Deny"
+    assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(DEPLOYER, put)) == "Deny"

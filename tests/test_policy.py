@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from pulumi_policy import ResourceValidationArgs
 
+from conftest import PROD_BUCKET_ADMINS
 from offline.runner import STACKS_DIR, run_stack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "policy"))
@@ -87,7 +88,7 @@ def test_the_programs_own_stacks_pass_every_policy(stack):
 
 
 def test_prod_stack_datastore_rules_apply_to_a_prod_k3s_render():
-    run = run_stack("dev", overrides={"rancher-ha:environment": "prod"})
+    run = run_stack("dev", overrides={"rancher-ha:environment": "prod", "rancher-ha:snapshotBucketAdmins": PROD_BUCKET_ADMINS})
     (database,) = run.of_type(policies.RDS_INSTANCE)
     prod_urn = database.urn.replace("urn:pulumi:dev::", "urn:pulumi:prod::")
     found = []

@@ -7,7 +7,7 @@ the key, the value and a fix, and (b) not a single resource was registered.
 import pytest
 
 from settings import SettingsError, settings_from_values
-from conftest import BASE_CONFIG, run
+from conftest import BASE_CONFIG, run, with_prod_bucket_admins
 
 PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 PEM_KEY = "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n"
@@ -107,6 +107,7 @@ INVALID = [
     ("session-manager-text", {"sessionManager": "sometimes"}, "sessionManager", "is not a boolean. Fix: write true or false"),
     ("boundary-not-a-policy", {"iamPermissionsBoundaryArn": "arn:aws:iam::111122223333:role/admin"}, "iamPermissionsBoundaryArn", "is not an IAM policy ARN"),
     ("boundary-aws-managed", {"iamPermissionsBoundaryArn": "arn:aws:iam::aws:policy/AdministratorAccess"}, "iamPermissionsBoundaryArn", "is not an IAM policy ARN"),
+    ("prod-bucket-without-admins", {"environment": "prod", "snapshotBucketAdmins": []}, "snapshotBucketAdmins", "is required in prod"),
     ("bucket-admin-session-arn", {"distribution": "rke2", "snapshotBucketAdmins": ["arn:aws:sts::123456789012:assumed-role/ci/s"]}, "snapshotBucketAdmins", "not an IAM role or user ARN"),
     ("region-missing", {"aws:region": None}, "aws:region", "is required but not set"),
     ("allow-world-not-boolean", {"allowApiFromAnywhere": "sometimes"}, "allowApiFromAnywhere", "is not a boolean. Fix: write true or false"),
@@ -213,6 +214,7 @@ def test_secret_values_are_not_echoed_in_errors():
 def _settings(stack="dev", **overrides):
     values = {key.split(":", 1)[1]: value for key, value in BASE_CONFIG.items() if key.startswith("rancher-ha:")}
     values.update(overrides)
+    values = with_prod_bucket_admins(values, stack, key="snapshotBucketAdmins")
     return settings_from_values(values, stack=stack, region="eu-west-1")
 
 

@@ -112,6 +112,30 @@ MUTATIONS: tuple[Mutation, ...] = (
         replace="opts=in_cluster(crd, controller),",
         tests=("tests/test_upgrades.py::test_the_plan_waits_for_the_check_and_the_check_for_the_gate",),
     ),
+    Mutation(
+        name="bucket-admins-follow-the-deployer",
+        claim="with snapshotBucketAdmins set, the bucket policy is the same whoever runs `pulumi up` (review finding 5)",
+        path="components/snapshot_bucket.py",
+        find="return list(admin_arns) if admin_arns else principal_arn_patterns(caller_arn)",
+        replace="return [*principal_arn_patterns(caller_arn), *admin_arns]",
+        tests=("tests/test_iam_seams.py::test_with_bucket_admins_set_a_second_deployer_is_not_locked_out_and_the_policy_ignores_the_caller",),
+    ),
+    Mutation(
+        name="restore-beside-a-live-old-server",
+        claim="the first server restores an etcd snapshot only when no old server answers at the registration name (review finding 6)",
+        path="rendering/templates/node-bootstrap.sh.j2",
+        find='registration_silent() { ! registration_answers "$1"; }',
+        replace='registration_silent() { true; }',
+        tests=("tests/test_boot_script.py::test_a_restore_is_refused_while_a_server_of_the_old_cluster_still_answers",),
+    ),
+    Mutation(
+        name="restore-overwrites-the-stacks-tls-secrets",
+        claim="the program writes tls-rancher-ingress and tls-ca after a rancher-backup restore (review finding 6)",
+        path="components/rancher.py",
+        find="opts=in_cluster(*args.secrets_after),",
+        replace="opts=in_cluster(),",
+        tests=("tests/test_backups.py::test_the_program_writes_its_rancher_tls_secrets_after_the_restore",),
+    ),
 )
 
 
