@@ -94,8 +94,8 @@ def test_deploy_goes_through_environments_in_order():
     assert all(jobs[stack]["with"]["stack"] == stack for stack in ("dev", "staging", "prod"))
     up = _load("pulumi-up.yml")["jobs"]["up"]
     assert up["environment"] == "${{ inputs.stack }}"
-    (pulumi_step,) = [s for s in up["steps"] if s.get("uses", "").startswith("pulumi/actions")]
-    assert pulumi_step["with"]["command"] == "up"
+    pulumi_steps = [s for s in up["steps"] if s.get("uses", "").startswith("pulumi/actions")]
+    assert [s["with"]["command"] for s in pulumi_steps] == ["preview", "up"]
 
 
 def test_live_workflow_is_manual():
@@ -320,3 +320,13 @@ def test_pulumi_runs_with_the_locked_virtualenv():
             if runs_pulumi and not (locked and min(locked) < min(runs_pulumi)):
                 unlocked.append(f"{name}:{job_name}")
     assert unlocked == []
+
+
+def test_every_up_is_previewed_first_in_the_same_job():
+    """`up` through the Automation API (pulumi/actions) runs with --skip-preview; the checks
+    that refuse an edit in preview (the version record runs late in an up) must run first."""
+    for name in ("pulumi-up.yml",):
+        for job_name, job in _load(name)["jobs"].items():
+            commands = [s["with"]["command"] for s in job.get("steps", []) if s.get("uses", "").startswith("pulumi/actions")]
+            if "up" in commands:
+                assert "preview" in commands and commands.index("preview") < commands.index("up"), (name, job_name, commands)
