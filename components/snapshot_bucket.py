@@ -74,10 +74,12 @@ def principal_arn_patterns(caller_arn: str) -> list[str]:
 
 
 def administrators(admin_arns: Sequence[str], caller_arn: str) -> list[str]:
-    """Who manages the bucket: snapshotBucketAdmins when set (required in prod), so the
-    policy is the same whoever runs `pulumi up` and no deployer locks out another;
-    outside prod with none set, the identity running `pulumi up`."""
-    return list(admin_arns) if admin_arns else principal_arn_patterns(caller_arn)
+    """Who manages the bucket: snapshotBucketAdmins (required in prod), whoever runs `pulumi
+    up`, so no deployer locks out a listed one; and the identity running this `pulumi up`,
+    so a list that misses it (a typo, a wrong path) cannot lock out the very role applying
+    it, which only the account's root could undo."""
+    callers = principal_arn_patterns(caller_arn)
+    return [*admin_arns, *(arn for arn in callers if arn not in admin_arns)]
 
 
 def bucket_policy(bucket_arn: str, writer_arns: Sequence[str], admin_arns: Sequence[str]) -> PolicyDocument:

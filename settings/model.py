@@ -495,8 +495,8 @@ class Settings(BaseModel):
         default_factory=list,
         **_doc(
             "IAM roles or users that manage the snapshot bucket: every identity that runs `pulumi up`, refresh or "
-            "destroy (CI's deploy role, a break-glass role); required in prod. Empty (outside prod): whoever runs "
-            "`pulumi up` last, which locks out any other deployer. None of them may read or write a snapshot.",
+            "destroy (CI's deploy role, a break-glass role); required in prod. The identity running `pulumi up` is "
+            "always admitted too. None of them may read or write a snapshot.",
             "IAM role/user ARNs (arn:<partition>:iam::<account>:role/... or user/...; * allowed)",
         ),
     )

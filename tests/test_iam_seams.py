@@ -665,16 +665,24 @@ def _bucket_policy_run_by(monkeypatch, caller_arn: str) -> tuple[dict, str]:
     return policy, f"arn:aws:s3:::{bucket.outputs['bucket']}"
 
 
-def test_with_bucket_admins_set_a_second_deployer_is_not_locked_out_and_the_policy_ignores_the_caller(monkeypatch):
-    by_ci, arn = _bucket_policy_run_by(monkeypatch, f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/rancher-ha-deploy-dev/github-1")
-    by_person, _ = _bucket_policy_run_by(monkeypatch, f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/break-glass/alice")
-    assert by_ci == by_person  # a change of deployer changes nothing
+def test_listed_admins_are_never_locked_out_and_no_deployer_locks_itself_out(monkeypatch):
+    """Review findings: the policy once admitted only the last deployer (deployers locked each
+    other out), then only the list (a list missing the deployer locked it out for good)."""
+    ci_caller = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/rancher-ha-deploy-dev/github-1"
+    person_caller = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/someone-unlisted/alice"
+    by_ci, arn = _bucket_policy_run_by(monkeypatch, ci_caller)
+    by_person, _ = _bucket_policy_run_by(monkeypatch, person_caller)
+    requests = (Request("s3:PutBucketPolicy", arn), Request("s3:GetBucketLocation", arn), Request("s3:ListBucketVersions", arn))
     for policy in (by_ci, by_person):
-        for request in (Request("s3:PutBucketPolicy", arn), Request("s3:GetBucketLocation", arn), Request("s3:ListBucketVersions", arn)):
+        for request in requests:
             for admin in (CI_DEPLOY_ROLE, BREAK_GLASS_ROLE):
                 assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(admin, request)) == "Allow", (admin, request)
-            # The caller is no administrator of its own: the mocks' default deployer is not listed.
-            assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(DEPLOYER, request)) == "Deny"
+    person_role = f"arn:aws:iam::{ACCOUNT_ID}:role/someone-unlisted"
+    for request in requests:
+        # The unlisted deployer keeps the bucket it just applied a policy to...
+        assert evaluate_with_resource_policy([ADMINISTRATOR], by_person, _by(person_role, request)) == "Allow", request
+        # ...and is not let in by anyone else's `up`.
+        assert evaluate_with_resource_policy([ADMINISTRATOR], by_ci, _by(person_role, request)) == "Deny", request
 
 
 def test_prod_stack_file_admits_the_ci_deploy_role_tools_ci_roles_creates():
@@ -689,4 +697,5 @@ def test_prod_stack_file_admits_the_ci_deploy_role_tools_ci_roles_creates():
     assert "rancher-ha-deploy-prod" in roles()
     assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(deploy_role, put)) == "Allow"
     assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(f"arn:aws:iam::{ACCOUNT_ID}:role{ROLE_PATH}rancher-ha-deploy-dev", put)) == "Deny"
-    assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(DEPLOYER, put)) == "Deny"
+    # Whoever runs this `up` keeps the bucket too: a list that misses it cannot lock it out.
+    assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(DEPLOYER, put)) == "Allow"

@@ -114,11 +114,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="bucket-admins-follow-the-deployer",
-        claim="with snapshotBucketAdmins set, the bucket policy is the same whoever runs `pulumi up` (review finding 5)",
+        claim="listed snapshotBucketAdmins keep the bucket whoever runs `pulumi up` (review finding 5)",
         path="components/snapshot_bucket.py",
-        find="return list(admin_arns) if admin_arns else principal_arn_patterns(caller_arn)",
-        replace="return [*principal_arn_patterns(caller_arn), *admin_arns]",
-        tests=("tests/test_iam_seams.py::test_with_bucket_admins_set_a_second_deployer_is_not_locked_out_and_the_policy_ignores_the_caller",),
+        find="return [*admin_arns, *(arn for arn in callers if arn not in admin_arns)]",
+        replace="return callers",
+        tests=("tests/test_iam_seams.py::test_listed_admins_are_never_locked_out_and_no_deployer_locks_itself_out",),
     ),
     Mutation(
         name="restore-beside-a-live-old-server",
