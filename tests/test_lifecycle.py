@@ -986,3 +986,34 @@ def test_setting_the_permissions_boundary_updates_the_backup_user_in_place():
     assert _principal_changes(p) == {"nginx-lb-instance-role": boundary, "rancher-server-role": boundary,
                                      "rancher-backups-user": boundary}
     assert {s.name for s in p.steps if s.op != "same"} == set(_principal_changes(p))
+
+
+# -- from the previous release (v0.1.0) -------------------------------------------------------
+PREVIOUS_RELEASE = "e5b208f"  # tag v0.1.0, the last landed revision (stop 21)
+ALL_STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in STACKS_DIR.glob("Pulumi.*.yaml"))
+# What this release replaces on a stack v0.1.0 created, and why (empty: nothing).
+REPLACED_SINCE_PREVIOUS_RELEASE: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def previous_release_plans():
+    from tools.plan import base_states
+
+    olds, errors = base_states(PREVIOUS_RELEASE, ALL_STACKS)
+    assert errors == {}, errors
+    return {stack: plan(olds[stack], run_stack(stack)) for stack in ALL_STACKS}
+
+
+@pytest.mark.parametrize("stack", ALL_STACKS)
+def test_every_stack_the_previous_release_created_takes_this_release_as_a_routine_update(previous_release_plans, stack):
+    """Every shipped stack, as v0.1.0 deployed it, planned to this tree: no collision, no
+    server, datastore or bucket replaced or restarted, and nothing else replaced unless
+    REPLACED_SINCE_PREVIOUS_RELEASE says why."""
+    p = previous_release_plans[stack]
+    assert_routine(p)
+    replaced = sorted(s.name for s in p.by_op("replace"))
+    assert replaced == sorted(n for n in REPLACED_SINCE_PREVIOUS_RELEASE if n in replaced), [
+        (s.name, s.replace_reasons) for s in p.by_op("replace")
+    ]
+    deleted = [s.name for s in p.by_op("delete")]
+    assert deleted == [], deleted
