@@ -45,3 +45,13 @@ def test_stack_files_use_known_keys_only():
             assert namespace in ("aws", "rancher-ha"), key
             if namespace == "rancher-ha":
                 assert name in stack_keys(), key
+
+
+@pytest.mark.parametrize("stack", [s for s in STACKS if s != "example"])
+def test_deployable_stacks_pin_the_versions_they_run(stack):
+    """A stack that took a version from the program's defaults would be upgraded by the
+    first `pulumi up` of a release that moves the default (components/upgrades.py acts on
+    the setting's value, wherever it came from). The shipped stacks pin both versions."""
+    config = yaml.safe_load((STACKS_DIR / f"Pulumi.{stack}.yaml").read_text())["config"]
+    missing = [key for key in ("rancher-ha:kubernetesVersion", "rancher-ha:rancherVersion") if key not in config]
+    assert missing == [], f"stacks/Pulumi.{stack}.yaml leaves {missing} to the program's defaults"
