@@ -79,19 +79,6 @@ def operator_git() -> Path:
     return upstream.require("backup-restore-operator", OPERATOR_REPOSITORY, [tag for _, tag in RANCHER_BACKUP_CHARTS.values()])
 
 
-@pytest.fixture(scope="module")
-def helm() -> str:
-    binary = charts.helm_binary()
-    if binary is None:
-        pytest.skip(f"helm {charts.HELM_VERSION} is not installed (bash scripts/test.sh installs it into .tools/helm/helm)")
-    return binary
-
-
-@pytest.fixture(scope="module")
-def kubernetes_validate():
-    return pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed (requirements-dev.txt)")
-
-
 def export_charts(git_dir: Path, tag: str, target: Path) -> dict[str, Path]:
     """`git archive <tag> charts/...` into target: the charts as the tag holds them (placeholders)."""
     archive = subprocess.run(["git", "-C", str(git_dir), "archive", "--format=tar", tag, *(f"charts/{c}" for c in CHARTS)],
