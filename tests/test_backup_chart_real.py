@@ -18,7 +18,8 @@ Checked, per Rancher minor with a pinned operator line and per stack shape (back
 behind a proxy, restoring into a new stack):
 - `helm template --kube-version` succeeds on every Kubernetes minor the program allows with
   that Rancher minor, and every manifest validates strictly (kubernetes-validate; the
-  ResourceSet against the rendered CRD);
+  ResourceSet against the rendered CRD); the program installs the chart only on the minors
+  its catalog.cattle.io/kube-version declares (helm enforces only `kubeVersion`);
 - the program's Backup and Restore objects validate against the openAPIV3Schema of the
   RENDERED CRDs (unknown fields rejected, types, bounds, required);
 - the Deployment runs the operator tag the chart version names, in the namespace the
@@ -51,7 +52,8 @@ from components import backups
 from conftest import PROXY, cached_run
 from offline import charts
 from offline.runner import MockRun
-from settings.versions import RANCHER_BACKUP_CHARTS, RANCHER_KUBERNETES_SUPPORT
+from settings.loader import SettingsError
+from settings.versions import RANCHER_BACKUP_CHARTS, RANCHER_BACKUP_KUBERNETES, RANCHER_KUBERNETES_SUPPORT
 from test_backups import RESTORE_SETTINGS
 from tests import upstream
 from tools import extract_rancher_backup
@@ -190,10 +192,29 @@ def test_the_pinned_tag_holds_both_charts_for_that_rancher_minor(rancher_minor, 
     assert high.split(".")[:2] == [rancher_minor.split(".")[0], str(int(rancher_minor.split(".")[1]) + 1)]
 
 
+def declared_kubernetes(pin: Pin) -> tuple[int, int]:
+    """The chart's catalog.cattle.io/kube-version ('>= 1.33.0-0 < 1.36.0-0'), as inclusive minors."""
+    meta = yaml.safe_load((pin.packaged["rancher-backup"] / "Chart.yaml").read_text())
+    low, high = re.fullmatch(r">= 1\.(\d+)\.0-0 < 1\.(\d+)\.0-0", meta["annotations"]["catalog.cattle.io/kube-version"]).groups()
+    return int(low), int(high) - 1
+
+
 @pytest.mark.parametrize("rancher_minor, kube_version", KUBE_CASES)
 def test_helm_renders_both_charts_on_every_kubernetes_the_program_allows(rancher_minor, kube_version, pins, helm, kubernetes_validate):
+    """Every Kubernetes minor the program allows with the Rancher minor: the program installs
+    the pinned charts only where the chart declares that minor (settings refuse the others,
+    settings/versions.py RANCHER_BACKUP_KUBERNETES), and helm renders them there."""
     pin = pins[rancher_minor]
-    result = program_run(rancher_minor, "backups", kube_version)
+    low, high = declared_kubernetes(pin)
+    assert RANCHER_BACKUP_KUBERNETES[pin.chart_version] == (low, high)
+    minor = int(kube_version.split(".")[1])
+    try:
+        result = program_run(rancher_minor, "backups", kube_version)
+    except SettingsError as error:
+        assert not low <= minor <= high, f"refused on a Kubernetes the chart declares: {error}"
+        assert "rancherBackupChartVersion" in str(error) and f"not 1.{minor}" in str(error)
+        return
+    assert low <= minor <= high, f"the program installs {pin.chart_version} on Kubernetes 1.{minor}; it declares 1.{low}-1.{high}"
     crd_chart, operator_chart = rendered_pair(pin, result, kube_version)
     kinds = sorted(m["kind"] for m in crd_chart.manifests)
     assert kinds == ["CustomResourceDefinition"] * 3, kinds
