@@ -216,6 +216,7 @@ def test_helm_renders_both_charts_on_every_kubernetes_the_program_allows(rancher
         return
     assert low <= minor <= high, f"the program installs {pin.chart_version} on Kubernetes 1.{minor}; it declares 1.{low}-1.{high}"
     crd_chart, operator_chart = rendered_pair(pin, result, kube_version)
+    assert crd_chart.warnings == [] and operator_chart.warnings == []
     kinds = sorted(m["kind"] for m in crd_chart.manifests)
     assert kinds == ["CustomResourceDefinition"] * 3, kinds
     assert operator_chart.of_kind("Deployment") and operator_chart.of_kind("ResourceSet")
