@@ -83,7 +83,8 @@ def _run(stack: str, overrides: dict | None = None):
 
 VARIANTS = [(stack, None) for stack in STACKS] + [
     # the other pinned minor: RKE2 v1.36 (Traefik by default) with a Rancher that supports it
-    ("prod", {"rancher-ha:kubernetesVersion": RKE2_V136, "rancher-ha:rancherVersion": "2.15.0"}),
+    # (without Rancher backups: the chart pinned for 2.15 declares Kubernetes up to 1.35 only)
+    ("prod", {"rancher-ha:kubernetesVersion": RKE2_V136, "rancher-ha:rancherVersion": "2.15.0", "rancher-ha:rancherBackups": False}),
     ("dev", {"rancher-ha:kubernetesVersion": "v1.36.0+k3s1", "rancher-ha:rancherVersion": "2.15.0"}),
 ]
 
