@@ -1342,6 +1342,22 @@ class Settings(BaseModel):
                     "annotation catalog.cattle.io/rancher-version), or rancherBackups: false",
                 )
         with guard:
+            chart = self.backup_chart_version
+            declared = versions.RANCHER_BACKUP_KUBERNETES.get(chart or "")
+            if (self.rancher_backups and self.rancher_backup_chart_version is None and declared and release is not None
+                    and not declared[0] <= release.minor <= declared[1]):
+                low, high = declared
+                minor = release.minor
+                problem(
+                    "rancherBackupChartVersion",
+                    None,
+                    f"the rancher-backup chart pinned for Rancher {self.rancher_version} ({chart}) declares "
+                    f"Kubernetes 1.{low}-1.{high} (catalog.cattle.io/kube-version), not 1.{minor}. Fix: set "
+                    f"rancherBackupChartVersion to a chart of that Rancher minor's operator line that declares "
+                    f"1.{minor} (`helm search repo rancher-charts/rancher-backup --versions`), choose Kubernetes "
+                    f"1.{high} or older, or rancherBackups: false",
+                )
+        with guard:
             restoring = self.restore_from_backup is not None
         with guard:
             if restoring and not self.rancher_backups:

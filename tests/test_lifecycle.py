@@ -852,8 +852,11 @@ def policy_input(result, name: str) -> str:
 
 
 # -- the ingress controller is frozen at creation (issue 18 defect 2) ------------------------
-STAGING_135 = {"rancher-ha:rancherVersion": "2.15.0", "rancher-ha:kubernetesVersion": "v1.35.7+rke2r1"}
-STAGING_136 = {"rancher-ha:rancherVersion": "2.15.0", "rancher-ha:kubernetesVersion": "v1.36.3+rke2r1"}
+# Without Rancher backups: the chart pinned for 2.15 declares Kubernetes up to 1.35 only
+# (settings refuse it on 1.36; tests/test_settings.py, tests/test_backup_chart_real.py).
+NO_BACKUPS = {"rancher-ha:rancherBackups": False}
+STAGING_135 = {"rancher-ha:rancherVersion": "2.15.0", "rancher-ha:kubernetesVersion": "v1.35.7+rke2r1", **NO_BACKUPS}
+STAGING_136 = {"rancher-ha:rancherVersion": "2.15.0", "rancher-ha:kubernetesVersion": "v1.36.3+rke2r1", **NO_BACKUPS}
 HELM_CHART_CONFIG = "kubernetes:helm.cattle.io/v1:HelmChartConfig"
 
 

@@ -134,6 +134,7 @@ INVALID = [
     ("backup-schedule-words", {"rancherBackupSchedule": "every hour"}, "rancherBackupSchedule", "5-field cron"),
     ("backup-retention-zero", {"rancherBackupRetention": 0}, "rancherBackupRetention", "1-1000"),
     ("backup-chart-malformed", {"rancherBackups": True, "rancherBackupChartVersion": "10.0.8"}, "rancherBackupChartVersion", "not a rancher-backup chart version"),
+    ("backup-chart-kubernetes-undeclared", {"rancherBackups": True, "rancherVersion": "2.15.0", "kubernetesVersion": "v1.36.0+k3s1"}, "rancherBackupChartVersion", "declares Kubernetes 1.33-1.35 (catalog.cattle.io/kube-version), not 1.36"),
     ("backup-chart-unknown-minor", {"rancherBackups": True, "rancherVersion": "2.13.3", "kubernetesVersion": "v1.33.5+k3s1"}, "rancherBackupChartVersion", "no rancher-backup chart is known"),
     ("backup-key-age-short", {"rancherBackupKeyMaxAgeDays": 1}, "rancherBackupKeyMaxAgeDays", "14-365"),
     ("restore-without-operator", {"restoreFromBackup": "rancher-ha-prod-1a2b-2026-12-07T06-00-00Z.tar.gz"}, "restoreFromBackup", "needs the rancher-backup operator"),
