@@ -1,8 +1,8 @@
 """A model of the running cluster, driven by an offline plan in the engine's order.
 
 What it holds: the server machines (running or not), their Kubernetes Nodes (Ready,
-cordoned, the Kubernetes version they run), the etcd member list (RKE2; K3s here keeps its data in RDS and has none),
-and Rancher: the Deployment's replicas (Helm value `replicas`, min(3, servers)), one pod
+cordoned, the Kubernetes version they run), the etcd member list (RKE2; K3s here keeps
+its data in RDS and has none), and Rancher: the Deployment's replicas (Helm value `replicas`, min(3, servers)), one pod
 per node at most (`antiAffinity: required`, rendering/ha_values.py) and its
 PodDisruptionBudget (maxUnavailable 1).
 
@@ -152,14 +152,13 @@ class Cluster:
         for m in free[: max(0, self.replicas - len(placed))]:
             m.rancher_pod = now + (self.pod_start_seconds if now > 0 else 0.0)
 
-    def next_key(self, server: str, later: int = 0) -> str:
-        """The key of the machine that joins as `server`, after `later` other joins of it."""
+    def next_generation(self, server: str, later: int = 0) -> int:
+        """The generation of the machine that joins as `server`, after `later` other joins of it."""
         previous = [m.generation for m in self.machines if m.server == server]
-        return f"{server}#{(max(previous) + 1 if previous else 0) + later}"
+        return (max(previous) + 1 if previous else 0) + later
 
     def join(self, server: str, now: float, version: str = "") -> Machine:
-        generation = int(self.next_key(server).rsplit("#", 1)[1])
-        machine = Machine(server, generation, member=self.etcd, version=version)
+        machine = Machine(server, self.next_generation(server), member=self.etcd, version=version)
         self.machines.append(machine)
         self.schedule(now)
         return machine
@@ -296,7 +295,10 @@ def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_d
         if is_server(step) and step.op in ("create", "replace"):
             joins.append((end, step.name, installed_version(by_urn[step.urn])))
         if step.type == suc.PLAN and suc.passes_again(step):
-            upgraded = max(upgraded, _upgrade(suc.plan_spec(by_urn[step.urn]), cluster, joins, end, durations, at))
+            jobs = suc.jobs_at(suc.plan_spec(by_urn[step.urn]), cluster, joins, end, durations)
+            for when, action, payload in suc.job_events(jobs):
+                at(when, action, payload)
+            upgraded = max([upgraded, *(job.done for _, job in jobs)])
     clock = max(finished.values(), default=start)
 
     # Delete phase: rounds; each waits for the previous one.
@@ -329,25 +331,6 @@ def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_d
     return result
 
 
-def _upgrade(spec: suc.PlanSpec, cluster: Cluster, joins: list, begin: float, durations: Durations, at) -> float:
-    """Schedule the controller's Jobs over the servers that are nodes when the Plan changes;
-    returns when the last one completed."""
-    nodes = [(m.key, m.version) for m in cluster.machines if m.running and m.node]
-    earlier: dict[str, int] = {}  # joins of a server before this one, in this plan
-    for when, server, version in sorted(joins):
-        if when <= begin:
-            nodes.append((cluster.next_key(server, earlier.get(server, 0)), version))
-            earlier[server] = earlier.get(server, 0) + 1
-    times = suc.UpgradeTimes(durations("upgrade", "start", spec.name), durations("upgrade", "restart", spec.name))
-    jobs = suc.schedule(spec, nodes, begin, times)
-    for job in jobs:
-        at(job.start, "job-start", (spec, job))
-        if job.restart is not None:
-            at(job.restart, "job-restart", (spec, job))
-        at(job.done, "job-done", (spec, job))
-    return max([begin, *(job.done for job in jobs)])
-
-
 def _effects(step, begin: float, end: float, by_urn: dict, at) -> None:
     if is_server(step):
         if step.op in ("create", "replace"):
@@ -373,7 +356,7 @@ def _apply(result: Rehearsal, action: str, payload, now: float) -> None:
         result.log.append(f"{now:7.0f}s Rancher replicas -> {payload}: {cluster.describe(now)}")
         return
     if action.startswith("job-"):
-        _job(result, action, *payload, now)
+        suc.play(result, action, *payload, now)
         return
     if action == "upgraded":
         behind = [f"{m.key} runs {m.version}" for m in cluster.machines if m.running and m.node and m.version != payload]
@@ -409,26 +392,6 @@ def _apply(result: Rehearsal, action: str, payload, now: float) -> None:
                 result.violations.append(Violation(now, step.name, "the member's machine stopped before it left", cluster.describe(now)))
             cluster.leave(machine, now)
             result.log.append(f"{now:7.0f}s {machine.key} left (etcd member and Node removed): {cluster.describe(now)}")
-
-
-def _job(result: Rehearsal, action: str, spec: suc.PlanSpec, job: suc.Job, now: float) -> None:
-    cluster = result.cluster
-    machine = cluster.machine(job.key)
-    if machine is None or not machine.running:
-        return
-    if action == "job-start":
-        suc.job_start(spec, machine)
-        result.log.append(f"{now:7.0f}s {job.key} {'cordoned' if spec.cordon else 'not cordoned'} by the upgrade Job: "
-                          f"{cluster.describe(now)}")
-    elif action == "job-restart":
-        suc.job_restart(cluster, machine, now)
-        result.restarts[job.key] = (now, job.done)
-        result.log.append(f"{now:7.0f}s {job.key} restarts into {spec.version}: {cluster.describe(now)}")
-    else:
-        restarted = machine.restarting
-        suc.job_done(cluster, spec, machine, now)
-        result.log.append(f"{now:7.0f}s {job.key} {'back' if restarted else 'already'} at {spec.version}, uncordoned: "
-                          f"{cluster.describe(now)}")
 
 
 def _check(result: Rehearsal, now: float) -> None:

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Sequence
 
 if TYPE_CHECKING:
-    from .cluster_model import Cluster, Machine
+    from .cluster_model import Cluster, Durations, Machine, Rehearsal
 
 PLAN = "kubernetes:upgrade.cattle.io/v1:Plan"
 WAIT = "pulumi-python:dynamic/rancher-ha:KubernetesUpgradeWait"
@@ -145,3 +145,48 @@ def job_done(cluster: "Cluster", spec: PlanSpec, machine: "Machine", now: float)
     if spec.cordon:
         machine.cordoned = False
     cluster.schedule(now)
+
+
+# -- on the cluster model, driven by offline/cluster_model.py `rehearse` ----------------------
+def jobs_at(spec: PlanSpec, cluster: "Cluster", joins: Sequence[tuple[float, str, str]], begin: float,
+            durations: "Durations") -> list[tuple[PlanSpec, Job]]:
+    """The Jobs over the servers that are nodes when the Plan changes at `begin`: those
+    running now and those the plan joined before (`joins`: when, server, version)."""
+    nodes = [(m.key, m.version) for m in cluster.machines if m.running and m.node]
+    earlier: dict[str, int] = {}  # joins of a server before this one, in this plan
+    for when, server, version in sorted(joins):
+        if when <= begin:
+            nodes.append((f"{server}#{cluster.next_generation(server, earlier.get(server, 0))}", version))
+            earlier[server] = earlier.get(server, 0) + 1
+    times = UpgradeTimes(durations("upgrade", "start", spec.name), durations("upgrade", "restart", spec.name))
+    return [(spec, job) for job in schedule(spec, nodes, begin, times)]
+
+
+def job_events(jobs: Sequence[tuple[PlanSpec, Job]]) -> list[tuple[float, str, tuple[PlanSpec, Job]]]:
+    events = []
+    for spec, job in jobs:
+        events.append((job.start, "job-start", (spec, job)))
+        if job.restart is not None:
+            events.append((job.restart, "job-restart", (spec, job)))
+        events.append((job.done, "job-done", (spec, job)))
+    return events
+
+
+def play(result: "Rehearsal", action: str, spec: PlanSpec, job: Job, now: float) -> None:
+    cluster = result.cluster
+    machine = cluster.machine(job.key)
+    if machine is None or not machine.running:
+        return
+    if action == "job-start":
+        job_start(spec, machine)
+        result.log.append(f"{now:7.0f}s {job.key} {'cordoned' if spec.cordon else 'not cordoned'} by the upgrade Job: "
+                          f"{cluster.describe(now)}")
+    elif action == "job-restart":
+        job_restart(cluster, machine, now)
+        result.restarts[job.key] = (now, job.done)
+        result.log.append(f"{now:7.0f}s {job.key} restarts into {spec.version}: {cluster.describe(now)}")
+    else:
+        restarted = machine.restarting
+        job_done(cluster, spec, machine, now)
+        result.log.append(f"{now:7.0f}s {job.key} {'back' if restarted else 'already'} at {spec.version}"
+                          f"{', uncordoned' if spec.cordon else ''}: {cluster.describe(now)}")

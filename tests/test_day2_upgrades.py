@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 
 from offline.cluster_model import Cluster, cluster_for, is_server, rehearse
-from offline.plan import plan_update
 from offline.runner import run_stack
+from test_lifecycle import plan
 
 PLAN = "kubernetes:upgrade.cattle.io/v1:Plan"
 WAIT = "pulumi-python:dynamic/rancher-ha:KubernetesUpgradeWait"
@@ -35,12 +35,6 @@ def stack_run(stack: str, version: str, **overrides):
     if key not in _runs:
         _runs[key] = run_stack(stack, overrides={"rancher-ha:kubernetesVersion": version, **overrides})
     return _runs[key]
-
-
-def plan(old, new, **options):
-    from tools.plan import program_dynamic_diffs
-
-    return plan_update(old, new, dynamic_diffs=program_dynamic_diffs(), **options)
 
 
 def versions(shape: str, kind: str) -> tuple[str, str]:
