@@ -23,7 +23,8 @@ by its own rules:
   controller's rules (offline/upgrade_model.py): node by node, cordon, restart into the new
   version (NotReady, etcd member down), Ready and uncordoned; the KubernetesUpgradeWait
   after it ends only once every server runs the Plan's version, so what depends on the
-  wait (Rancher's release, the record of the reached versions) comes later.
+  wait (Rancher's release, the record of the reached versions) comes later; a server that
+  joins later gets its own Job (cordoned and uncordoned: it already runs the version).
 
 A server that joins runs the version its user data installs (`KUBERNETES_VERSION`, the
 stack's kubernetesVersion: components/cluster_nodes.py).
@@ -280,6 +281,7 @@ def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_d
     finished: dict[str, float] = {}
     joins: list[tuple[float, str, str]] = []  # (when, server, version): servers this plan adds
     upgraded = start  # when the last upgrade Job completed
+    passed = float("-inf")  # when the Plan's pass over every node began (none: a node's own Job on joining)
     for step in update_steps:
         # (a delete-before-replace's delete is ordered by the plan just before its create)
         needs = graph.dependencies_of(step.urn) if step.urn in graph.by_urn else set()
@@ -298,7 +300,12 @@ def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_d
             jobs = suc.jobs_at(suc.plan_spec(by_urn[step.urn]), cluster, joins, end, durations)
             for when, action, payload in suc.job_events(jobs):
                 at(when, action, payload)
-            upgraded = max([upgraded, *(job.done for _, job in jobs)])
+            upgraded, passed = max([upgraded, *(job.done for _, job in jobs)]), end
+    plans = [r for r in new.registrations if r.type == suc.PLAN]
+    if plans and joins:
+        for when, action, payload in suc.job_events(suc.jobs_for_joiners(suc.plan_spec(plans[0]), cluster, joins, passed,
+                                                                          durations)):
+            at(when, action, payload)
     clock = max(finished.values(), default=start)
 
     # Delete phase: rounds; each waits for the previous one.

@@ -28,6 +28,8 @@ f1362a3fe1a8d55a0c65847f7c2779909dc7ec95):
   rke2-server.service at v1.34.10+rke2r1).
 - On completion (pkg/upgrade/handle_batch.go): the node gets the hash label and is made
   schedulable again (when the Plan cordons or drains).
+- A node that appears enqueues the Plan (pkg/upgrade/handle_core.go): a new server has no
+  plan label, so it gets a Job too (which finds its binary in place).
 
 The program's Plan cordons and does not drain: the Rancher pod stays on its node and is
 not Ready while the node restarts, and the other replicas serve. A Plan with `drain` is
@@ -148,18 +150,41 @@ def job_done(cluster: "Cluster", spec: PlanSpec, machine: "Machine", now: float)
 
 
 # -- on the cluster model, driven by offline/cluster_model.py `rehearse` ----------------------
-def jobs_at(spec: PlanSpec, cluster: "Cluster", joins: Sequence[tuple[float, str, str]], begin: float,
-            durations: "Durations") -> list[tuple[PlanSpec, Job]]:
-    """The Jobs over the servers that are nodes when the Plan changes at `begin`: those
-    running now and those the plan joined before (`joins`: when, server, version)."""
-    nodes = [(m.key, m.version) for m in cluster.machines if m.running and m.node]
-    earlier: dict[str, int] = {}  # joins of a server before this one, in this plan
+Joins = Sequence[tuple[float, str, str]]  # servers a plan adds: when, the server, the version it installs
+
+
+def joined(cluster: "Cluster", joins: Joins) -> list[tuple[float, str, str]]:
+    """(when, machine key, version) of the machines the joins will add."""
+    found, earlier = [], {}
     for when, server, version in sorted(joins):
-        if when <= begin:
-            nodes.append((f"{server}#{cluster.next_generation(server, earlier.get(server, 0))}", version))
-            earlier[server] = earlier.get(server, 0) + 1
-    times = UpgradeTimes(durations("upgrade", "start", spec.name), durations("upgrade", "restart", spec.name))
-    return [(spec, job) for job in schedule(spec, nodes, begin, times)]
+        found.append((when, f"{server}#{cluster.next_generation(server, earlier.get(server, 0))}", version))
+        earlier[server] = earlier.get(server, 0) + 1
+    return found
+
+
+def _times(spec: PlanSpec, durations: "Durations") -> UpgradeTimes:
+    return UpgradeTimes(durations("upgrade", "start", spec.name), durations("upgrade", "restart", spec.name))
+
+
+def jobs_at(spec: PlanSpec, cluster: "Cluster", joins: Joins, begin: float, durations: "Durations") -> list[tuple[PlanSpec, Job]]:
+    """The Jobs over the servers that are nodes when the Plan gets a new hash at `begin`: those
+    running now and those the plan joined before."""
+    nodes = [(m.key, m.version) for m in cluster.machines if m.running and m.node]
+    nodes += [(key, version) for when, key, version in joined(cluster, joins) if when <= begin]
+    return [(spec, job) for job in schedule(spec, nodes, begin, _times(spec, durations))]
+
+
+def jobs_for_joiners(spec: PlanSpec, cluster: "Cluster", joins: Joins, after: float,
+                     durations: "Durations") -> list[tuple[PlanSpec, Job]]:
+    """A node that joins after the Plan's pass began (or with no pass in this `up`) has no
+    plan label: a node event enqueues the Plan (pkg/upgrade/handle_core.go) and it gets its
+    own Job, from the moment it joins (joiners of one moment share the concurrency)."""
+    late = [(when, key, version) for when, key, version in joined(cluster, joins) if when > after]
+    jobs = []
+    for moment in sorted({when for when, _, _ in late}):
+        nodes = [(key, version) for when, key, version in late if when == moment]
+        jobs += [(spec, job) for job in schedule(spec, nodes, moment, _times(spec, durations))]
+    return jobs
 
 
 def job_events(jobs: Sequence[tuple[PlanSpec, Job]]) -> list[tuple[float, str, tuple[PlanSpec, Job]]]:

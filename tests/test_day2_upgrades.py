@@ -174,3 +174,19 @@ def test_a_server_replaced_in_the_upgrading_up_joins_at_the_new_version_and_is_n
     # leaves only in the delete phase, after the wait).
     assert sorted(result.restarts) == sorted(m.key for m in cluster.machines if m.generation == 0)
     assert all(m.version == after for m in cluster.machines if m.running)
+
+
+def test_a_server_that_joins_later_gets_its_own_job_without_a_restart():
+    """A new node has no `plan.upgrade.cattle.io/<plan>` label: the node event enqueues the
+    Plan (SUC v0.20.1 pkg/upgrade/handle_core.go) and it gets a Job, which finds the binary
+    of the version it installed and exits: cordoned and uncordoned, not restarted."""
+    old = run_stack("prod", overrides={"rancher-ha:serverCount": 3})
+    new = run_stack("prod", overrides={"rancher-ha:serverCount": 5})
+    cluster = cluster_for(old, etcd=True)
+    result = rehearse(plan(old, new), new, cluster)
+    assert_whole(result)
+    assert result.restarts == {}
+    for key in ("rancher-server-3#0", "rancher-server-4#0"):
+        assert any(f"{key} cordoned by the upgrade Job" in line for line in result.log), result.log
+        assert any(f"{key} already at " in line for line in result.log), result.log
+    assert not any(m.cordoned for m in cluster.machines)
