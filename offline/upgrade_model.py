@@ -22,8 +22,9 @@ f1362a3fe1a8d55a0c65847f7c2779909dc7ec95):
   `spec.drain` is set (`kubectl drain`, which retries an eviction the PodDisruptionBudget
   refuses), else cordons it when `spec.cordon`; then the upgrade container, the
   `rancher/rke2-upgrade` / `rancher/k3s-upgrade` image at the version (`scripts/upgrade.sh`
-  of rancher/rke2-upgrade: it compares the image's binary with the running one; if they are
-  the same it exits at once, otherwise it copies the new binary and SIGTERMs the server
+  of rancher/rke2-upgrade and of k3s-io/k3s-upgrade, read at their newest stored versions,
+  not at a tag: it compares the image's binary with the running one; if they are the same it
+  exits at once, otherwise it copies the new binary and SIGTERMs the server
   process, and systemd starts it again, `Restart=always`, rke2 bundle/lib/systemd/system/
   rke2-server.service at v1.34.10+rke2r1).
 - On completion (pkg/upgrade/handle_batch.go): the node gets the hash label and is made
@@ -42,7 +43,10 @@ taken to be seen at that moment: the upgrade container exits right after the SIG
 the kubelet that reports its success dies with the server process (RKE2 starts it with
 Pdeathsig SIGKILL, pkg/executor/staticpod/command_linux.go; K3s runs it in-process), so
 the success is reported by the restarted kubelet. If the old kubelet reports it first, SUC
-moves on earlier (while the server restarts): this race is not modeled.
+moves on earlier, while the server restarts: that race is not modeled. With this module's
+figures it would restart the next RKE2 server ~30 s after the previous one's SIGTERM, and
+3 servers would spend ~95 s without quorum (Plan `spec.postCompleteDelay` would hold the
+slot; the program does not set it).
 """
 
 from __future__ import annotations
