@@ -6,7 +6,10 @@ quorum and seconds without a Ready Rancher pod (target 0), per stack shape.
 Each change is planned with the offline engine (offline/plan.py) from the deployed run to
 the edited one and played on offline/cluster_model.py in the engine's order; step times come
 from benchmarks/durations.py (SOURCED) plus the day-2 estimates below. A shrink or a grow is
-one `pulumi up` per serverCount edit; a rotation is one `pulumi up --replace` per server.
+one `pulumi up` per serverCount edit; a rotation is one `pulumi up --replace` per server; a
+Kubernetes patch or minor upgrade is one `pulumi up` of a kubernetesVersion edit, whose
+system-upgrade-controller Plan the model applies by the controller's rules
+(offline/upgrade_model.py).
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ for path in (ROOT, ROOT / "benchmarks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from durations import SOURCED, Duration, _e, seconds  # noqa: E402
+from durations import SOURCED, Duration, _e, _s, seconds  # noqa: E402
 
-from offline.cluster_model import GATE, HELM_RELEASE, cluster_for, is_server, rehearse  # noqa: E402
+from offline.cluster_model import GATE, HELM_RELEASE, Rehearsal, cluster_for, is_server, rehearse  # noqa: E402
 from offline.plan import plan_update  # noqa: E402
 from offline.runner import run_stack  # noqa: E402
 
@@ -41,6 +44,16 @@ DAY2: dict[str, Duration] = {
     "phase:rancher-pod-ready": _e(
         90, "the evicted Rancher pod's replacement Ready elsewhere: Rancher 2.14.4 chart startupProbe 12 x 10 s ('should"
             " be ready within 2 minutes', values.yaml); the member's delete waits for its budget; estimate: 90 s"),
+    # One system-upgrade-controller Job on a server (offline/upgrade_model.py).
+    "phase:upgrade-job-start": _e(
+        30, "system-upgrade-controller v0.20.1 creates the Job paused, then unpauses it on its next pass over the Plan"
+            " (pkg/upgrade/handle_upgrade.go, job.go: seconds); the pod's cordon init container (rancher/kubectl:v1.30.3,"
+            " job.go defaultKubectlImage) and the pull of rancher/rke2-upgrade or rancher/k3s-upgrade at the new version"
+            " (one distribution binary, tens of MB, from Docker Hub); estimate: 30 s"),
+    "phase:upgrade-restart-delay": _s(
+        5, "the upgrade image SIGTERMs the server process (rancher/rke2-upgrade scripts/upgrade.sh) and systemd starts it"
+           " again after RestartSec=5s (rke2 bundle/lib/systemd/system/rke2-server.service at v1.34.10+rke2r1; k3s"
+           " install.sh writes the same into k3s.service)"),
 }
 
 SHAPES = {
@@ -49,6 +62,11 @@ SHAPES = {
     "rke2, nlb": ("prod", True, "rke2", [7, 5, 3], [3, 5]),
     "rke2, nginx": ("staging", True, "rke2", [7, 5, 3], [3, 5]),
 }
+
+
+# A Kubernetes upgrade of each kind: from, to (the build suffix is the distribution's).
+UPGRADES = {"patch": ("v1.34.1", "v1.34.2"), "minor": ("v1.34.1", "v1.35.0")}
+SUFFIX = {"k3s": "k3s1", "rke2": "rke2r1"}
 
 
 def step_seconds(distribution: str):
@@ -63,6 +81,10 @@ def step_seconds(distribution: str):
         join += of("phase:join-poll") + of("phase:learner-add") + of("phase:learner-tick")
 
     def duration(kind: str, op: str, name: str = "") -> float:
+        if kind == "upgrade":  # a Job's start; the server's restart into the new version, to the node Ready
+            if op == "start":
+                return of("phase:upgrade-job-start")
+            return of("phase:upgrade-restart-delay") + of("phase:start")
         if kind == "server":
             return join if op == "create" else of("aws:ec2/instance:Instance#delete")
         if kind == "member":
@@ -93,8 +115,17 @@ def _diffs():
     return program_dynamic_diffs()
 
 
-def _run(stack: str, servers: int):
-    return run_stack(stack, overrides={"rancher-ha:serverCount": servers})
+def _run(stack: str, servers: int, version: str | None = None):
+    overrides: dict[str, object] = {"rancher-ha:serverCount": servers}
+    if version:
+        overrides["rancher-ha:kubernetesVersion"] = version
+    return run_stack(stack, overrides=overrides)
+
+
+def _row(shape: str, change: str, results: list[Rehearsal]) -> Row:
+    return Row(shape, change, sum(r.duration for r in results), sum(r.seconds_without_quorum for r in results),
+               sum(r.seconds_without_rancher for r in results), any(r.broken_after for r in results),
+               sum(len(r.violations) for r in results))
 
 
 def count_change(shape: str, counts: list[int]) -> Row:
@@ -102,19 +133,13 @@ def count_change(shape: str, counts: list[int]) -> Row:
     durations = step_seconds(distribution)
     old = _run(stack, counts[0])
     cluster = cluster_for(old, etcd=etcd, pod_start_seconds=DAY2["phase:rancher-pod-ready"].seconds)
-    total = quorum = rancher = 0.0
-    broken = False
-    violations = 0
+    results: list[Rehearsal] = []
     for count in counts[1:]:
         new = _run(stack, count)
-        result = rehearse(plan_update(old, new, dynamic_diffs=_diffs()), new, cluster, durations, start=total)
-        total += result.duration
-        quorum += result.seconds_without_quorum
-        rancher += result.seconds_without_rancher
-        broken |= result.broken_after
-        violations += len(result.violations)
+        start = sum(r.duration for r in results)
+        results.append(rehearse(plan_update(old, new, dynamic_diffs=_diffs()), new, cluster, durations, start=start))
         old = new
-    return Row(shape, " -> ".join(str(c) for c in counts) + " servers", total, quorum, rancher, broken, violations)
+    return _row(shape, " -> ".join(str(c) for c in counts) + " servers", results)
 
 
 def rotation(shape: str, servers: int) -> Row:
@@ -122,17 +147,22 @@ def rotation(shape: str, servers: int) -> Row:
     durations = step_seconds(distribution)
     run = _run(stack, servers)
     cluster = cluster_for(run, etcd=etcd, pod_start_seconds=DAY2["phase:rancher-pod-ready"].seconds)
-    total = quorum = rancher = 0.0
-    broken, violations = False, 0
+    results: list[Rehearsal] = []
     for instance in sorted((r for r in run.registrations if is_server(r)), key=lambda r: r.name):
         p = plan_update(run, run, dynamic_diffs=_diffs(), replace=[instance.urn])
-        result = rehearse(p, run, cluster, durations, start=total)
-        total += result.duration
-        quorum += result.seconds_without_quorum
-        rancher += result.seconds_without_rancher
-        broken |= result.broken_after
-        violations += len(result.violations)
-    return Row(shape, f"rotate {servers} servers (one `up --replace` each)", total, quorum, rancher, broken, violations)
+        results.append(rehearse(p, run, cluster, durations, start=sum(r.duration for r in results)))
+    return _row(shape, f"rotate {servers} servers (one `up --replace` each)", results)
+
+
+def kubernetes_upgrade(shape: str, kind: str, servers: int) -> Row:
+    """One `pulumi up` of a kubernetesVersion edit: the Plan's Jobs, server by server."""
+    stack, etcd, distribution, _, _ = SHAPES[shape]
+    before, after = (f"{version}+{SUFFIX[distribution]}" for version in UPGRADES[kind])
+    old, new = _run(stack, servers, before), _run(stack, servers, after)
+    cluster = cluster_for(old, etcd=etcd, pod_start_seconds=DAY2["phase:rancher-pod-ready"].seconds)
+    result = rehearse(plan_update(old, new, dynamic_diffs=_diffs()), new, cluster, step_seconds(distribution))
+    low, high = UPGRADES[kind]
+    return _row(shape, f"Kubernetes {kind} upgrade {low} -> {high} ({servers} servers)", [result])
 
 
 def rows(shapes=None) -> list[Row]:
@@ -140,6 +170,7 @@ def rows(shapes=None) -> list[Row]:
     for shape in shapes or SHAPES:
         _, _, _, shrink, grow = SHAPES[shape]
         found += [count_change(shape, shrink), count_change(shape, grow), rotation(shape, shrink[-1])]
+        found += [kubernetes_upgrade(shape, kind, shrink[-1]) for kind in UPGRADES]
     return found
 
 

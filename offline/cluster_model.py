@@ -1,8 +1,8 @@
 """A model of the running cluster, driven by an offline plan in the engine's order.
 
 What it holds: the server machines (running or not), their Kubernetes Nodes (Ready,
-cordoned), the etcd member list (RKE2; K3s here keeps its data in RDS and has none),
-and Rancher: the Deployment's replicas (Helm value `replicas`, min(3, servers)), one pod
+cordoned, the Kubernetes version they run), the etcd member list (RKE2; K3s here keeps
+its data in RDS and has none), and Rancher: the Deployment's replicas (Helm value `replicas`, min(3, servers)), one pod
 per node at most (`antiAffinity: required`, rendering/ha_values.py) and its
 PodDisruptionBudget (maxUnavailable 1).
 
@@ -18,7 +18,16 @@ by its own rules:
 - a ClusterMember deleted (components/membership.py) cordons its node and evicts Rancher's
   pod through the PDB at the start of its step (the drain waits while the PDB allows no
   disruption), then the etcd member leaves and the Node is deleted at its end;
-- the Rancher release updated sets the replica count (the Deployment scales at once).
+- the Rancher release updated sets the replica count (the Deployment scales at once);
+- the system-upgrade-controller Plan created or given a new version runs its Jobs by the
+  controller's rules (offline/upgrade_model.py): node by node, cordon, restart into the new
+  version (NotReady, etcd member down), Ready and uncordoned; the KubernetesUpgradeWait
+  after it ends only once every server runs the Plan's version, so what depends on the
+  wait (Rancher's release, the record of the reached versions) comes later; a server that
+  joins later gets its own Job (cordoned and uncordoned: it already runs the version).
+
+A server that joins runs the version its user data installs (`KUBERNETES_VERSION`, the
+stack's kubernetesVersion: components/cluster_nodes.py).
 
 Checked at every moment: etcd has quorum (live members > half of the members), at least
 one Rancher pod is Ready, and no eviction breaks the PDB. `Rehearsal` records every
@@ -29,9 +38,11 @@ Rancher pod.
 from __future__ import annotations
 
 import heapq
+import re
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
+from . import upgrade_model as suc
 from .destroy import DependencyGraph
 from .plan import SERVER_INSTANCE, Plan
 
@@ -49,6 +60,12 @@ def server_of_member(name: str) -> str:
     return name[: -len("-member")]
 
 
+def installed_version(registration) -> str:
+    """The Kubernetes version a server's user data installs (node-bootstrap.sh.j2)."""
+    found = re.search(r"KUBERNETES_VERSION='?([0-9A-Za-z.+-]+)", str((registration.inputs or {}).get("userData", "")))
+    return found.group(1) if found else ""
+
+
 @dataclass
 class Machine:
     server: str  # the resource name: rancher-server-N
@@ -58,6 +75,8 @@ class Machine:
     cordoned: bool = False
     member: bool = True  # in the etcd member list (etcd clusters only)
     rancher_pod: Optional[float] = None  # when its Rancher pod is (or will be) Ready; None: no pod
+    version: str = ""  # the Kubernetes version its kubelet reports
+    restarting: bool = False  # the server process restarts (an upgrade): NotReady, etcd member down
 
     @property
     def key(self) -> str:
@@ -65,7 +84,7 @@ class Machine:
 
     @property
     def ready(self) -> bool:
-        return self.running and self.node
+        return self.running and self.node and not self.restarting
 
 
 @dataclass
@@ -76,14 +95,18 @@ class Cluster:
     pod_start_seconds: float = 30.0
 
     @classmethod
-    def running(cls, servers: list[str], etcd: bool, replicas: int, pod_start_seconds: float = 30.0) -> "Cluster":
+    def running(cls, servers: list[str], etcd: bool, replicas: int, pod_start_seconds: float = 30.0,
+                version: str = "", versions: Optional[Mapping[str, str]] = None) -> "Cluster":
         cluster = cls(etcd=etcd, replicas=replicas, pod_start_seconds=pod_start_seconds)
         for server in servers:
-            cluster.machines.append(Machine(server, 0, member=etcd))
+            cluster.machines.append(Machine(server, 0, member=etcd, version=(versions or {}).get(server, version)))
         cluster.schedule(0.0)
         return cluster
 
     # -- what is true now ----------------------------------------------------------------
+    def machine(self, key: str) -> Optional[Machine]:
+        return next((m for m in self.machines if m.key == key), None)
+
     def current(self, server: str) -> Optional[Machine]:
         machines = [m for m in self.machines if m.server == server and (m.running or m.node)]
         return max(machines, key=lambda m: m.generation) if machines else None
@@ -99,7 +122,7 @@ class Cluster:
     def quorum(self) -> bool:
         if not self.etcd:
             return any(m.ready for m in self.machines)  # K3s on RDS: any server serves the API
-        live = [m for m in self.members if m.running]
+        live = [m for m in self.members if m.running and not m.restarting]
         return len(live) * 2 > len(self.members)
 
     def ready_pods(self, now: float) -> int:
@@ -107,7 +130,7 @@ class Cluster:
 
     def describe(self, now: float) -> str:
         members = self.members
-        live = [m for m in members if m.running]
+        live = [m for m in members if m.running and not m.restarting]
         etcd = f"etcd {len(live)}/{len(members)} live" if self.etcd else "datastore RDS"
         nodes = sum(1 for m in self.machines if m.ready)
         return f"{etcd}, {nodes} Ready nodes, Rancher {self.ready_pods(now)}/{self.replicas} Ready"
@@ -130,9 +153,13 @@ class Cluster:
         for m in free[: max(0, self.replicas - len(placed))]:
             m.rancher_pod = now + (self.pod_start_seconds if now > 0 else 0.0)
 
-    def join(self, server: str, now: float) -> Machine:
+    def next_generation(self, server: str, later: int = 0) -> int:
+        """The generation of the machine that joins as `server`, after `later` other joins of it."""
         previous = [m.generation for m in self.machines if m.server == server]
-        machine = Machine(server, max(previous) + 1 if previous else 0, member=self.etcd)
+        return (max(previous) + 1 if previous else 0) + later
+
+    def join(self, server: str, now: float, version: str = "") -> Machine:
+        machine = Machine(server, self.next_generation(server), member=self.etcd, version=version)
         self.machines.append(machine)
         self.schedule(now)
         return machine
@@ -183,13 +210,17 @@ class Rehearsal:
     violations: list[Violation] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     broken_after: bool = False  # still without quorum or Rancher when the `up` ends: until someone repairs it
+    finished: dict[str, float] = field(default_factory=dict)  # step name -> when it finished (update phase)
+    restarts: dict[str, tuple[float, float]] = field(default_factory=dict)  # machine -> an upgrade's restart, from/to
 
     @property
     def ok(self) -> bool:
         return not self.violations
 
 
-Durations = Callable[[str, str, str], float]  # (kind: "server", "member" or the type; op; resource name) -> seconds
+# (kind: "server", "member", "upgrade" or the type; op; resource name) -> seconds. An upgrade
+# Job's ops: "start" (created, cordon, image pulled) and "restart" (to the node Ready again).
+Durations = Callable[[str, str, str], float]
 
 
 def default_durations(kind: str, op: str, name: str = "") -> float:
@@ -200,6 +231,8 @@ def default_durations(kind: str, op: str, name: str = "") -> float:
         ("member", "delete"): 90.0,
         (GATE, "create"): 5.0,
         (HELM_RELEASE, "update"): 60.0,
+        ("upgrade", "start"): 30.0,
+        ("upgrade", "restart"): 95.0,
     }
     return table.get((kind, op), 1.0)
 
@@ -226,8 +259,9 @@ def rancher_replicas(run) -> int:
 
 def cluster_for(run, etcd: bool, pod_start_seconds: float = 30.0) -> Cluster:
     """The cluster a deployed run stands for: every server joined, Rancher spread."""
-    servers = sorted(r.name for r in run.registrations if is_server(r))
-    return Cluster.running(servers, etcd=etcd, replicas=rancher_replicas(run), pod_start_seconds=pod_start_seconds)
+    servers = {r.name: installed_version(r) for r in run.registrations if is_server(r)}
+    return Cluster.running(sorted(servers), etcd=etcd, replicas=rancher_replicas(run), pod_start_seconds=pod_start_seconds,
+                           versions=servers)
 
 
 def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_durations, start: float = 0.0) -> Rehearsal:
@@ -245,13 +279,33 @@ def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_d
     # Update phase: a step starts when every step it depends on has finished.
     update_steps = [s for s in plan.steps if s.phase == "update"]
     finished: dict[str, float] = {}
+    joins: list[tuple[float, str, str]] = []  # (when, server, version): servers this plan adds
+    upgraded = start  # when the last upgrade Job completed
+    passed = float("-inf")  # when the Plan's pass over every node began (none: a node's own Job on joining)
     for step in update_steps:
         # (a delete-before-replace's delete is ordered by the plan just before its create)
         needs = graph.dependencies_of(step.urn) if step.urn in graph.by_urn else set()
         begin = max([finished.get(d, start) for d in needs], default=start)
         length = 0.0 if step.op == "same" else durations(_kind(step), "create" if step.op == "replace" else step.op, step.name)
-        finished[step.urn] = begin + length
-        _effects(step, begin, begin + length, by_urn, at)
+        end = begin + length
+        if step.type == suc.WAIT and step.op != "same":
+            end = max(end, upgraded)  # it waits until every server runs the version
+            at(end, "upgraded", by_urn[step.urn].inputs["version"])
+        finished[step.urn] = end
+        result.finished[step.name] = end
+        _effects(step, begin, end, by_urn, at)
+        if is_server(step) and step.op in ("create", "replace"):
+            joins.append((end, step.name, installed_version(by_urn[step.urn])))
+        if step.type == suc.PLAN and suc.passes_again(step):
+            jobs = suc.jobs_at(suc.plan_spec(by_urn[step.urn]), cluster, joins, end, durations)
+            for when, action, payload in suc.job_events(jobs):
+                at(when, action, payload)
+            upgraded, passed = max([upgraded, *(job.done for _, job in jobs)]), end
+    plans = [r for r in new.registrations if r.type == suc.PLAN]
+    if plans and joins:
+        for when, action, payload in suc.job_events(suc.jobs_for_joiners(suc.plan_spec(plans[0]), cluster, joins, passed,
+                                                                          durations)):
+            at(when, action, payload)
     clock = max(finished.values(), default=start)
 
     # Delete phase: rounds; each waits for the previous one.
@@ -287,7 +341,7 @@ def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_d
 def _effects(step, begin: float, end: float, by_urn: dict, at) -> None:
     if is_server(step):
         if step.op in ("create", "replace"):
-            at(end, "join", step)
+            at(end, "join", (step, installed_version(by_urn[step.urn])))
         elif step.op == "delete":
             at(begin, "terminate", step)
     elif step.type == MEMBER and step.op == "delete":
@@ -308,11 +362,22 @@ def _apply(result: Rehearsal, action: str, payload, now: float) -> None:
         cluster.schedule(now)
         result.log.append(f"{now:7.0f}s Rancher replicas -> {payload}: {cluster.describe(now)}")
         return
-    step = payload
+    if action.startswith("job-"):
+        suc.play(result, action, *payload, now)
+        return
+    if action == "upgraded":
+        behind = [f"{m.key} runs {m.version}" for m in cluster.machines if m.running and m.node and m.version != payload]
+        if behind:
+            result.violations.append(Violation(now, "", f"the upgrade wait would not end: {', '.join(behind)}, not {payload}",
+                                               cluster.describe(now)))
+        return
     if action == "join":
-        machine = cluster.join(step.name, now)
-        result.log.append(f"{now:7.0f}s {machine.key} joined: {cluster.describe(now)}")
-    elif action == "terminate":
+        step, version = payload
+        machine = cluster.join(step.name, now, version)
+        result.log.append(f"{now:7.0f}s {machine.key} joined at {version}: {cluster.describe(now)}")
+        return
+    step = payload
+    if action == "terminate":
         machine = cluster.oldest(step.name) if step.replacement else cluster.current(step.name)
         if machine is None:
             return
@@ -339,7 +404,8 @@ def _apply(result: Rehearsal, action: str, payload, now: float) -> None:
 def _check(result: Rehearsal, now: float) -> None:
     cluster = result.cluster
     if not cluster.quorum():
-        result.violations.append(Violation(now, "", "etcd lost quorum", cluster.describe(now)))
+        what = "etcd lost quorum" if cluster.etcd else "no server serves the API"
+        result.violations.append(Violation(now, "", what, cluster.describe(now)))
     if cluster.ready_pods(now) < 1 and not any(m.rancher_pod is not None and m.rancher_pod > now for m in cluster.machines):
         result.violations.append(Violation(now, "", "no Rancher pod Ready or starting", cluster.describe(now)))
 

@@ -1,11 +1,13 @@
-"""Write the README's failure-model and L7-overhead figures from the benchmarks' output.
+"""Write the README's failure-model, day-2 and L7-overhead figures from the benchmarks' output.
 
 `.venv/bin/python -m tools.benchmark_docs` rewrites the README's blocks between
 `<!-- failure-model:start/end -->` (the prod table of `benchmarks/failure_model.py
---markdown` and the sentences around it, each figure read from the model) and
+--markdown` and the sentences around it, each figure read from the model),
+`<!-- day2:start/end -->` (the table of `benchmarks/day2.py --markdown`) and
 `<!-- l7-overhead:start/end -->` (from benchmarks/results/l7_overhead.json, which
-`benchmarks/l7_overhead.py --record` writes). tests/test_docs.py checks both, so a
-changed cell or figure fails a test instead of going stale.
+`benchmarks/l7_overhead.py --record` writes). tests/test_docs.py checks the first and the
+last, tests/test_day2_benchmark.py the day-2 table, so a changed cell or figure fails a
+test instead of going stale.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ for path in (REPO, REPO / "benchmarks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+import day2  # noqa: E402
 import failure_model as fm  # noqa: E402
 
 from tools import readme_blocks  # noqa: E402
@@ -115,7 +118,11 @@ def l7_block(record: dict | None = None) -> str:
     return _indent(text)
 
 
-BLOCKS = {"failure-model": failure_model_block, "l7-overhead": l7_block}
+def day2_block() -> str:
+    return _indent(day2.render(day2.rows(), markdown=True) + "\n")
+
+
+BLOCKS = {"failure-model": failure_model_block, "day2": day2_block, "l7-overhead": l7_block}
 
 
 def block(readme: str, name: str) -> str:

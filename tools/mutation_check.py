@@ -121,6 +121,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/test_iam_seams.py::test_listed_admins_are_never_locked_out_and_no_deployer_locks_itself_out",),
     ),
     Mutation(
+        name="upgrade-plan-two-servers-at-once",
+        claim="a Kubernetes upgrade restarts one server at a time, so 3 etcd members keep quorum (issue 18, the rehearsal)",
+        path="components/upgrades.py",
+        find='"concurrency": 1,',
+        replace='"concurrency": 2,',
+        tests=("tests/test_day2_upgrades.py::test_an_upgrade_reaches_every_server_one_at_a_time_with_quorum_and_rancher[rke2-nlb-patch]",),
+    ),
+    Mutation(
         name="restore-beside-a-live-old-server",
         claim="the first server restores an etcd snapshot only when no old server answers at the registration name (review finding 6)",
         path="rendering/templates/node-bootstrap.sh.j2",

@@ -1,0 +1,221 @@
+"""system-upgrade-controller applying the program's server Plan, on the cluster model.
+
+A `kubernetesVersion` edit updates the `upgrade.cattle.io/v1` Plan (components/upgrades.py);
+system-upgrade-controller (SUC) v0.20.1, the release the program deploys, then runs one Job
+per node by these rules, read in rancher/system-upgrade-controller at tag v0.20.1 (commit
+f1362a3fe1a8d55a0c65847f7c2779909dc7ec95):
+
+- Which nodes (pkg/upgrade/plan/plan.go `SelectConcurrentNodes`, `NodeSelector`): those
+  the Plan's nodeSelector matches (plus a `kubernetes.io/hostname` label) whose label
+  `plan.upgrade.cattle.io/<plan>` is not the Plan's latest hash. The hash (`DigestStatus`)
+  is sha224 of `status.latestVersion` (spec.version with `+` made `-`, `MungeVersion`) and
+  `spec.serviceAccountName` (plus annotated fields and secrets, none here): a new version
+  selects every node again, a node already at that version too.
+- How many at once: nodes still in `status.applying` stay selected, and new ones are added
+  up to `spec.concurrency`; a Job's completion re-enqueues the Plan (pkg/upgrade/
+  handle_batch.go), which frees its slot. So with concurrency 1 the next node's Job is
+  created only once the previous Job completed.
+- In what order: the candidates sorted by sha256(node UID, plan UID, latest hash), not by
+  name. The model hashes the machine's key, the plan's name and the version instead of the
+  UIDs (which it does not have): the same kind of fixed, name-independent order.
+- The Job (pkg/upgrade/job/job.go `New`): an init container that drains the node when
+  `spec.drain` is set (`kubectl drain`, which retries an eviction the PodDisruptionBudget
+  refuses), else cordons it when `spec.cordon`; then the upgrade container, the
+  `rancher/rke2-upgrade` / `rancher/k3s-upgrade` image at the version (`scripts/upgrade.sh`
+  of rancher/rke2-upgrade and of k3s-io/k3s-upgrade, read at their newest stored versions,
+  not at a tag: it compares the image's binary with the running one; if they are the same it
+  exits at once, otherwise it copies the new binary and SIGTERMs the server
+  process, and systemd starts it again, `Restart=always`, rke2 bundle/lib/systemd/system/
+  rke2-server.service at v1.34.10+rke2r1).
+- On completion (pkg/upgrade/handle_batch.go): the node gets the hash label and is made
+  schedulable again (when the Plan cordons or drains).
+- A node that appears enqueues the Plan (pkg/upgrade/handle_core.go): a new server has no
+  plan label, so it gets a Job too (which finds its binary in place).
+
+The program's Plan cordons and does not drain: the Rancher pod stays on its node and is
+not Ready while the node restarts, and the other replicas serve. A Plan with `drain` is
+not modeled (the drain's retries would move every later Job) and is refused.
+
+What the model assumes beyond the source: during its restart a server's Node is NotReady,
+its etcd member is down (still a member) and its Rancher pod is not Ready; the restart
+ends when the node is Ready again with the new kubelet version. The Job's completion is
+taken to be seen at that moment: the upgrade container exits right after the SIGTERM, and
+the kubelet that reports its success dies with the server process (RKE2 starts it with
+Pdeathsig SIGKILL, pkg/executor/staticpod/command_linux.go; K3s runs it in-process), so
+the success is reported by the restarted kubelet. If the old kubelet reports it first, SUC
+moves on earlier, while the server restarts: that race is not modeled. With this module's
+figures it would restart the next RKE2 server ~30 s after the previous one's SIGTERM, and
+3 servers would spend ~95 s without quorum (Plan `spec.postCompleteDelay` would hold the
+slot; the program does not set it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional, Sequence
+
+if TYPE_CHECKING:
+    from .cluster_model import Cluster, Durations, Machine, Rehearsal
+
+PLAN = "kubernetes:upgrade.cattle.io/v1:Plan"
+WAIT = "pulumi-python:dynamic/rancher-ha:KubernetesUpgradeWait"
+# The Plan fields whose change makes a new hash (DigestStatus), so a new pass over the nodes.
+HASHED = ("spec.version", "spec.serviceAccountName")
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    name: str
+    version: str
+    concurrency: int
+    cordon: bool
+
+
+def plan_spec(registration) -> PlanSpec:
+    """The Plan as the program registered it."""
+    inputs = registration.inputs or {}
+    spec = inputs.get("spec") or {}
+    if spec.get("drain") is not None:
+        raise NotImplementedError(f"{registration.name}: the model rehearses cordon-only Plans; a drain's eviction retries"
+                                  " (kubectl drain, through the PodDisruptionBudget) would move every later Job")
+    return PlanSpec(
+        name=(inputs.get("metadata") or {}).get("name", registration.name),
+        version=spec["version"],
+        # No default: an absent concurrency is 0, and SelectConcurrentNodes then selects no node.
+        concurrency=int(spec.get("concurrency", 0)),
+        cordon=bool(spec.get("cordon", False)),
+    )
+
+
+def passes_again(step) -> bool:
+    """Whether the plan's step of the Plan makes SUC pass over the nodes again (a new hash)."""
+    if step.op in ("create", "replace"):
+        return True
+    return step.op == "update" and any(change.path in HASHED for change in step.changes)
+
+
+@dataclass(frozen=True)
+class UpgradeTimes:
+    start: float  # the Job created and its pod started on the node: cordon, the upgrade image pulled
+    restart: float  # the server process restarted with the new binary, to the node Ready again
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str  # the machine
+    start: float
+    restart: Optional[float]  # when the server process is killed; None: the binary was already in place
+    done: float
+
+
+def order(spec: PlanSpec, keys: Sequence[str]) -> list[str]:
+    return sorted(keys, key=lambda key: hashlib.sha256((key + spec.name + spec.version).encode()).hexdigest())
+
+
+def schedule(spec: PlanSpec, nodes: Sequence[tuple[str, str]], begin: float, times: UpgradeTimes) -> list[Job]:
+    """The Jobs SUC runs from `begin` over `nodes` ((machine key, running version)), at most
+    `spec.concurrency` at a time, each slot taking the next node once its Job completed."""
+    running = dict(nodes)
+    if spec.concurrency < 1:
+        return []
+    slots = [begin] * spec.concurrency
+    jobs = []
+    for key in order(spec, list(running)):
+        start = heapq.heappop(slots)
+        if running[key] == spec.version:
+            jobs.append(Job(key, start, None, start + times.start))
+        else:
+            killed = start + times.start
+            jobs.append(Job(key, start, killed, killed + times.restart))
+        heapq.heappush(slots, jobs[-1].done)
+    return sorted(jobs, key=lambda job: (job.start, job.key))
+
+
+def job_start(spec: PlanSpec, machine: "Machine") -> None:
+    """The Job's init container cordons the node."""
+    if spec.cordon:
+        machine.cordoned = True
+
+
+def job_restart(cluster: "Cluster", machine: "Machine", now: float) -> None:
+    machine.restarting = True
+    cluster.schedule(now)
+
+
+def job_done(cluster: "Cluster", spec: PlanSpec, machine: "Machine", now: float) -> None:
+    """The node runs the new version, is Ready and (when the Plan cordons) schedulable again."""
+    machine.restarting = False
+    machine.version = spec.version
+    if spec.cordon:
+        machine.cordoned = False
+    cluster.schedule(now)
+
+
+# -- on the cluster model, driven by offline/cluster_model.py `rehearse` ----------------------
+Joins = Sequence[tuple[float, str, str]]  # servers a plan adds: when, the server, the version it installs
+
+
+def joined(cluster: "Cluster", joins: Joins) -> list[tuple[float, str, str]]:
+    """(when, machine key, version) of the machines the joins will add."""
+    found, earlier = [], {}
+    for when, server, version in sorted(joins):
+        found.append((when, f"{server}#{cluster.next_generation(server, earlier.get(server, 0))}", version))
+        earlier[server] = earlier.get(server, 0) + 1
+    return found
+
+
+def _times(spec: PlanSpec, durations: "Durations") -> UpgradeTimes:
+    return UpgradeTimes(durations("upgrade", "start", spec.name), durations("upgrade", "restart", spec.name))
+
+
+def jobs_at(spec: PlanSpec, cluster: "Cluster", joins: Joins, begin: float, durations: "Durations") -> list[tuple[PlanSpec, Job]]:
+    """The Jobs over the servers that are nodes when the Plan gets a new hash at `begin`: those
+    running now and those the plan joined before."""
+    nodes = [(m.key, m.version) for m in cluster.machines if m.running and m.node]
+    nodes += [(key, version) for when, key, version in joined(cluster, joins) if when <= begin]
+    return [(spec, job) for job in schedule(spec, nodes, begin, _times(spec, durations))]
+
+
+def jobs_for_joiners(spec: PlanSpec, cluster: "Cluster", joins: Joins, after: float,
+                     durations: "Durations") -> list[tuple[PlanSpec, Job]]:
+    """A node that joins after the Plan's pass began (or with no pass in this `up`) has no
+    plan label: a node event enqueues the Plan (pkg/upgrade/handle_core.go) and it gets its
+    own Job, from the moment it joins (joiners of one moment share the concurrency)."""
+    late = [(when, key, version) for when, key, version in joined(cluster, joins) if when > after]
+    jobs = []
+    for moment in sorted({when for when, _, _ in late}):
+        nodes = [(key, version) for when, key, version in late if when == moment]
+        jobs += [(spec, job) for job in schedule(spec, nodes, moment, _times(spec, durations))]
+    return jobs
+
+
+def job_events(jobs: Sequence[tuple[PlanSpec, Job]]) -> list[tuple[float, str, tuple[PlanSpec, Job]]]:
+    events = []
+    for spec, job in jobs:
+        events.append((job.start, "job-start", (spec, job)))
+        if job.restart is not None:
+            events.append((job.restart, "job-restart", (spec, job)))
+        events.append((job.done, "job-done", (spec, job)))
+    return events
+
+
+def play(result: "Rehearsal", action: str, spec: PlanSpec, job: Job, now: float) -> None:
+    cluster = result.cluster
+    machine = cluster.machine(job.key)
+    if machine is None or not machine.running:
+        return
+    if action == "job-start":
+        job_start(spec, machine)
+        result.log.append(f"{now:7.0f}s {job.key} {'cordoned' if spec.cordon else 'not cordoned'} by the upgrade Job: "
+                          f"{cluster.describe(now)}")
+    elif action == "job-restart":
+        job_restart(cluster, machine, now)
+        result.restarts[job.key] = (now, job.done)
+        result.log.append(f"{now:7.0f}s {job.key} restarts into {spec.version}: {cluster.describe(now)}")
+    else:
+        restarted = machine.restarting
+        job_done(cluster, spec, machine, now)
+        result.log.append(f"{now:7.0f}s {job.key} {'back' if restarted else 'already'} at {spec.version}"
+                          f"{', uncordoned' if spec.cordon else ''}: {cluster.describe(now)}")
