@@ -190,11 +190,7 @@ class StackMocks(pulumi.runtime.Mocks):
             raw = bytes.fromhex((h * 8)[: 2 * length])
             out.update(base64=base64.b64encode(raw).decode(), hex=raw.hex())
         elif typ == "aws:iam/user:User":
-            # Pulumi autonames it `<name>-<7 random hex>`: random per stack and deployment, so
-            # two stacks' users never share an ARN (a move reads one stack's bucket with the
-            # other's user).
-            named = inputs.get("name") or f"{name}-{digest(pulumi.get_stack(), self.deployment, typ, name)[:7]}"
-            out.update(id=named, name=named, arn=f"arn:aws:iam::{ACCOUNT_ID}:user{inputs.get('path', '/')}{named}")
+            out.update(id=name, name=name, arn=f"arn:aws:iam::{ACCOUNT_ID}:user{inputs.get('path', '/')}{name}")
         elif typ == "aws:iam/accessKey:AccessKey":
             out.update(id=f"AKIA{h[:16].upper()}", secret=f"mock-secret-{h}")
         elif typ == "tls:index/privateKey:PrivateKey":
