@@ -908,6 +908,13 @@ def test_a_move_to_another_account_reads_with_both_accounts_policies():
     bare = {"Statement": [s for s in move.user_policy["Statement"] if not s.get("Sid", "").startswith("RestoreSource")]}
     assert s3(bare, move.restore_requests()["GetObject"]) == "ImplicitDeny" and kms(bare) == "ImplicitDeny"
     assert s3(ADMINISTRATOR, _etcd_snapshot(move)) == "Deny"
+    # Under iamPermissionsBoundaryArn (tools/ci_roles.py's workload boundary, in the new
+    # stack's account) the calls must be inside the boundary too: it bounds, never grants.
+    from tools.ci_roles import Site, workload_boundary
+
+    boundary = workload_boundary(Site(account=OTHER_ACCOUNT))
+    for request in [*move.restore_requests().values(), move.decrypt(user)]:
+        assert evaluate([boundary], request) == "Allow", request.action
     # Another principal of that account, not matching the pattern, is not admitted.
     stranger = f"arn:aws:iam::{OTHER_ACCOUNT}:role/admin"
     assert s3(ADMINISTRATOR, move.restore_requests()["GetObject"], stranger) == "Deny"
