@@ -506,7 +506,13 @@ def test_the_deploy_role_may_create_rotate_and_delete_the_backup_user_only():
     # Created and written only under the workload permissions boundary (iamPermissionsBoundaryArn).
     assert {a: evaluate(DEPLOY, Request(a, arn, BOUNDED)) for a in lifecycle} == {a: "Allow" for a in lifecycle}
     assert evaluate(DEPLOY, Request("iam:CreateUser", arn)) != "Allow"
+    # A user of the previous release (path /rancher-ha/) moves to its stack's path in place:
+    # iam:UpdateUser, authorised on the user's ARN before and after the move.
+    assert user.inputs["path"] == "/rancher-ha/dev/"
+    before = f"arn:aws:iam::{SITE.account}:user/rancher-ha/{user.name}-1a2b3c4"
+    assert {r: evaluate(DEPLOY, Request("iam:UpdateUser", r)) for r in (before, arn)} == {before: "Allow", arn: "Allow"}
     elsewhere = f"arn:aws:iam::{SITE.account}:user/admin"
+    assert evaluate(DEPLOY, Request("iam:UpdateUser", elsewhere)) == "ImplicitDeny"
     assert evaluate(DEPLOY, Request("iam:CreateAccessKey", elsewhere)) == "ImplicitDeny"
 
 

@@ -173,10 +173,11 @@ def deploy_permissions(site: Site) -> dict:
          "Resource": site.iam("role", "aws-service-role/*")},
         {
             # components/backups.py: the rancher-backup operator's IAM user, its inline
-            # policy and its rotated access keys.
+            # policy and its rotated access keys. UpdateUser: its path (per stack since
+            # rancherBackupReaders), authorised on the ARN before and after, both under user/rancher-ha/.
             "Sid": "ManageTheBackupUsers",
             "Effect": "Allow",
-            "Action": ["iam:GetUser", "iam:DeleteUser", "iam:TagUser", "iam:UntagUser", "iam:ListUserTags",
+            "Action": ["iam:GetUser", "iam:UpdateUser", "iam:DeleteUser", "iam:TagUser", "iam:UntagUser", "iam:ListUserTags",
                        "iam:GetUserPolicy", "iam:DeleteUserPolicy", "iam:ListUserPolicies", "iam:ListAttachedUserPolicies",
                        "iam:ListAccessKeys", "iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:UpdateAccessKey",
                        "iam:ListGroupsForUser", "iam:ListMFADevices", "iam:ListSigningCertificates", "iam:ListSSHPublicKeys",
