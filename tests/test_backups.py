@@ -484,6 +484,19 @@ def test_a_new_restoring_stack_plans_operator_restore_then_rancher():
     ])
 
 
+def test_admitting_a_backup_reader_changes_only_the_bucket_and_key_policies():
+    """docs/disaster-recovery.md "Move to a new stack", the old stack's steps: admitting the
+    new stack's backup user, and removing it after the move, touch the two policies only."""
+    readers = {"rancher-ha:rancherBackupReaders": ["arn:aws:iam::123456789012:user/rancher-ha/green/*"]}
+    policies = {("update", "aws:kms/key:Key", "etcd-snapshots-key"),
+                ("update", "aws:s3/bucketPolicy:BucketPolicy", "etcd-snapshots-policy")}
+    for old, new in ((backup_run(), backup_run(readers)), (backup_run(readers), backup_run())):
+        p = plan(old, new)
+        assert not p.refused, p.errors
+        assert {(s.op, s.type, s.name) for s in p.steps if s.op != "same"} == policies
+        assert {c.path for s in p.steps if s.op == "update" for c in s.changes} == {"policy"}
+
+
 # -- DNS take-over -------------------------------------------------------------------------
 @pytest.mark.parametrize("take_over", [False, True])
 def test_taking_over_the_old_stacks_names_is_explicit(take_over):
