@@ -86,6 +86,14 @@ def _is_stack_mapping(value: object) -> TypeGuard[dict[str, Any]]:
     return isinstance(value, dict)
 
 
+def _each_matches(values: list[str], pattern: re.Pattern[str], problem: str) -> list[str]:
+    """A list setting's validator: the first value that does not match fails with `problem`."""
+    for value in values:
+        if not pattern.match(value):
+            raise ValueError(f"contains '{value}', which {problem}")
+    return values
+
+
 def _to_camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.capitalize() for part in rest)
@@ -784,25 +792,20 @@ class Settings(BaseModel):
     @field_validator("snapshot_bucket_admins")
     @classmethod
     def _principal_arns(cls, value: list[str]) -> list[str]:
-        for arn in value:
-            if not IAM_PRINCIPAL_ARN.match(arn):
-                raise ValueError(
-                    f"contains '{arn}', which is not an IAM role or user ARN (aws:PrincipalArn of a session is its "
-                    "role's ARN, not the assumed-role session's). Fix: use e.g. 'arn:aws:iam::123456789012:role/ci-deploy'"
-                )
-        return value
+        return _each_matches(
+            value, IAM_PRINCIPAL_ARN,
+            "is not an IAM role or user ARN (aws:PrincipalArn of a session is its role's ARN, not the assumed-role "
+            "session's). Fix: use e.g. 'arn:aws:iam::123456789012:role/ci-deploy'",
+        )
 
     @field_validator("rancher_backup_readers")
     @classmethod
     def _reader_arns(cls, value: list[str]) -> list[str]:
-        for arn in value:
-            if not BACKUP_READER_ARN.match(arn):
-                raise ValueError(
-                    f"contains '{arn}', which is not an IAM role or user ARN of one account (the bucket's and key's "
-                    "policies name that account). Fix: use the new stack's backup user path, e.g. "
-                    "'arn:aws:iam::123456789012:user/rancher-ha/prod-eu/*'"
-                )
-        return value
+        return _each_matches(
+            value, BACKUP_READER_ARN,
+            "is not an IAM role or user ARN of one account (the bucket's and key's policies name that account). "
+            "Fix: use the new stack's backup user path, e.g. 'arn:aws:iam::123456789012:user/rancher-ha/prod-eu/*'",
+        )
 
     @field_validator("ssh_key_name")
     @classmethod
