@@ -36,7 +36,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from .api_gate import ApiConnection, ObjectReady
-from .instance_role import PolicyDocument, Statement
+from .instance_role import PolicyDocument, Statement, boundary_policy_arn
 from .naming import PROJECT, child, stack_label, stack_name, tags
 from .rancher import pinned_release
 from .renewal import renewal_window
@@ -259,7 +259,7 @@ class RancherBackupsArgs:
     proxy: Optional[str] = None
     no_proxy: Sequence[str] = field(default_factory=list[str])
     restore: Optional[RestoreSource] = None
-    # Managed policy ARN set as the user's permissions boundary (setting iamPermissionsBoundaryArn).
+    # The user's permissions boundary: a policy name or ARN (setting iamPermissionsBoundary).
     permissions_boundary: Optional[str] = None
 
 
@@ -285,7 +285,7 @@ class RancherBackups(pulumi.ComponentResource):
         user = aws.iam.User(
             f"{name}-user",
             path=user_path(stack_name()),
-            permissions_boundary=args.permissions_boundary,
+            permissions_boundary=boundary_policy_arn(args.permissions_boundary, pulumi.InvokeOptions(parent=self)),
             tags=tags(f"{name}-user"),
             opts=child(self),
         )

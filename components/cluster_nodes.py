@@ -55,7 +55,7 @@ class ClusterNodesArgs:
     proxy: Optional[cloud_init.ProxySpec] = None
     ssh_key_name: Optional[str] = None
     session_manager: bool = False
-    # The server role's permissions boundary (setting iamPermissionsBoundaryArn), or None.
+    # The server role's permissions boundary (setting iamPermissionsBoundary: a policy name or ARN), or None.
     permissions_boundary: Optional[str] = None
     # Load balancer port -> target group ARN; every server registers in each.
     target_groups: Mapping[int, pulumi.Input[str]] = field(default_factory=dict[int, pulumi.Input[str]])

@@ -70,6 +70,18 @@ def session_manager_statements(partition: str, region: str, account: str) -> lis
     ]
 
 
+def boundary_policy_arn(boundary: Optional[str], invoke: pulumi.InvokeOptions) -> Optional[pulumi.Input[str]]:
+    """The permissions boundary (setting iamPermissionsBoundary) as IAM needs it: an ARN as
+    given; a policy name is a customer-managed policy of the account and partition the
+    deploy runs in, so one stack file serves every account (README "Pull requests, deploys
+    and policy")."""
+    if boundary is None or boundary.startswith("arn:"):
+        return boundary
+    account = aws.get_caller_identity_output(opts=invoke).account_id
+    partition = aws.get_partition_output(opts=invoke).partition
+    return pulumi.Output.concat("arn:", partition, ":iam::", account, ":policy/", boundary)
+
+
 @dataclass
 class InstanceRoleArgs:
     region: str
@@ -80,7 +92,7 @@ class InstanceRoleArgs:
     description: str = ""
     # Break-glass shell through Session Manager (setting sessionManager).
     session_manager: bool = False
-    # Managed policy ARN set as the role's permissions boundary (setting iamPermissionsBoundaryArn).
+    # The role's permissions boundary: a policy name or ARN (setting iamPermissionsBoundary).
     permissions_boundary: Optional[str] = None
 
 
@@ -100,7 +112,7 @@ class InstanceRole(pulumi.ComponentResource):
             f"{name}-role",
             assume_role_policy=EC2_TRUST_POLICY,
             description=args.description,
-            permissions_boundary=args.permissions_boundary,
+            permissions_boundary=boundary_policy_arn(args.permissions_boundary, invoke),
             tags=tags(f"{name}-role"),
             opts=child(self),
         )

@@ -101,7 +101,7 @@ class NginxLoadBalancerArgs:
     proxy_timeout_seconds: int
     ssh_key_name: Optional[str] = None
     session_manager: bool = False
-    # The instance role's permissions boundary (setting iamPermissionsBoundaryArn), or None.
+    # The instance role's permissions boundary (setting iamPermissionsBoundary: a policy name or ARN), or None.
     permissions_boundary: Optional[str] = None
     # L7 only: the served certificate chain and key.
     certificate_pem: Optional[pulumi.Input[str]] = None

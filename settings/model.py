@@ -32,6 +32,7 @@ CRON_FIELD = re.compile(r"^[0-9*/,\-]+$")
 # Schedules the operator's cron parser (robfig/cron) accepts besides 5 fields.
 BACKUP_DESCRIPTORS = ("@hourly", "@daily", "@midnight", "@weekly")
 PROXY_URL = re.compile(r"^https?://[^\s/@]+(:\d+)?/?$")
+IAM_POLICY_NAME = re.compile(r"^[\w+=,.@-]{1,128}$")
 IAM_POLICY_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:policy/([\w+=,.@-]+/)*[\w+=,.@-]+$")
 # The account may be `*`: the bucket policy only denies, so a name matched in another
 # account gains nothing (it still needs an allow from this account).
@@ -297,14 +298,23 @@ class Settings(BaseModel):
             "boolean",
         ),
     )
+    iam_permissions_boundary: Optional[str] = Field(
+        None,
+        **_doc(
+            "Permissions boundary of the IAM roles and the backup user the stack creates: a customer-managed "
+            "policy's name, in the account `pulumi up` runs in (the program builds the ARN from that account "
+            "and partition), or its ARN. Required when the CI deploy roles deploy (docs/ci-roles), which "
+            "create roles and users only with their boundary: rancher-ha-workload-boundary.",
+            "IAM policy name ([\\w+=,.@-], up to 128) or ARN (arn:<partition>:iam::<account>:policy/<name>)",
+            "rancher-ha-workload-boundary in the stacks the deploy workflow deploys; else none (no boundary)",
+        ),
+    )
     iam_permissions_boundary_arn: Optional[str] = Field(
         None,
         **_doc(
-            "Managed policy set as the permissions boundary of the IAM roles and the backup user the stack creates. "
-            "Required when deploying with the CI deploy roles (docs/ci-roles), which create roles and users only "
-            "with their boundary: arn:<partition>:iam::<account>:policy/rancher-ha-workload-boundary.",
+            "Earlier name of iamPermissionsBoundary (an ARN only); still read. Set one of the two.",
             "IAM policy ARN (arn:<partition>:iam::<account>:policy/<name>)",
-            "none (no boundary)",
+            "none",
         ),
     )
     imds_hop_limit: int = Field(
@@ -682,6 +692,22 @@ class Settings(BaseModel):
                 "e.g. arn:aws:iam::111122223333:policy/rancher-ha-workload-boundary"
             )
         return value
+
+    @field_validator("iam_permissions_boundary")
+    @classmethod
+    def _iam_permissions_boundary(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not (IAM_POLICY_ARN.match(value) or IAM_POLICY_NAME.match(value)):
+            raise ValueError(
+                "is neither an IAM policy name nor a customer-managed policy ARN. Fix: the boundary policy's "
+                "name, e.g. rancher-ha-workload-boundary, or its ARN, "
+                "e.g. arn:aws:iam::111122223333:policy/rancher-ha-workload-boundary"
+            )
+        return value
+
+    @property
+    def permissions_boundary(self) -> Optional[str]:
+        """The boundary policy, by name or ARN, whichever key set it."""
+        return self.iam_permissions_boundary or self.iam_permissions_boundary_arn
 
     @field_validator("rancher_version")
     @classmethod
@@ -1070,6 +1096,11 @@ class Settings(BaseModel):
             problems.append(f"rancher-ha:{key} = {value!r}: {message}")
 
         with guard:
+            if self.iam_permissions_boundary and self.iam_permissions_boundary_arn:
+                problem("iamPermissionsBoundaryArn", self.iam_permissions_boundary_arn,
+                        "is the earlier name of iamPermissionsBoundary, which is set too. "
+                        "Fix: pulumi config rm iamPermissionsBoundaryArn")
+        with guard:
             hostname_in_zone = self.hostname.endswith("." + self.hosted_zone)
         # (A hostname outside the zone is reported below; its derived API name would only repeat it.)
         with guard:
@@ -1337,6 +1368,22 @@ class Settings(BaseModel):
                     f"no rancher-backup chart is known here for Rancher {self.rancher_version}. Fix: set the "
                     "chart version of the operator line of that Rancher minor (charts.rancher.io, "
                     "annotation catalog.cattle.io/rancher-version), or rancherBackups: false",
+                )
+        with guard:
+            chart = self.backup_chart_version
+            declared = versions.RANCHER_BACKUP_KUBERNETES.get(chart or "")
+            if (self.rancher_backups and self.rancher_backup_chart_version is None and declared and release is not None
+                    and not declared[0] <= release.minor <= declared[1]):
+                low, high = declared
+                minor = release.minor
+                problem(
+                    "rancherBackupChartVersion",
+                    None,
+                    f"the rancher-backup chart pinned for Rancher {self.rancher_version} ({chart}) declares "
+                    f"Kubernetes 1.{low}-1.{high} (catalog.cattle.io/kube-version), not 1.{minor}. Fix: set "
+                    f"rancherBackupChartVersion to a chart of that Rancher minor's operator line that declares "
+                    f"1.{minor} (`helm search repo rancher-charts/rancher-backup --versions`), choose Kubernetes "
+                    f"1.{high} or older, or rancherBackups: false",
                 )
         with guard:
             restoring = self.restore_from_backup is not None

@@ -178,5 +178,5 @@ def rancher_backups_args(settings: Settings, access: ClusterAccess, bucket: Snap
         proxy=settings.proxy_https or settings.proxy_http,
         no_proxy=no_proxy,
         restore=restore,
-        permissions_boundary=settings.iam_permissions_boundary_arn,
+        permissions_boundary=settings.permissions_boundary,
     )

@@ -74,3 +74,21 @@ def dev_run() -> MockRun:
 @pytest.fixture(scope="session")
 def dev_preview() -> MockRun:
     return run_program(stack_config("dev"), stack="dev", preview=True)
+
+
+# --- real charts (offline/charts.py): shared by the tests that render them ----------------
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    from offline import charts
+
+    binary = charts.helm_binary()
+    if binary is None:
+        pytest.skip(f"helm {charts.HELM_VERSION} is not installed (bash scripts/test.sh installs it into .tools/helm/helm)")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def kubernetes_validate():
+    return pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed (requirements-dev.txt)")

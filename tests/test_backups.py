@@ -7,7 +7,8 @@ Seams tested against their real counterparts where this machine has one:
   (reference/upstream/crds/rancher-backup-<tag>.json, strict: unknown fields rejected);
 - chart values against the key tree of the chart's values.yaml at that tag and the
   `.Values` paths its templates read (reference/upstream/charts/). The chart itself is not
-  in ../shared/reference/charts, so it is not rendered here;
+  in ../shared/reference/charts, so it is not rendered here (tests/test_backup_chart_real.py
+  renders it from a local snapshot of the operator's repository, where one is given);
 - the backup user's policy with the IAM evaluator of tests/test_iam_seams.py, against the
   calls the operator's S3 client makes;
 - the order of a Rancher upgrade and of a restore in the offline plan (offline/plan.py).

@@ -51,19 +51,6 @@ CASES = [f"shape:{name}" for name in SHAPES] + [f"stack:{name}" for name in STAC
 # --- fixtures and caches ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def helm() -> str:
-    binary = charts.helm_binary()
-    if binary is None:
-        pytest.skip(f"helm {charts.HELM_VERSION} is not installed (bash scripts/test.sh installs it into .tools/helm/helm)")
-    return binary
-
-
-@pytest.fixture(scope="module")
-def kubernetes_validate():
-    return pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed (requirements-dev.txt)")
-
-
 @dataclass
 class Case:
     label: str
@@ -208,7 +195,8 @@ def own_objects(c: Case) -> list[dict]:
 
 # Charts this repository has no real copy of (../shared/reference/charts holds Rancher's and
 # cert-manager's): their values and objects are checked against the keys and CRD fields
-# extracted from the operator's source instead (tests/test_backups.py).
+# extracted from the operator's source (tests/test_backups.py), and rendered for real where a
+# local snapshot of the operator's repository is given (tests/test_backup_chart_real.py).
 NOT_VENDORED = {"rancher-backup", "rancher-backup-crd"}
 
 

@@ -320,3 +320,33 @@ def test_the_boundary_allows_everything_the_programs_own_policies_grant(iam_stac
     for escalation in (Request("iam:CreateUser", "*"), Request("iam:PassRole", "*"), Request("s3:PutObject", "arn:aws:s3:::other/x"),
                        Request("ssm:GetParameter", f"arn:aws:ssm:eu-west-1:{SITE.account}:parameter/other")):
         assert evaluate([boundary], escalation) == "ImplicitDeny"
+
+
+def _deployed_stacks() -> list[str]:
+    """The stacks the deploy workflow runs `pulumi up` for, each with its CI deploy role."""
+    jobs = _workflows()["deploy.yml"]["jobs"].values()
+    return sorted(job["with"]["stack"] for job in jobs if "pulumi-up.yml" in str(job.get("uses", "")))
+
+
+@pytest.mark.parametrize("stack", _deployed_stacks())
+def test_the_shipped_stacks_can_be_deployed_by_their_ci_roles(stack):
+    """A shipped stack file, deployed by the shipped workflow with its environment's deploy
+    role, must be able to create its own IAM: the role creates roles and users only with the
+    workload boundary, so a stack that leaves the boundary unset fails with AccessDenied at
+    its first role. The boundary ARN is what AWS sees: the program's input, in the account
+    the deploy runs in (the mocks' 123456789012 is that account here)."""
+    from offline.runner import run_stack
+
+    deploy = [ROLES[f"rancher-ha-deploy-{stack}"]["permissions"]]
+    result = run_stack(stack)
+    principals = [(kind, r) for kind, type_token in (("role", "aws:iam/role:Role"), ("user", "aws:iam/user:User"))
+                  for r in result.of_type(type_token)]
+    assert principals
+    decisions = {}
+    for kind, r in principals:
+        boundary = r.inputs.get("permissionsBoundary")
+        context = {"iam:PermissionsBoundary": boundary.replace("123456789012", SITE.account)} if boundary else {}
+        name = f"{r.inputs['path'].strip('/')}/{r.outputs['name']}" if kind == "user" else r.outputs["name"]
+        action = "iam:CreateUser" if kind == "user" else "iam:CreateRole"
+        decisions[f"{action} {name}"] = evaluate(deploy, Request(action, _iam(kind, name), context))
+    assert decisions == {what: "Allow" for what in decisions}

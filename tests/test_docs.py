@@ -69,6 +69,12 @@ def test_pulumi_yaml_config_matches_the_model():
     # minimum is the engine the offline plan models (tests/test_plan_engine.py).
     assert project["requiredPulumiVersion"] == ">=3.260.0"
     assert project["config"] == settings_docs.project_config(), "regenerate with: python -m tools.settings_docs project"
+    # The text too, comments included: the "Not declared" line names today's settings, once.
+    text = (REPO_ROOT / "Pulumi.yaml").read_text()
+    generated = yaml.safe_dump({"config": settings_docs.project_config()}, sort_keys=False, width=1000)
+    assert text[text.index("\nconfig:\n") + 1:].startswith(generated), "regenerate with: python -m tools.settings_docs project"
+    undeclared = [line for line in text.splitlines() if line.startswith("# Not declared")]
+    assert undeclared == ["# Not declared (optional, or derived from other settings): " + ", ".join(settings_docs.undeclared_keys())]
 
 
 def test_pulumi_yaml_defaults_are_what_the_program_uses():

@@ -21,7 +21,7 @@ import pytest
 from conftest import NGINX_L4, NGINX_L7, PROXY, RKE2, run
 from offline.destroy import UntargetedDeleteError, check_in_cluster_deletes, destroy_schedule
 from offline.plan import RDS_INSTANCE, SERVER_INSTANCE, plan_update
-from offline.runner import STACKS_DIR, run_stack
+from offline.runner import STACKS_DIR, run_program, run_stack, stack_config
 
 BUCKET_PREFIX = "aws:s3/bucket"
 SSM_PARAMETER = "aws:ssm/parameter:Parameter"
@@ -852,8 +852,11 @@ def policy_input(result, name: str) -> str:
 
 
 # -- the ingress controller is frozen at creation (issue 18 defect 2) ------------------------
-STAGING_135 = {"rancher-ha:rancherVersion": "2.15.0", "rancher-ha:kubernetesVersion": "v1.35.7+rke2r1"}
-STAGING_136 = {"rancher-ha:rancherVersion": "2.15.0", "rancher-ha:kubernetesVersion": "v1.36.3+rke2r1"}
+# Without Rancher backups: the chart pinned for 2.15 declares Kubernetes up to 1.35 only
+# (settings refuse it on 1.36; tests/test_settings.py, tests/test_backup_chart_real.py).
+NO_BACKUPS = {"rancher-ha:rancherBackups": False}
+STAGING_135 = {"rancher-ha:rancherVersion": "2.15.0", "rancher-ha:kubernetesVersion": "v1.35.7+rke2r1", **NO_BACKUPS}
+STAGING_136 = {"rancher-ha:rancherVersion": "2.15.0", "rancher-ha:kubernetesVersion": "v1.36.3+rke2r1", **NO_BACKUPS}
 HELM_CHART_CONFIG = "kubernetes:helm.cattle.io/v1:HelmChartConfig"
 
 
@@ -953,6 +956,8 @@ def test_a_stack_deployed_before_the_lock_recorded_the_ingress_controller(last_l
 
 IAM_PRINCIPALS = ("aws:iam/role:Role", "aws:iam/user:User")
 WORKLOAD_BOUNDARY = "arn:aws:iam::111122223333:policy/rancher-ha-workload-boundary"
+# The name the shipped stacks give, as an ARN in the account the mocks deploy in.
+MOCK_ACCOUNT_BOUNDARY = "arn:aws:iam::123456789012:policy/rancher-ha-workload-boundary"
 
 
 def _principal_changes(p) -> dict[str, tuple[str, list]]:
@@ -960,18 +965,20 @@ def _principal_changes(p) -> dict[str, tuple[str, list]]:
 
 
 def test_setting_the_permissions_boundary_updates_the_roles_in_place(last_landed_staging):
-    """iamPermissionsBoundaryArn on a stack bb6a910 deployed (both instance roles):
+    """iamPermissionsBoundary (shipped staging names the policy; the program builds the ARN
+    in the deploying account) on a stack bb6a910 deployed (both instance roles):
     `permissionsBoundary` is not force-new (reference/upstream/force-new/aws.json), so each
     role is updated in place with that change alone and nothing depending on them moves.
     (bb6a910 had no backup user: the plan creates it, with the boundary.)"""
-    unset = plan(last_landed_staging, run_stack("staging"))
-    bounded = run_stack("staging", overrides={"rancher-ha:iamPermissionsBoundaryArn": WORKLOAD_BOUNDARY})
+    unbounded = {k: v for k, v in stack_config("staging").items() if k != "rancher-ha:iamPermissionsBoundary"}
+    unset = plan(last_landed_staging, run_program(unbounded, stack="staging"))
+    bounded = run_stack("staging")
     p = plan(last_landed_staging, bounded)
     assert_routine(p)
-    boundary = [("permissionsBoundary", WORKLOAD_BOUNDARY)]
+    boundary = [("permissionsBoundary", MOCK_ACCOUNT_BOUNDARY)]
     assert _principal_changes(p) == {"nginx-lb-instance-role": ("update", boundary), "rancher-server-role": ("update", boundary),
                                      "rancher-backups-user": ("create", [])}
-    assert bounded.named("rancher-backups-user").inputs["permissionsBoundary"] == WORKLOAD_BOUNDARY
+    assert bounded.named("rancher-backups-user").inputs["permissionsBoundary"] == MOCK_ACCOUNT_BOUNDARY
     ops = lambda q: {s.name: s.op for s in q.steps if s.type not in IAM_PRINCIPALS}  # noqa: E731
     assert ops(p) == ops(unset)
 

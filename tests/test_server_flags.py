@@ -6,7 +6,6 @@ data from reference/upstream/server-flags/, extracted by tools/extract_server_fl
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 from pathlib import Path
@@ -18,6 +17,7 @@ from offline.runner import STACKS_DIR, run_stack
 from rendering import node_config, server_flags
 from rendering.cloud_init import BASE_CONFIG_PATH
 from rendering.server_flags import DATA_DIR, UnknownFlagData, config_problems, data_file
+from tests import upstream
 from tests.helpers import cloud_config, server_instances, written_file
 
 STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in STACKS_DIR.glob("Pulumi.*.yaml"))
@@ -83,7 +83,8 @@ def _run(stack: str, overrides: dict | None = None):
 
 VARIANTS = [(stack, None) for stack in STACKS] + [
     # the other pinned minor: RKE2 v1.36 (Traefik by default) with a Rancher that supports it
-    ("prod", {"rancher-ha:kubernetesVersion": RKE2_V136, "rancher-ha:rancherVersion": "2.15.0"}),
+    # (without Rancher backups: the chart pinned for 2.15 declares Kubernetes up to 1.35 only)
+    ("prod", {"rancher-ha:kubernetesVersion": RKE2_V136, "rancher-ha:rancherVersion": "2.15.0", "rancher-ha:rancherBackups": False}),
     ("dev", {"rancher-ha:kubernetesVersion": "v1.36.0+k3s1", "rancher-ha:rancherVersion": "2.15.0"}),
 ]
 
@@ -411,7 +412,7 @@ def test_extractor_reads_the_k3s_pin_from_go_mod():
 # `fetch github:dereknola/k3s`), given by path. The Go source is upstream code and is not
 # committed here, and CI has no network: CI checks the provenance each data file records
 # (below); the re-derivation runs wherever snapshots are given (it did when the data was made).
-MIRRORS = {name: os.environ.get(f"RANCHER_HA_{name.upper()}_GIT_DIR") for name in ("rke2", "k3s")}
+MIRRORS = {name: upstream.git_dir(name) for name in ("rke2", "k3s")}
 
 
 def test_every_data_file_records_its_commits_and_the_digest_of_every_source_file():
@@ -436,7 +437,8 @@ def test_the_extractor_records_the_digest_of_the_files_it_read(tmp_path: Path):
         "pkg/a.go": hashlib.sha256(b"package a\n").hexdigest()}
 
 
-@pytest.mark.skipif(not all(MIRRORS.values()), reason="set RANCHER_HA_RKE2_GIT_DIR and RANCHER_HA_K3S_GIT_DIR to upstream git snapshots")
+@pytest.mark.skipif(not all(MIRRORS.values()), reason="needs local upstream snapshots: "
+                    f"{upstream.how_to_get('rke2', 'rancher/rke2')}; {upstream.how_to_get('k3s', 'k3s-io/k3s')}")
 def test_data_files_are_what_the_extractor_writes(tmp_path: Path):
     from tools import extract_server_flags as extract
 

@@ -55,7 +55,8 @@ def key_tree(node):
     return type(node).__name__
 
 
-def extract(git_dir: str, tag: str) -> None:
+def facts(git_dir: str, tag: str) -> dict[str, dict]:
+    """{file under reference/upstream/: its content} for one tag, as extract() writes them."""
     commit = git(git_dir, "rev-parse", f"{tag}^{{commit}}").strip()
     crds = {}
     for plural in ("backups", "restores"):
@@ -63,14 +64,13 @@ def extract(git_dir: str, tag: str) -> None:
         document = yaml.safe_load(git(git_dir, "show", f"{tag}:{path}"))
         version = next(v for v in document["spec"]["versions"] if v["name"] == "v1")
         crds[plural] = strip(version["schema"]["openAPIV3Schema"])
-    crd_file = ROOT / "reference/upstream/crds" / f"rancher-backup-{tag}.json"
-    crd_file.write_text(json.dumps({
+    crd_facts = {
         "$comment": (f"The fields and types of CRDs backups.resources.cattle.io and restores.resources.cattle.io v1 "
                      f"(no descriptions), from {REPO} tag {tag} (commit {commit}), "
                      "charts/rancher-backup-crd/templates/backup.yaml and restore.yaml. "
                      "Made by tools/extract_rancher_backup.py; see README.md beside this file."),
         **crds,
-    }, indent=2, sort_keys=True) + "\n")
+    }
 
     # The release build fills in placeholders such as `tag: %TAG%`; quote them to parse.
     raw_values = git(git_dir, "show", f"{tag}:charts/rancher-backup/values.yaml")
@@ -79,15 +79,21 @@ def extract(git_dir: str, tag: str) -> None:
     referenced = set()
     for path in templates:
         referenced.update(re.findall(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)", git(git_dir, "show", f"{tag}:{path}")))
-    values_file = ROOT / "reference/upstream/charts" / f"rancher-backup-{tag}-values.json"
-    values_file.parent.mkdir(parents=True, exist_ok=True)
-    values_file.write_text(json.dumps({
+    values_facts = {
         "$comment": (f"The key tree of charts/rancher-backup/values.yaml (leaf: its YAML type) and the .Values paths "
                      f"charts/rancher-backup/templates/* read, from {REPO} tag {tag} (commit {commit}). "
                      "Made by tools/extract_rancher_backup.py."),
         "values": key_tree(values),
         "templateReferences": sorted(ref.lstrip(".") for ref in referenced),
-    }, indent=2, sort_keys=True) + "\n")
+    }
+    return {f"crds/rancher-backup-{tag}.json": crd_facts, f"charts/rancher-backup-{tag}-values.json": values_facts}
+
+
+def extract(git_dir: str, tag: str) -> None:
+    for name, content in facts(git_dir, tag).items():
+        target = ROOT / "reference/upstream" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

@@ -144,6 +144,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         replace="opts=in_cluster(),",
         tests=("tests/test_backups.py::test_the_program_writes_its_rancher_tls_secrets_after_the_restore",),
     ),
+    Mutation(
+        name="boundary-name-passed-as-is",
+        claim="a boundary named by policy name reaches IAM as the ARN the CI deploy roles require",
+        path="components/instance_role.py",
+        find='    if boundary is None or boundary.startswith("arn:"):\n        return boundary\n',
+        replace='    if True:\n        return boundary\n',
+        tests=("tests/test_ci_roles.py::test_the_shipped_stacks_can_be_deployed_by_their_ci_roles",),
+    ),
 )
 
 
