@@ -919,3 +919,27 @@ def test_a_move_to_another_account_reads_with_both_accounts_policies():
     stranger = f"arn:aws:iam::{OTHER_ACCOUNT}:role/admin"
     assert s3(ADMINISTRATOR, move.restore_requests()["GetObject"], stranger) == "Deny"
     assert kms(ADMINISTRATOR, stranger) == "ImplicitDeny"
+
+
+def test_a_reader_pattern_that_also_matches_an_administrator_locks_nobody_out():
+    """A broad pattern (role/*) may match an administrator of the bucket: it keeps managing
+    the bucket, and gains the backup files only, never a snapshot nor a write."""
+    from components.snapshot_bucket import BackupReaders, bucket_policy as policy_of
+
+    bucket, folder = "arn:aws:s3:::b", f"rancher-backups/{OLD_STACK}"
+    policy = policy_of(bucket, [NODE_ROLE], [BREAK_GLASS_ROLE], BackupReaders([f"arn:aws:iam::{ACCOUNT_ID}:role/*"], folder))
+
+    def verdict(request: Request, principal: str = BREAK_GLASS_ROLE) -> str:
+        return evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(principal, request))
+
+    backup = f"{bucket}/{folder}/{MOVE_FILE}"
+    assert {a: verdict(Request(a, bucket)) for a in ("s3:PutBucketPolicy", "s3:ListBucketVersions")} == {
+        "s3:PutBucketPolicy": "Allow", "s3:ListBucketVersions": "Allow"}
+    assert verdict(Request("s3:DeleteObjectVersion", backup)) == "Allow"  # emptying the bucket
+    assert verdict(Request("s3:GetObject", backup)) == "Allow"
+    for request in (Request("s3:GetObject", f"{bucket}/rancher-ha/{OLD_STACK}/etcd-snapshot-x"),
+                    Request("s3:PutObject", backup), Request("s3:GetObjectAcl", backup)):
+        assert verdict(request) == "Deny", request.action
+    # The nodes, which the pattern matches too, keep every call of the snapshot client.
+    requests = snapshot_client_requests("b", folder=f"rancher-ha/{OLD_STACK}")
+    assert {w: verdict(r, NODE_ROLE) for w, r in requests.items()} == {w: "Allow" for w in requests}
