@@ -37,7 +37,7 @@ import pulumi_random as random
 
 from .api_gate import ApiConnection, ObjectReady
 from .instance_role import PolicyDocument, Statement, boundary_policy_arn
-from .naming import child, stack_label, tags
+from .naming import PROJECT, child, stack_label, stack_name, tags
 from .rancher import pinned_release
 from .renewal import renewal_window
 
@@ -84,6 +84,14 @@ def scheduled_backup_name() -> str:
 def pre_upgrade_backup_name(rancher_version: str) -> str:
     """One object per Rancher version installed: a new version makes a new backup."""
     return "rancher-ha-before-" + rancher_version.replace(".", "-")
+
+
+def user_path(stack: str) -> str:
+    """The backup user's IAM path, one per stack: its ARN is known before the user exists
+    (`arn:<partition>:iam::<account>:user/rancher-ha/<stack>/*`), so an old stack can admit
+    a new stack's user (rancherBackupReaders) before the new stack's first `up` creates it
+    and restores with it in that same `up`. A path changes in place (iam:UpdateUser)."""
+    return f"/{PROJECT}/{stack}/"
 
 
 def restore_name(backup_file: str) -> str:
@@ -192,8 +200,12 @@ def restore_object(backup_file: str, location: Optional[S3ObjectStore], encrypte
     return {"apiVersion": API_VERSION, "kind": "Restore", "metadata": {"name": restore_name(backup_file)}, "spec": spec}
 
 
-def backup_user_policy(bucket_arn: str, folder: str, read_from: Sequence[tuple[str, str]] = ()) -> PolicyDocument:
-    """The backup user's policy: its own folder only, plus read of a restore source.
+def backup_user_policy(bucket_arn: str, folder: str, read_from: Sequence[tuple[str, str]] = (),
+                       source_region: str = "") -> PolicyDocument:
+    """The backup user's policy: its own folder only, plus read of a restore source, and
+    kms:Decrypt through S3 of that source's objects (an old stack's bucket is SSE-KMS with
+    a key of its own, whose policy admits the readers by their account: the user's own
+    policy must allow it too, in the same account as in another).
 
     backup-restore-operator's S3 client (pkg/objectstore/s3minio.go, backup/retention.go):
     BucketExists (HeadBucket = s3:ListBucket with no prefix), FPutObject (s3:PutObject),
@@ -207,11 +219,16 @@ def backup_user_policy(bucket_arn: str, folder: str, read_from: Sequence[tuple[s
          "Resource": f"{bucket_arn}/{folder}/*"},
     ]
     for index, (source_arn, source_folder) in enumerate(read_from):
+        objects = f"{source_arn}/{source_folder}/*" if source_folder else f"{source_arn}/*"
         statements.extend([
             {"Sid": f"RestoreSourceBucket{index}", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
              "Resource": source_arn},
-            {"Sid": f"RestoreSourceObjects{index}", "Effect": "Allow", "Action": ["s3:GetObject"],
-             "Resource": f"{source_arn}/{source_folder}/*" if source_folder else f"{source_arn}/*"},
+            {"Sid": f"RestoreSourceObjects{index}", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": objects},
+            # The key is named by what it decrypts (the old bucket's key ARN is not known here):
+            # the encryption context S3 sends, the bucket's ARN (bucket key) or the object's.
+            {"Sid": f"RestoreSourceDecrypt{index}", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*",
+             "Condition": {"StringEquals": {"kms:ViaService": f"s3.{source_region}.amazonaws.com"},
+                           "StringLike": {"kms:EncryptionContext:aws:s3:arn": [source_arn, objects]}}},
         ])
     return {"Version": "2012-10-17", "Statement": statements}
 
@@ -267,7 +284,7 @@ class RancherBackups(pulumi.ComponentResource):
         # --- credentials -------------------------------------------------------------
         user = aws.iam.User(
             f"{name}-user",
-            path="/rancher-ha/",
+            path=user_path(stack_name()),
             permissions_boundary=boundary_policy_arn(args.permissions_boundary, pulumi.InvokeOptions(parent=self)),
             tags=tags(f"{name}-user"),
             opts=child(self),
@@ -281,7 +298,8 @@ class RancherBackups(pulumi.ComponentResource):
             user=user.name,
             policy=pulumi.Output.all(args.bucket_arn, *[arn for arn, _ in read_from]).apply(
                 lambda arns: json.dumps(
-                    backup_user_policy(arns[0], args.folder, [(arn, folder) for arn, (_, folder) in zip(arns[1:], read_from)])
+                    backup_user_policy(arns[0], args.folder, [(arn, folder) for arn, (_, folder) in zip(arns[1:], read_from)],
+                                       (restore.region if restore else None) or args.region)
                 )
             ),
             opts=child(self),

@@ -26,8 +26,11 @@ class Statement(TypedDict):
     Sid: str
     Effect: str
     Principal: NotRequired[str | dict[str, str | list[str]]]
-    Action: str | list[str]
-    Resource: str | list[str]
+    # Action or NotAction (every action but those), Resource or NotResource.
+    Action: NotRequired[str | list[str]]
+    NotAction: NotRequired[str | list[str]]
+    Resource: NotRequired[str | list[str]]
+    NotResource: NotRequired[str | list[str]]
     Condition: NotRequired[dict[str, dict[str, str | list[str]]]]
 
 

@@ -37,6 +37,9 @@ IAM_POLICY_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:policy/([\w+=,.@-]+
 # The account may be `*`: the bucket policy only denies, so a name matched in another
 # account gains nothing (it still needs an allow from this account).
 IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::(\d{12}|\*):(root|(role|user)/[\w+=,.@/*-]+)$")
+# A reader of the Rancher backups: a role or user (pattern) of one named account, which the
+# bucket and key policies name as principal (they cannot name a pattern or an unborn user).
+BACKUP_READER_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)/[\w+=,.@/*-]+$")
 SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 # An RKE2 snapshot's file name (etcd-snapshot-<node>-<unix time>, maybe .zip): no folder.
@@ -82,6 +85,14 @@ class _SkipWhereUnknown:
 def _is_stack_mapping(value: object) -> TypeGuard[dict[str, Any]]:
     """A stack's settings as handed to validation: key -> raw value."""
     return isinstance(value, dict)
+
+
+def _each_matches(values: list[str], pattern: re.Pattern[str], problem: str) -> list[str]:
+    """A list setting's validator: the first value that does not match fails with `problem`."""
+    for value in values:
+        if not pattern.match(value):
+            raise ValueError(f"contains '{value}', which {problem}")
+    return values
 
 
 def _to_camel(name: str) -> str:
@@ -567,6 +578,16 @@ class Settings(BaseModel):
             "none",
         ),
     )
+    rancher_backup_readers: list[str] = Field(
+        default_factory=list,
+        **_doc(
+            "Who may read this stack's Rancher backups to move Rancher to a new stack: the new stack's backup user, "
+            "named before it exists as arn:aws:iam::<account>:user/rancher-ha/<new stack>/*. They may get the files "
+            "in rancherBackupFolder and decrypt them through S3, nothing else (never an etcd snapshot, never a "
+            "write); see docs/disaster-recovery.md#move-to-a-new-stack.",
+            "IAM role/user ARNs of a named account (arn:<partition>:iam::<account>:user/... or role/...; * allowed in the name)",
+        ),
+    )
     take_over_dns_records: bool = Field(
         False,
         **_doc(
@@ -797,13 +818,20 @@ class Settings(BaseModel):
     @field_validator("snapshot_bucket_admins")
     @classmethod
     def _principal_arns(cls, value: list[str]) -> list[str]:
-        for arn in value:
-            if not IAM_PRINCIPAL_ARN.match(arn):
-                raise ValueError(
-                    f"contains '{arn}', which is not an IAM role or user ARN (aws:PrincipalArn of a session is its "
-                    "role's ARN, not the assumed-role session's). Fix: use e.g. 'arn:aws:iam::123456789012:role/ci-deploy'"
-                )
-        return value
+        return _each_matches(
+            value, IAM_PRINCIPAL_ARN,
+            "is not an IAM role or user ARN (aws:PrincipalArn of a session is its role's ARN, not the assumed-role "
+            "session's). Fix: use e.g. 'arn:aws:iam::123456789012:role/ci-deploy'",
+        )
+
+    @field_validator("rancher_backup_readers")
+    @classmethod
+    def _reader_arns(cls, value: list[str]) -> list[str]:
+        return _each_matches(
+            value, BACKUP_READER_ARN,
+            "is not an IAM role or user ARN of one account (the bucket's and key's policies name that account). "
+            "Fix: use the new stack's backup user path, e.g. 'arn:aws:iam::123456789012:user/rancher-ha/prod-eu/*'",
+        )
 
     @field_validator("ssh_key_name")
     @classmethod
@@ -1372,6 +1400,11 @@ class Settings(BaseModel):
             if self.restore_from_bucket is not None and self.restore_from_folder is None:
                 problem("restoreFromBucket", self.restore_from_bucket,
                         "needs restoreFromFolder. Fix: set it to the old stack's rancherBackupFolder output")
+        with guard:
+            if self.rancher_backup_readers and not self.rancher_backups:
+                problem("rancherBackupReaders", self.rancher_backup_readers,
+                        "has no effect without rancherBackups (there are no Rancher backups to read). Fix: remove it, "
+                        "or set rancherBackups: true")
         with guard:
             encrypted = self.restore_from_backup is not None and self.restore_from_backup.endswith(".enc")
         with guard:

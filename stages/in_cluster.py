@@ -17,7 +17,7 @@ from components.naming import stack_name
 from components.proxy import no_proxy_entries
 from components.rancher import Rancher, RancherArgs
 from components.secure_parameters import SecureParameters, SecureParametersArgs
-from components.snapshot_bucket import SnapshotBucket
+from components.snapshot_bucket import BackupReaders, SnapshotBucket
 from components.upgrades import KubernetesUpgrades, KubernetesUpgradesArgs
 from rendering import rancher_values as values_lib
 from rendering.node_config import RESTORED_PARAMETER_PREFIX
@@ -85,9 +85,11 @@ def in_cluster(settings: Settings, edge: Edge, cluster: Cluster) -> InCluster:
             opts=guarded,
         )
     if backup_bucket is not None:
-        # Only the nodes (etcd snapshots) and the rancher-backup user read or write it.
+        # Only the nodes (etcd snapshots) and the rancher-backup user read or write it; a new
+        # stack's backup user may read Rancher's backups to move Rancher there.
         writers = ([cluster.nodes.role_arn] if bucket is not None else []) + ([backups.user_arn] if backups is not None else [])
-        backup_bucket.restrict_to(writers, settings.region, edge.identity.unique_suffix)
+        readers = BackupReaders(settings.rancher_backup_readers, rancher_backup_folder()) if backups is not None else None
+        backup_bucket.restrict_to(writers, settings.region, edge.identity.unique_suffix, readers)
     # L4 and NLB stacks serve the certificate from the ingress; L7 NGINX serves it itself.
     ingress_certificate = None if l7 else certificate
     rancher = Rancher(

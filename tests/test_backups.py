@@ -485,6 +485,19 @@ def test_a_new_restoring_stack_plans_operator_restore_then_rancher():
     ])
 
 
+def test_admitting_a_backup_reader_changes_only_the_bucket_and_key_policies():
+    """docs/disaster-recovery.md "Move to a new stack", the old stack's steps: admitting the
+    new stack's backup user, and removing it after the move, touch the two policies only."""
+    readers = {"rancher-ha:rancherBackupReaders": ["arn:aws:iam::123456789012:user/rancher-ha/green/*"]}
+    policies = {("update", "aws:kms/key:Key", "etcd-snapshots-key"),
+                ("update", "aws:s3/bucketPolicy:BucketPolicy", "etcd-snapshots-policy")}
+    for old, new in ((backup_run(), backup_run(readers)), (backup_run(readers), backup_run())):
+        p = plan(old, new)
+        assert not p.refused, p.errors
+        assert {(s.op, s.type, s.name) for s in p.steps if s.op != "same"} == policies
+        assert {c.path for s in p.steps if s.op == "update" for c in s.changes} == {"policy"}
+
+
 # -- DNS take-over -------------------------------------------------------------------------
 @pytest.mark.parametrize("take_over", [False, True])
 def test_taking_over_the_old_stacks_names_is_explicit(take_over):
@@ -507,7 +520,13 @@ def test_the_deploy_role_may_create_rotate_and_delete_the_backup_user_only():
     # Created and written only under the workload permissions boundary (iamPermissionsBoundaryArn).
     assert {a: evaluate(DEPLOY, Request(a, arn, BOUNDED)) for a in lifecycle} == {a: "Allow" for a in lifecycle}
     assert evaluate(DEPLOY, Request("iam:CreateUser", arn)) != "Allow"
+    # A user of the previous release (path /rancher-ha/) moves to its stack's path in place:
+    # iam:UpdateUser, authorised on the user's ARN before and after the move.
+    assert user.inputs["path"] == "/rancher-ha/dev/"
+    before = f"arn:aws:iam::{SITE.account}:user/rancher-ha/{user.name}-1a2b3c4"
+    assert {r: evaluate(DEPLOY, Request("iam:UpdateUser", r)) for r in (before, arn)} == {before: "Allow", arn: "Allow"}
     elsewhere = f"arn:aws:iam::{SITE.account}:user/admin"
+    assert evaluate(DEPLOY, Request("iam:UpdateUser", elsewhere)) == "ImplicitDeny"
     assert evaluate(DEPLOY, Request("iam:CreateAccessKey", elsewhere)) == "ImplicitDeny"
 
 

@@ -89,6 +89,7 @@ CONDITION_OPERATORS = {
     "ArnLike": lambda pattern, value: _wildcard(pattern, value),
     "Bool": lambda pattern, value: str(pattern).lower() == str(value).lower(),
 }
+# Null: "true" holds when the key is absent, "false" when it is present.
 # A negated operator holds when none of its values match, and when the key is absent
 # ("IAM JSON policy elements: Condition operators").
 NEGATED_OPERATORS = {"StringNotEquals": "StringEquals", "StringNotLike": "StringLike",
@@ -99,6 +100,13 @@ def _conditions_hold(conditions: Mapping[str, Mapping[str, Any]], request: Reque
     """Every operator and every key must hold (AND); any of a key's values may (OR). A key
     absent from the request context does not match a positive operator."""
     for operator, keys in conditions.items():
+        if operator == "Null":
+            if any((request.value(key) is None) != (str(flag).lower() == "true") for key, flag in keys.items()):
+                return False
+            continue
+        # ...IfExists: holds when the key is absent, else as the operator without the suffix.
+        if_exists = operator.endswith("IfExists")
+        operator = operator.removesuffix("IfExists")
         negated = operator in NEGATED_OPERATORS
         if operator not in CONDITION_OPERATORS and not negated:
             raise NotImplementedError(f"condition operator {operator}")
@@ -106,7 +114,7 @@ def _conditions_hold(conditions: Mapping[str, Mapping[str, Any]], request: Reque
         for key, patterns in keys.items():
             value = request.value(key)
             if value is None:
-                if negated:
+                if negated or if_exists:
                     continue
                 return False
             if any(test(p, value) for p in _as_list(patterns)) == negated:
@@ -115,14 +123,19 @@ def _conditions_hold(conditions: Mapping[str, Mapping[str, Any]], request: Reque
 
 
 def _statement_applies(statement: Mapping[str, Any], request: Request, resource_policy: bool = False) -> bool:
-    for unsupported in ("NotAction", "NotResource", "NotPrincipal") + (() if resource_policy else ("Principal",)):
+    """NotAction/NotResource: the statement applies to every action/resource NOT listed."""
+    for unsupported in ("NotPrincipal",) + (() if resource_policy else ("Principal",)):
         if unsupported in statement:
             raise NotImplementedError(unsupported)
     if resource_policy and not _principal_names(statement["Principal"], request):
         return False
-    if not any(_wildcard(a, request.action, case_sensitive=False) for a in _as_list(statement["Action"])):
+    listed = "Action" in statement
+    actions = _as_list(statement["Action"] if listed else statement["NotAction"])
+    if any(_wildcard(a, request.action, case_sensitive=False) for a in actions) != listed:
         return False
-    if not any(_wildcard(r, request.resource) for r in _as_list(statement["Resource"])):
+    listed = "Resource" in statement
+    resources = _as_list(statement["Resource"] if listed else statement["NotResource"])
+    if any(_wildcard(r, request.resource) for r in resources) != listed:
         return False
     return _conditions_hold(statement.get("Condition") or {}, request)
 
@@ -154,16 +167,20 @@ def _principal_names(principal: Any, request: Request, directly: bool = False) -
 
 
 def evaluate_with_resource_policy(identity: Iterable[Mapping[str, Any]], resource: Mapping[str, Any] | None,
-                                  request: Request, key_policy: bool = False) -> str:
+                                  request: Request, key_policy: bool = False, same_account: bool = True) -> str:
     """One request of a principal of the resource's own account. S3: an Allow in either the
     identity or the bucket policy allows. KMS ("Key policies in AWS KMS"): the key policy
     must allow, naming the caller, or naming the account (root), and then an IAM policy must
-    allow too. An explicit Deny anywhere wins."""
+    allow too. An explicit Deny anywhere wins. A principal of another account (not
+    `same_account`; "Cross-account policy evaluation logic"): the resource's policy must
+    allow it (naming it or its account) AND its own identity policy must allow."""
     own = [s for p in identity for s in _as_list(p["Statement"]) if _statement_applies(s, request)]
     theirs = [s for s in _as_list((resource or {}).get("Statement") or []) if _statement_applies(s, request, resource_policy=True)]
     if any(s["Effect"] == "Deny" for s in own + theirs):
         return "Deny"
     identity_allows = any(s["Effect"] == "Allow" for s in own)
+    if not same_account:
+        return "Allow" if identity_allows and any(s["Effect"] == "Allow" for s in theirs) else "ImplicitDeny"
     if not key_policy:
         return "Allow" if identity_allows or any(s["Effect"] == "Allow" for s in theirs) else "ImplicitDeny"
     direct = any(s["Effect"] == "Allow" and _principal_names(s["Principal"], request, directly=True) for s in theirs)
@@ -217,6 +234,36 @@ def test_the_evaluator_itself():
     assert evaluate_with_resource_policy(iam, grant({"AWS": "arn:aws:iam::1:root"}), Request("kms:Decrypt", "k", me), key_policy=True) == "Allow"
     assert evaluate_with_resource_policy(iam, grant({"AWS": "arn:aws:iam::1:role/other"}), Request("kms:Decrypt", "k", me), key_policy=True) == "ImplicitDeny"
     assert evaluate_with_resource_policy(iam, None, Request("kms:Decrypt", "k", me)) == "Allow"  # S3: IAM alone suffices
+    # Another account's principal: the resource policy AND its own IAM policy must allow.
+    them = {"aws:PrincipalArn": "arn:aws:iam::2:role/them"}
+    assert evaluate_with_resource_policy(iam, None, Request("kms:Decrypt", "k", them), same_account=False) == "ImplicitDeny"
+    assert evaluate_with_resource_policy([], grant({"AWS": "arn:aws:iam::2:root"}), Request("kms:Decrypt", "k", them), key_policy=True, same_account=False) == "ImplicitDeny"
+    assert evaluate_with_resource_policy(iam, grant({"AWS": "arn:aws:iam::2:root"}), Request("kms:Decrypt", "k", them), key_policy=True, same_account=False) == "Allow"
+    assert evaluate_with_resource_policy(iam, grant({"AWS": "arn:aws:iam::1:root"}), Request("kms:Decrypt", "k", them), same_account=False) == "ImplicitDeny"
+    # NotAction / NotResource: every action / resource but those listed.
+    not_action = {"Statement": [{"Effect": "Deny", "NotAction": ["s3:GetObject", "s3:List*"], "Resource": "*"}]}
+    assert evaluate([not_action], Request("s3:GetObject", "x")) == "ImplicitDeny"
+    assert evaluate([not_action], Request("s3:ListBucket", "x")) == "ImplicitDeny"
+    assert evaluate([not_action], Request("s3:PutObject", "x")) == "Deny"
+    assert evaluate([not_action], Request("s3:GetObjectAcl", "x")) == "Deny"
+    not_resource = {"Statement": [{"Effect": "Deny", "Action": "s3:GetObject", "NotResource": "arn:aws:s3:::b/x/*"}]}
+    assert evaluate([not_resource], Request("s3:GetObject", "arn:aws:s3:::b/x/1")) == "ImplicitDeny"
+    assert evaluate([not_resource], Request("s3:GetObject", "arn:aws:s3:::b/y/1")) == "Deny"
+    # `?` in an action: exactly one character, so `s3:GetObject?*` is every GetObject<more>.
+    question = {"Statement": [{"Effect": "Deny", "Action": "s3:GetObject?*", "Resource": "*"}]}
+    assert evaluate([question], Request("s3:GetObjectAcl", "x")) == "Deny"
+    assert evaluate([question], Request("s3:GetObject", "x")) == "ImplicitDeny"
+    # Null (key present or not) and ...IfExists (holds when the key is absent).
+    listed = {"Statement": [{"Effect": "Deny", "Action": "s3:ListBucket", "Resource": "*",
+                             "Condition": {"Null": {"s3:prefix": "false"}, "StringNotLike": {"s3:prefix": ["x/*"]}}}]}
+    assert evaluate([listed], Request("s3:ListBucket", "b")) == "ImplicitDeny"
+    assert evaluate([listed], Request("s3:ListBucket", "b", {"s3:prefix": "x/a"})) == "ImplicitDeny"
+    assert evaluate([listed], Request("s3:ListBucket", "b", {"s3:prefix": "y/"})) == "Deny"
+    if_exists = {"Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*",
+                                "Condition": {"StringLikeIfExists": {"s3:prefix": ["x/*"]}}}]}
+    assert evaluate([if_exists], Request("s3:ListBucket", "b")) == "Allow"
+    assert evaluate([if_exists], Request("s3:ListBucket", "b", {"s3:prefix": "x/a"})) == "Allow"
+    assert evaluate([if_exists], Request("s3:ListBucket", "b", {"s3:prefix": "y"})) == "ImplicitDeny"
 
 
 # -- the program's policies ----------------------------------------------------------------
@@ -699,3 +746,200 @@ def test_prod_stack_file_admits_the_ci_deploy_role_tools_ci_roles_creates():
     assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(f"arn:aws:iam::{ACCOUNT_ID}:role{ROLE_PATH}rancher-ha-deploy-dev", put)) == "Deny"
     # Whoever runs this `up` keeps the bucket too: a list that misses it cannot lock it out.
     assert evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(DEPLOYER, put)) == "Allow"
+
+
+# -- a move to a new stack: the new stack's backup user reads the old stack's backup file ---
+# Rancher's "Migrating Rancher to a New Cluster", as docs/disaster-recovery.md runs it: the
+# old stack ("blue") admits the new stack's backup user by a pattern named before that user
+# exists (rancherBackupReaders), the new stack ("green") restores from the old bucket.
+OLD_STACK, NEW_STACK = "blue", "green"
+MOVE_FILE = "rancher-ha-blue-5c0e1d2f-2026-12-07T06-00-00Z.tar.gz.enc"
+MOVE_KEY = base64.b64encode(bytes(range(32))).decode()
+BACKUPS_ON = {"rancher-ha:environment": "dev", "rancher-ha:rancherBackups": True}
+NEW_STACK_USERS = f"arn:aws:iam::{ACCOUNT_ID}:user/rancher-ha/{NEW_STACK}/*"  # the pattern the runbook gives
+
+
+@dataclass
+class Move:
+    bucket: str  # the old stack's bucket name
+    folder: str  # its rancherBackupFolder output
+    bucket_policy: dict
+    key_policy: dict
+    key_arn: str
+    user_arn: str  # the new stack's backup user
+    user_policy: dict  # ...and its own IAM policy
+
+    @property
+    def bucket_arn(self) -> str:
+        return f"arn:aws:s3:::{self.bucket}"
+
+    def restore_requests(self) -> dict[str, Request]:
+        """What the operator's Restore sends (backup-restore-operator v11.0.0 cf5cd485 / v10.0.8
+        1e4997ca: restore/download.go downloadFromS3 -> objectstore GetS3Client, whose
+        SetS3Service calls minio BucketExists = HeadBucket; DownloadFromS3WithPrefix lists with
+        the prefix `<folder>/<file>`, then GetObject (HEAD included) of that key)."""
+        key = f"{self.folder}/{MOVE_FILE}"
+        return {
+            "HeadBucket (BucketExists)": Request("s3:ListBucket", self.bucket_arn),
+            "ListObjects (prefix folder/file)": Request("s3:ListBucket", self.bucket_arn, {"s3:prefix": key}),
+            "GetObject": Request("s3:GetObject", f"{self.bucket_arn}/{key}"),
+        }
+
+    def decrypt(self, principal: str, via: str | None = f"s3.{REGION}.amazonaws.com", context: str | None = None) -> Request:
+        """S3's kms:Decrypt of the object's (bucket) key on the caller's behalf: SSE-KMS with a
+        bucket key has the bucket's ARN as encryption context (AWS, "Reducing the cost of
+        SSE-KMS with Amazon S3 Bucket Keys")."""
+        request_context = {"aws:PrincipalArn": principal, "kms:EncryptionContext:aws:s3:arn": context or self.bucket_arn}
+        if via:
+            request_context["kms:ViaService"] = via
+        return Request("kms:Decrypt", self.key_arn, request_context)
+
+
+def _move(readers: list[str] | None) -> Move:
+    old = run({**RKE2, **BACKUPS_ON, "rancher-ha:etcdSnapshotS3": True,
+               **({"rancher-ha:rancherBackupReaders": readers} if readers is not None else {})}, stack=OLD_STACK)
+    bucket, folder = old.outputs["rancherBackupBucket"].value, old.outputs["rancherBackupFolder"].value
+    new = run({**BACKUPS_ON, "rancher-ha:hostname": "rancher.green.example.com", "rancher-ha:restoreFromBackup": MOVE_FILE,
+               "rancher-ha:restoreFromBucket": bucket, "rancher-ha:restoreFromFolder": folder,
+               "rancher-ha:restoreEncryptionKey": MOVE_KEY}, stack=NEW_STACK)
+    (user,) = new.of_type("aws:iam/user:User")
+    (key,) = old.of_type("aws:kms/key:Key")
+    bucket_policy = _resource_policy(old, "aws:s3/bucketPolicy:BucketPolicy", "policy")
+    assert bucket_policy is not None
+    return Move(bucket, folder, bucket_policy, json.loads(key.inputs["policy"]), key.outputs["arn"], user.outputs["arn"],
+                _policy(new, "rancher-backups-user-policy"))
+
+
+@pytest.fixture(scope="module")
+def move() -> Move:
+    return _move([NEW_STACK_USERS])
+
+
+def test_the_new_stacks_backup_user_reads_and_decrypts_the_old_stacks_backup_file(move):
+    """The defect: the old bucket denied every reader but its own writers, so the documented
+    move failed at the Restore (the runbook told users to copy the file by hand)."""
+    assert _wildcard(NEW_STACK_USERS, move.user_arn), move.user_arn
+    verdicts = {what: evaluate_with_resource_policy([move.user_policy], move.bucket_policy, _by(move.user_arn, r))
+                for what, r in move.restore_requests().items()}
+    assert verdicts == {what: "Allow" for what in verdicts}
+    assert evaluate_with_resource_policy([move.user_policy], move.key_policy, move.decrypt(move.user_arn), key_policy=True) == "Allow"
+
+
+def _etcd_snapshot(move: Move) -> Request:
+    return Request("s3:GetObject", f"{move.bucket_arn}/rancher-ha/{OLD_STACK}/etcd-snapshot-rancher-server-0-1764547200")
+
+
+def test_a_backup_reader_cannot_read_an_etcd_snapshot_of_the_old_stack(move):
+    """A snapshot holds every secret of the cluster: the readers' grant is the backup folder
+    only, whatever the reader's own IAM policy allows (a pattern may name a powerful role)."""
+    snapshot = _etcd_snapshot(move)
+    requests = {
+        "GetObject snapshot": snapshot,
+        "GetObjectVersion snapshot": Request("s3:GetObjectVersion", snapshot.resource),
+        "GetObject snapshot metadata": Request("s3:GetObject", f"{move.bucket_arn}/rancher-ha/{OLD_STACK}/.metadata/etcd-snapshot-x"),
+        "GetObject beside the folder": Request("s3:GetObject", f"{move.bucket_arn}/{move.folder}-x/{MOVE_FILE}"),
+        "GetObject the folder's parent": Request("s3:GetObject", f"{move.bucket_arn}/rancher-backups/{MOVE_FILE}"),
+        "ListObjects of the snapshots": Request("s3:ListBucket", move.bucket_arn, {"s3:prefix": f"rancher-ha/{OLD_STACK}/"}),
+    }
+    for identity in (move.user_policy, ADMINISTRATOR):
+        verdicts = {what: evaluate_with_resource_policy([identity], move.bucket_policy, _by(move.user_arn, r)) for what, r in requests.items()}
+        assert verdicts == {what: "Deny" for what in requests}, identity is ADMINISTRATOR
+
+
+def test_a_backup_reader_cannot_write_delete_or_manage_the_old_bucket(move):
+    backup = f"{move.bucket_arn}/{move.folder}/{MOVE_FILE}"
+    requests = [Request("s3:PutObject", backup), Request("s3:DeleteObject", backup), Request("s3:DeleteObjectVersion", backup),
+                Request("s3:GetObjectAcl", backup), Request("s3:PutObjectAcl", backup), Request("s3:GetObjectVersion", backup),
+                Request("s3:RestoreObject", backup), Request("s3:PutBucketPolicy", move.bucket_arn),
+                Request("s3:DeleteBucket", move.bucket_arn), Request("s3:ListBucketVersions", move.bucket_arn),
+                Request("s3:PutBucketVersioning", move.bucket_arn)]
+    for identity in (move.user_policy, ADMINISTRATOR):
+        verdicts = {r.action: evaluate_with_resource_policy([identity], move.bucket_policy, _by(move.user_arn, r)) for r in requests}
+        assert verdicts == {r.action: "Deny" for r in requests}, identity is ADMINISTRATOR
+
+
+def test_a_backup_reader_decrypts_only_through_s3_and_only_the_old_bucket(move):
+    for identity in (move.user_policy, ADMINISTRATOR):
+        def verdict(request: Request) -> str:
+            return evaluate_with_resource_policy([identity], move.key_policy, request, key_policy=True)
+
+        assert verdict(move.decrypt(move.user_arn)) == "Allow"
+        assert verdict(move.decrypt(move.user_arn, via=None)) == "ImplicitDeny"  # with the key directly
+        assert verdict(move.decrypt(move.user_arn, via="s3.us-east-1.amazonaws.com")) == "ImplicitDeny"
+        assert verdict(move.decrypt(move.user_arn, context="arn:aws:s3:::another-bucket")) == "ImplicitDeny"
+        for action in ("kms:GenerateDataKey", "kms:Encrypt", "kms:ReEncryptFrom", "kms:CreateGrant"):
+            request = move.decrypt(move.user_arn)
+            assert verdict(Request(action, request.resource, request.context)) == "ImplicitDeny", action
+
+
+def test_a_principal_not_listed_still_cannot_read_the_backups(move):
+    other_stack_user = move.user_arn.replace(f"/rancher-ha/{NEW_STACK}/", "/rancher-ha/other/")
+    get = move.restore_requests()["GetObject"]
+    for principal, identity in ((other_stack_user, move.user_policy), (AUDITOR, ADMINISTRATOR), (DEPLOYER, ADMINISTRATOR)):
+        assert evaluate_with_resource_policy([identity], move.bucket_policy, _by(principal, get)) == "Deny", principal
+        assert evaluate_with_resource_policy([identity], move.key_policy, move.decrypt(principal), key_policy=True) == "ImplicitDeny", principal
+    # Without rancherBackupReaders (the default) nobody but the old stack's writers reads.
+    closed = _move(None)
+    assert evaluate_with_resource_policy([closed.user_policy], closed.bucket_policy, _by(closed.user_arn, get)) == "Deny"
+    assert evaluate_with_resource_policy([closed.user_policy], closed.key_policy, closed.decrypt(closed.user_arn), key_policy=True) == "ImplicitDeny"
+
+
+OTHER_ACCOUNT = "210987654321"
+
+
+def test_a_move_to_another_account_reads_with_both_accounts_policies():
+    """Cross-account: the old bucket's and key's policies must admit the other account (its
+    root, narrowed to the readers' pattern), AND the new user's own policy must allow the
+    read and kms:Decrypt of the old key through S3."""
+    readers = f"arn:aws:iam::{OTHER_ACCOUNT}:user/rancher-ha/{NEW_STACK}/*"
+    move = _move([readers])
+    user = move.user_arn.replace(f":{ACCOUNT_ID}:", f":{OTHER_ACCOUNT}:")
+    assert _wildcard(readers, user)
+
+    def s3(identity: dict, request: Request, principal: str = user) -> str:
+        return evaluate_with_resource_policy([identity], move.bucket_policy, _by(principal, request), same_account=False)
+
+    def kms(identity: dict, principal: str = user) -> str:
+        return evaluate_with_resource_policy([identity], move.key_policy, move.decrypt(principal), key_policy=True, same_account=False)
+
+    assert {w: s3(move.user_policy, r) for w, r in move.restore_requests().items()} == {w: "Allow" for w in move.restore_requests()}
+    assert kms(move.user_policy) == "Allow"
+    # Both sides needed: the new user's policy without its restore statements reads nothing.
+    bare = {"Statement": [s for s in move.user_policy["Statement"] if not s.get("Sid", "").startswith("RestoreSource")]}
+    assert s3(bare, move.restore_requests()["GetObject"]) == "ImplicitDeny" and kms(bare) == "ImplicitDeny"
+    assert s3(ADMINISTRATOR, _etcd_snapshot(move)) == "Deny"
+    # Under iamPermissionsBoundaryArn (tools/ci_roles.py's workload boundary, in the new
+    # stack's account) the calls must be inside the boundary too: it bounds, never grants.
+    from tools.ci_roles import Site, workload_boundary
+
+    boundary = workload_boundary(Site(account=OTHER_ACCOUNT))
+    for request in [*move.restore_requests().values(), move.decrypt(user)]:
+        assert evaluate([boundary], request) == "Allow", request.action
+    # Another principal of that account, not matching the pattern, is not admitted.
+    stranger = f"arn:aws:iam::{OTHER_ACCOUNT}:role/admin"
+    assert s3(ADMINISTRATOR, move.restore_requests()["GetObject"], stranger) == "Deny"
+    assert kms(ADMINISTRATOR, stranger) == "ImplicitDeny"
+
+
+def test_a_reader_pattern_that_also_matches_an_administrator_locks_nobody_out():
+    """A broad pattern (role/*) may match an administrator of the bucket: it keeps managing
+    the bucket, and gains the backup files only, never a snapshot nor a write."""
+    from components.snapshot_bucket import BackupReaders, bucket_policy as policy_of
+
+    bucket, folder = "arn:aws:s3:::b", f"rancher-backups/{OLD_STACK}"
+    policy = policy_of(bucket, [NODE_ROLE], [BREAK_GLASS_ROLE], BackupReaders([f"arn:aws:iam::{ACCOUNT_ID}:role/*"], folder))
+
+    def verdict(request: Request, principal: str = BREAK_GLASS_ROLE) -> str:
+        return evaluate_with_resource_policy([ADMINISTRATOR], policy, _by(principal, request))
+
+    backup = f"{bucket}/{folder}/{MOVE_FILE}"
+    assert {a: verdict(Request(a, bucket)) for a in ("s3:PutBucketPolicy", "s3:ListBucketVersions")} == {
+        "s3:PutBucketPolicy": "Allow", "s3:ListBucketVersions": "Allow"}
+    assert verdict(Request("s3:DeleteObjectVersion", backup)) == "Allow"  # emptying the bucket
+    assert verdict(Request("s3:GetObject", backup)) == "Allow"
+    for request in (Request("s3:GetObject", f"{bucket}/rancher-ha/{OLD_STACK}/etcd-snapshot-x"),
+                    Request("s3:PutObject", backup), Request("s3:GetObjectAcl", backup)):
+        assert verdict(request) == "Deny", request.action
+    # The nodes, which the pattern matches too, keep every call of the snapshot client.
+    requests = snapshot_client_requests("b", folder=f"rancher-ha/{OLD_STACK}")
+    assert {w: verdict(r, NODE_ROLE) for w, r in requests.items()} == {w: "Allow" for w in requests}

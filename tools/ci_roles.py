@@ -173,10 +173,11 @@ def deploy_permissions(site: Site) -> dict:
          "Resource": site.iam("role", "aws-service-role/*")},
         {
             # components/backups.py: the rancher-backup operator's IAM user, its inline
-            # policy and its rotated access keys.
+            # policy and its rotated access keys. UpdateUser: its path (per stack since
+            # rancherBackupReaders), authorised on the ARN before and after, both under user/rancher-ha/.
             "Sid": "ManageTheBackupUsers",
             "Effect": "Allow",
-            "Action": ["iam:GetUser", "iam:DeleteUser", "iam:TagUser", "iam:UntagUser", "iam:ListUserTags",
+            "Action": ["iam:GetUser", "iam:UpdateUser", "iam:DeleteUser", "iam:TagUser", "iam:UntagUser", "iam:ListUserTags",
                        "iam:GetUserPolicy", "iam:DeleteUserPolicy", "iam:ListUserPolicies", "iam:ListAttachedUserPolicies",
                        "iam:ListAccessKeys", "iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:UpdateAccessKey",
                        "iam:ListGroupsForUser", "iam:ListMFADevices", "iam:ListSigningCertificates", "iam:ListSSHPublicKeys",
@@ -207,7 +208,8 @@ def workload_boundary(site: Site) -> dict:
     """The most the program's node roles, NGINX role and backup user may ever do, whatever
     their inline policies say: read the program's parameters, the Session Manager agent,
     move an address onto an instance, the snapshot/backup bucket objects (reads of any
-    bucket: a restore reads from a bucket the stack names) with its KMS key through S3."""
+    bucket: a restore reads from a bucket the stack names) with its KMS key through S3, and
+    a restore source's key (any account's) to decrypt through S3."""
     return _document(
         {"Sid": "ReadTheProgramsParameters", "Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:GetParameters"],
          "Resource": f"arn:aws:ssm:*:{site.account}:parameter/{PROJECT}/*"},
@@ -222,6 +224,10 @@ def workload_boundary(site: Site) -> dict:
          "Resource": f"arn:aws:s3:::{PROJECT}-*-etcd-*/*"},  # components/snapshot_bucket.py bucket_prefix
         {"Sid": "UseBucketKeysThroughS3", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
          "Resource": f"arn:aws:kms:*:{site.account}:key/*", "Condition": {"StringLike": {"kms:ViaService": "s3.*.amazonaws.com"}}},
+        # A move from a stack in another account: its bucket's key is that account's
+        # (that key's policy names the readers; the user's policy names the bucket).
+        {"Sid": "DecryptARestoreSourceThroughS3", "Effect": "Allow", "Action": "kms:Decrypt",
+         "Resource": "arn:aws:kms:*:*:key/*", "Condition": {"StringLike": {"kms:ViaService": "s3.*.amazonaws.com"}}},
     )
 
 

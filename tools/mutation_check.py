@@ -137,6 +137,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/test_boot_script.py::test_a_restore_is_refused_while_a_server_of_the_old_cluster_still_answers",),
     ),
     Mutation(
+        name="backup-readers-read-the-whole-bucket",
+        claim="rancherBackupReaders (a new stack's backup user) read the Rancher backup folder only, never an etcd snapshot",
+        path="components/snapshot_bucket.py",
+        find='"NotResource": backups,',
+        replace='"NotResource": f"{bucket_arn}/*",',
+        tests=("tests/test_iam_seams.py::test_a_backup_reader_cannot_read_an_etcd_snapshot_of_the_old_stack",),
+    ),
+    Mutation(
         name="restore-overwrites-the-stacks-tls-secrets",
         claim="the program writes tls-rancher-ingress and tls-ca after a rancher-backup restore (review finding 6)",
         path="components/rancher.py",
