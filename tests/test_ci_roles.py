@@ -294,6 +294,10 @@ def test_a_deploy_may_do_what_the_program_does(iam_stack):
         "iam:CreateRole", "iam:PutRolePolicy", "iam:PutRolePermissionsBoundary", "iam:GetRole", "iam:TagRole",
         "iam:UpdateAssumeRolePolicy", "iam:ListInstanceProfilesForRole", "iam:DeleteRolePolicy", "iam:DeleteRole")]
     requests += [Request("iam:PassRole", _iam("role", n), {"iam:PassedToService": "ec2.amazonaws.com"}) for n in roles]
+    # AddRoleToInstanceProfile checks iam:PassRole on the role (IAM API reference, "The caller
+    # of this operation must be granted the PassRole permission"); AWS documents no
+    # iam:PassedToService for that check, so the grant must not depend on the key's presence.
+    requests += [Request("iam:PassRole", _iam("role", n)) for n in roles]
     requests += [Request(a, _iam("instance-profile", n)) for n in profiles for a in (
         "iam:CreateInstanceProfile", "iam:AddRoleToInstanceProfile", "iam:TagInstanceProfile",
         "iam:RemoveRoleFromInstanceProfile", "iam:DeleteInstanceProfile")]

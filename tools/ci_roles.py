@@ -165,8 +165,11 @@ def deploy_permissions(site: Site) -> dict:
         },
         {"Sid": "WriteTheProgramsRolesUnderTheBoundary", "Effect": "Allow", "Action": list(BOUNDED_ACTIONS[:3]),
          "Resource": roles, "Condition": bounded},
+        # IfExists: AddRoleToInstanceProfile checks PassRole too, and AWS documents no
+        # iam:PassedToService for that check; where the key is set (RunInstances and every
+        # other service), it must be EC2. The roles trust only ec2.amazonaws.com anyway.
         {"Sid": "PassTheProgramsRolesToEC2Only", "Effect": "Allow", "Action": "iam:PassRole", "Resource": roles,
-         "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}},
+         "Condition": {"StringEqualsIfExists": {"iam:PassedToService": "ec2.amazonaws.com"}}},
         {"Sid": "ManageTheProgramsInstanceProfiles", "Effect": "Allow", "Action": "iam:*InstanceProfile*",
          "Resource": site.iam("instance-profile", *PROGRAM_PROFILES)},
         {"Sid": "CreateServiceLinkedRoles", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole",
