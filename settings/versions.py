@@ -41,10 +41,12 @@ class Installer:
 
 
 INSTALLERS = {dist: Installer(url=pin["url"], sha256=pin["sha256"]) for dist, pin in _PINS["installers"].items()}
-# The newest RKE2 patch of each supported minor (rancher/rke2 tags). No K3s tag list could
-# be read here (k3s-io/k3s is too large to fetch), so the K3s default is not claimed newest.
+# The newest RKE2 patch of each supported minor (rancher/rke2 tags), and the newest
+# Kubernetes patch k3s merged on each current release branch, as its +k3s1 release (no K3s
+# tag list can be fetched here: reference/upstream/installers/README.md).
 NEWEST_RKE2_RELEASES: dict[str, str] = _PINS["releases"]["rke2"]["newest_per_minor"]
-EXAMPLE_KUBERNETES_VERSION = {"k3s": "v1.34.1+k3s1", "rke2": NEWEST_RKE2_RELEASES["1.34"]}
+NEWEST_K3S_RELEASES: dict[str, str] = _PINS["releases"]["k3s"]["newest_per_minor"]
+EXAMPLE_KUBERNETES_VERSION = {"k3s": NEWEST_K3S_RELEASES["1.34"], "rke2": NEWEST_RKE2_RELEASES["1.34"]}
 
 # Where Rancher publishes the chart (Rancher's install docs). Every tag goes to `latest`;
 # only some are promoted to `stable`, the one Rancher recommends for production; Rancher

@@ -8,6 +8,7 @@ import yaml
 from conftest import DEV_PARAMETER_ROOT, RKE2, cached_run
 from helpers import cloud_config, server_instances, written_file
 from rendering.cloud_init import BASE_CONFIG_PATH, BOOTSTRAP_PATH, USER_DATA_LIMIT_BYTES
+from settings.versions import EXAMPLE_KUBERNETES_VERSION
 
 
 def test_instances_are_hardened(dev_run):
@@ -69,7 +70,7 @@ def test_k3s_user_data(dev_run):
         assert base["datastore-cafile"] == "/etc/rancher/k3s/rds-ca-bundle.pem"
         assert "token" not in base and "datastore-endpoint" not in base and "server" not in base
         script = written_file(instance, BOOTSTRAP_PATH)["content"]
-        assert "INSTALL_K3S_VERSION" in script and "v1.34.1+k3s1" in script
+        assert "INSTALL_K3S_VERSION" in script and EXAMPLE_KUBERNETES_VERSION["k3s"] in script
         # Both k3s servers may start first against the shared datastore: both get the CA.
         assert "tls/server-ca.key" in script
         assert len(instance.inputs["userData"].encode()) < USER_DATA_LIMIT_BYTES

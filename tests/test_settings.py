@@ -4,9 +4,11 @@ Every invalid case runs the whole program under mocks and asserts (a) the error 
 the key, the value and a fix, and (b) not a single resource was registered.
 """
 
+import re
 import pytest
 
 from settings import SettingsError, settings_from_values
+from settings import versions
 from conftest import BASE_CONFIG, run, with_prod_bucket_admins
 
 PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
@@ -229,7 +231,7 @@ def _settings(stack="dev", **overrides):
 
 def test_defaults_follow_distribution_and_environment():
     k3s = _settings()
-    assert (k3s.server_count, k3s.kubernetes_version, k3s.ingress_controller) == (2, "v1.34.1+k3s1", "traefik")
+    assert (k3s.server_count, k3s.kubernetes_version, k3s.ingress_controller) == (2, versions.NEWEST_K3S_RELEASES["1.34"], "traefik")
     rke2 = _settings(distribution="rke2")
     # The newest RKE2 1.34 tag in the rancher/rke2 snapshot (reference/upstream/installers).
     assert (rke2.server_count, rke2.kubernetes_version, rke2.ingress_controller) == (3, "v1.34.10+rke2r1", "ingress-nginx")
@@ -481,6 +483,10 @@ def test_installer_pins_record_their_source_and_the_update_tool_derives_them(tmp
         assert pin["url"] == f"https://raw.githubusercontent.com/{pin['repository']}/{pin['commit']}/install.sh", distribution
         assert len(pin["commit"]) == 40 and len(pin["sha256"]) == 64 and pin["checksum_from"], distribution
     assert versions.EXAMPLE_KUBERNETES_VERSION["rke2"] == data["releases"]["rke2"]["newest_per_minor"]["1.34"]
+    assert versions.EXAMPLE_KUBERNETES_VERSION["k3s"] == data["releases"]["k3s"]["newest_per_minor"]["1.34"]
+    for minor, release in data["releases"]["k3s"]["newest_per_minor"].items():
+        commit = data["releases"]["k3s"]["commits"][minor]
+        assert re.fullmatch(r"[0-9a-f]{40}", commit["commit"]) and f"Update to v{release[1:].split('+')[0]}" in commit["subject"]
 
     git_dir = tmp_path / "rke2"
     subprocess.run(["git", "init", "-q", str(git_dir)], check=True)
@@ -495,3 +501,26 @@ def test_installer_pins_record_their_source_and_the_update_tool_derives_them(tmp
     assert update_versions.newest_rke2_tags(dot_git) == {"1.34": "v1.34.10+rke2r1", "1.36": "v1.36.3+rke2r1"}
     pin = update_versions.installer_at(dot_git, "rancher/rke2", "v1.36.3+rke2r1")
     assert pin["sha256"] == hashlib.sha256(b"c\n").hexdigest() and pin["commit"] in pin["url"]
+
+
+def test_the_update_tool_finds_k3s_releases_from_k3s_commits(tmp_path):
+    """`k3s-releases`: the newest "Update to v1.X.Y" of each current branch, as v1.X.Y+k3s1;
+    a release candidate is not a release; a branch the snapshot stopped carrying two months
+    before its newest update is left out."""
+    import subprocess
+
+    from tools import update_versions
+
+    git_dir = tmp_path / "k3s"
+    subprocess.run(["git", "init", "-q", str(git_dir)], check=True)
+    for date, subject in (("2026-01-10", "Update to v1.32.5 (#1)"), ("2026-05-13", "Update to v1.34.7 (#2)"),
+                          ("2026-05-13", "[release-1.34] Update to v1.34.8-k3s1 and Go 1.25.9 (#3)"),
+                          ("2026-06-16", "Update to v1.36.2 (#4)"), ("2026-06-20", "Update to v1.36.10-rc1 notes"),
+                          ("2026-06-21", "Bump to v1.99.0 (#5)")):
+        env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+               "GIT_COMMITTER_EMAIL": "t@example.com", "PATH": "/usr/bin:/bin",
+               "GIT_AUTHOR_DATE": f"{date}T12:00:00Z", "GIT_COMMITTER_DATE": f"{date}T12:00:00Z"}
+        subprocess.run(["git", "-C", str(git_dir), "commit", "-q", "--allow-empty", "-m", subject], check=True, env=env)
+    found = update_versions.newest_k3s_releases(str(git_dir / ".git"))
+    assert {minor: entry["release"] for minor, entry in found.items()} == {"1.34": "v1.34.8+k3s1", "1.36": "v1.36.2+k3s1"}
+    assert found["1.34"]["date"] == "2026-05-13" and "v1.34.8-k3s1" in found["1.34"]["subject"]

@@ -13,6 +13,10 @@ snapshots you fetched (bare git directories).
     # install.sh.sha256sum k3s commits beside it
     python tools/update_versions.py k3s <k3s git dir> --commit <commit>
 
+    # K3s releases: the newest Kubernetes patch of each supported minor that k3s merged
+    # ("Update to v1.X.Y" commits), as the +k3s1 release of it
+    python tools/update_versions.py k3s-releases <k3s git dir>
+
     # K3s when no snapshot holds the bytes: k3s's own recorded checksum
     python tools/update_versions.py k3s-recorded --commit <commit> --sha256 <hex> --note "<where it was read>"
 
@@ -34,6 +38,11 @@ DATA = REPO_ROOT / "reference" / "upstream" / "installers" / "installers.json"
 SUPPORTED_MINORS = range(31, 37)  # settings/versions.py RANCHER_KUBERNETES_SUPPORT, lowest to highest
 RAW = "https://raw.githubusercontent.com/{repository}/{commit}/install.sh"
 RKE2_TAG = re.compile(r"^v1\.(\d+)\.(\d+)\+rke2r(\d+)$")
+# k3s's commit that moves a release branch to a Kubernetes patch: "Update to v1.34.8 (#14049)",
+# "[release-1.34] Update to v1.34.6-k3s1 and Go 1.24.13 (#13834)".
+# Kubernetes patches come monthly: a branch with no update for two months is not current.
+CURRENT_BRANCH_DAYS = 60
+K3S_KUBERNETES_UPDATE = re.compile(r"^(?:\[[\w.-]+\] )?Update to v1\.(\d+)\.(\d+)(?:-k3s\d+)?(?:\s|$)")
 
 
 def git(git_dir: str, *args: str) -> bytes:
@@ -50,6 +59,37 @@ def newest_rke2_tags(git_dir: str) -> dict[str, str]:
         if minor in SUPPORTED_MINORS and (minor not in newest or (patch, build) > newest[minor][0]):
             newest[minor] = ((patch, build), tag)
     return {f"1.{minor}": tag for minor, (_, tag) in sorted(newest.items())}
+
+
+def newest_k3s_releases(git_dir: str) -> dict[str, dict[str, str]]:
+    """minor -> the +k3s1 release of the newest Kubernetes patch k3s merged, with its commit.
+
+    K3s release tags are not in the snapshots this machine can fetch (k3s-io/k3s is over the
+    size limit; the fork that carries its commits has none of its tags); the commit that
+    updates a branch to a Kubernetes patch is, and each is released as v1.X.Y+k3s1 (a
+    re-release adds +k3s2, and +k3s1 stays)."""
+    newest: dict[int, tuple[int, str, str, str]] = {}
+    log = git(git_dir, "log", "--all", "--format=%H%x09%cs%x09%s").decode()
+    for line in log.splitlines():
+        commit, date, subject = line.split("\t", 2)
+        match = K3S_KUBERNETES_UPDATE.match(subject)
+        if not match:
+            continue
+        minor, patch = int(match.group(1)), int(match.group(2))
+        if minor in SUPPORTED_MINORS and (minor not in newest or patch > newest[minor][0]):
+            newest[minor] = (patch, commit, date, subject)
+    # A branch whose last update is long before the snapshot's newest one is a branch the
+    # snapshot stopped carrying (or k3s stopped releasing): its "newest" would be stale.
+    latest = max((date for _, _, date, _ in newest.values()), default="")
+    current = {minor: entry for minor, entry in newest.items() if _days_between(entry[2], latest) <= CURRENT_BRANCH_DAYS}
+    return {f"1.{minor}": {"release": f"v1.{minor}.{patch}+k3s1", "commit": commit, "date": date, "subject": subject}
+            for minor, (patch, commit, date, subject) in sorted(current.items())}
+
+
+def _days_between(earlier: str, later: str) -> int:
+    from datetime import date
+
+    return (date.fromisoformat(later) - date.fromisoformat(earlier)).days
 
 
 def installer_at(git_dir: str, repository: str, commit: str) -> dict:
@@ -79,6 +119,14 @@ def update(data: dict, args: argparse.Namespace) -> dict:
             "newest_per_minor": tags,
             "source": {"repository": "rancher/rke2", "snapshot_head": head, "how": "newest vX.Y.Z+rke2rN tag of each minor in the snapshot"},
         }
+    elif args.what == "k3s-releases":
+        found = newest_k3s_releases(args.git_dir)
+        data["releases"]["k3s"] = {
+            "newest_per_minor": {minor: entry["release"] for minor, entry in found.items()},
+            "commits": {minor: {k: entry[k] for k in ("commit", "date", "subject")} for minor, entry in found.items()},
+            "source": {"repository": "k3s-io/k3s", "snapshot": "a git snapshot carrying k3s-io/k3s's commits",
+                       "how": "newest 'Update to v1.X.Y' commit of each minor, released as v1.X.Y+k3s1"},
+        }
     elif args.what == "k3s":
         installer = installer_at(args.git_dir, "k3s-io/k3s", args.commit)
         try:
@@ -107,14 +155,14 @@ def update(data: dict, args: argparse.Namespace) -> dict:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["rke2", "k3s", "k3s-recorded"])
+    parser.add_argument("what", choices=["rke2", "k3s", "k3s-releases", "k3s-recorded"])
     parser.add_argument("git_dir", nargs="?")
     parser.add_argument("--commit")
     parser.add_argument("--sha256")
     parser.add_argument("--note", default="")
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    if args.what in ("rke2", "k3s") and not args.git_dir:
+    if args.what in ("rke2", "k3s", "k3s-releases") and not args.git_dir:
         parser.error(f"{args.what} needs a git directory")
     current = json.loads(DATA.read_text()) if DATA.exists() else {"installers": {}, "releases": {}}
     new = update(current, args)
