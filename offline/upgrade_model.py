@@ -9,8 +9,9 @@ f1362a3fe1a8d55a0c65847f7c2779909dc7ec95):
   the Plan's nodeSelector matches (plus a `kubernetes.io/hostname` label) whose label
   `plan.upgrade.cattle.io/<plan>` is not the Plan's latest hash. The hash (`DigestStatus`)
   is sha224 of `status.latestVersion` (spec.version with `+` made `-`, `MungeVersion`) and
-  `spec.serviceAccountName` (plus annotated fields and secrets, none here): a new version
-  selects every node again, a node already at that version too.
+  `spec.serviceAccountName` (plus annotated fields and secrets, none here; not `spec.prepare`
+  nor any other spec field): a new version selects every node again, a node already at that
+  version too.
 - How many at once: nodes still in `status.applying` stay selected, and new ones are added
   up to `spec.concurrency`; a Job's completion re-enqueues the Plan (pkg/upgrade/
   handle_batch.go), which frees its slot. So with concurrency 1 the next node's Job is
@@ -18,15 +19,24 @@ f1362a3fe1a8d55a0c65847f7c2779909dc7ec95):
 - In what order: the candidates sorted by sha256(node UID, plan UID, latest hash), not by
   name. The model hashes the machine's key, the plan's name and the version instead of the
   UIDs (which it does not have): the same kind of fixed, name-independent order.
-- The Job (pkg/upgrade/job/job.go `New`): an init container that drains the node when
-  `spec.drain` is set (`kubectl drain`, which retries an eviction the PodDisruptionBudget
-  refuses), else cordons it when `spec.cordon`; then the upgrade container, the
+- The Job (pkg/upgrade/job/job.go `New`): first the Plan's `prepare`, as an init container
+  ("first, we prepare"); then an init container that drains the node when `spec.drain` is
+  set (`kubectl drain`, which retries an eviction the PodDisruptionBudget refuses), else
+  cordons it when `spec.cordon`; then the upgrade container, the
   `rancher/rke2-upgrade` / `rancher/k3s-upgrade` image at the version (`scripts/upgrade.sh`
   of rancher/rke2-upgrade and of k3s-io/k3s-upgrade, read at their newest stored versions,
   not at a tag: it compares the image's binary with the running one; if they are the same it
   exits at once, otherwise it copies the new binary and SIGTERMs the server
   process, and systemd starts it again, `Restart=always`, rke2 bundle/lib/systemd/system/
   rke2-server.service at v1.34.10+rke2r1).
+- The prepare, read from the registered Plan (`read_prepare`): the model rehearses only
+  `kubectl wait --for=condition=Ready node -l <the Plan's nodeSelector> --timeout=<t>`
+  (components/upgrades.py `every_server_ready`): nothing on the node happens before every
+  server node is Ready. Any other prepare is refused, not misread; no prepare, no wait.
+- A Node whose machine stopped (a lost server) is still selected: its Job's pod never runs
+  and holds its slot, and with the prepare every other Job waits while it is NotReady, so
+  the KubernetesUpgradeWait gives up at its bound (`timeoutSeconds`) and the `up` fails
+  (Rehearsal.failed); what depends on the wait does not run.
 - On completion (pkg/upgrade/handle_batch.go): the node gets the hash label and is made
   schedulable again (when the Plan cordons or drains).
 - A node that appears enqueues the Plan (pkg/upgrade/handle_core.go): a new server has no
@@ -38,15 +48,40 @@ not modeled (the drain's retries would move every later Job) and is refused.
 
 What the model assumes beyond the source: during its restart a server's Node is NotReady,
 its etcd member is down (still a member) and its Rancher pod is not Ready; the restart
-ends when the node is Ready again with the new kubelet version. The Job's completion is
-taken to be seen at that moment: the upgrade container exits right after the SIGTERM, and
-the kubelet that reports its success dies with the server process (RKE2 starts it with
-Pdeathsig SIGKILL, pkg/executor/staticpod/command_linux.go; K3s runs it in-process), so
-the success is reported by the restarted kubelet. If the old kubelet reports it first, SUC
-moves on earlier, while the server restarts: that race is not modeled. With this module's
-figures it would restart the next RKE2 server ~30 s after the previous one's SIGTERM, and
-3 servers would spend ~95 s without quorum (Plan `spec.postCompleteDelay` would hold the
-slot; the program does not set it).
+ends when the node is Ready again with the new kubelet version. When SUC sees the Job
+complete, which frees its slot for the next node, is an explicit option of `rehearse`:
+- SEEN_WHEN_READY (the default): when the restarted node is Ready. The upgrade container
+  exits right after the SIGTERM, and the kubelet that would report its success dies with
+  the server process (RKE2 starts it with Pdeathsig SIGKILL, pkg/executor/staticpod/
+  command_linux.go; K3s runs it in-process), so the restarted kubelet reports it.
+- SEEN_AT_EXIT (pessimistic): when the upgrade container exits, at the SIGTERM: the old
+  kubelet reported it before it died, or the restarted kubelet reported it through another
+  server's API before the local etcd member was back. SUC then creates the next node's Job
+  at once. Without a prepare that Job restarted the next RKE2 server ~30 s after the
+  previous one's SIGTERM, and 3 servers spent ~95 s without quorum (benchmark figures).
+
+The race is closed in the model under both: the Plan's prepare holds the next Job's cordon
+and upgrade until every server Node is Ready again (tests/test_day2_upgrades.py). What the
+model simplifies: the prepare passes the moment every server is Ready (a real attempt
+gives up after its timeout, the Job retries it within its deadline, 900 s, and after a
+failed Job SUC waits for its TTL, 900 s, before a new one); a joiner's own Job does not
+wait for the main pass's restarts (it restarts nothing). What cannot be verified here and
+is not closed by the prepare in a real cluster:
+- That the Node is seen NotReady while its server restarts. The kubelet is killed with the
+  server process and posts nothing; the Node turns NotReady only when kube-controller-
+  manager's node monitor grace period (tens of seconds) passes without a heartbeat. A
+  restart that brings the kubelet back within it is never seen, and a prepare that runs
+  meanwhile passes. The model's NotReady-at-SIGTERM is the assumption that carries it.
+- RKE2's etcd member being healthy when its Node is Ready. The member is a static pod the
+  restarted kubelet replaces when the new version's manifest differs; the etcd pod has no
+  readiness probe (rke2 pkg/podtemplate/spec.go at v1.34.10+rke2r1, commit d419f09226d5:
+  liveness and startup on `/health?serializable=true`, a local check), so waiting for it
+  says nothing more than Node Ready. The kube-apiserver pod's readiness (`/readyz`, through
+  its local etcd member) would, but rke2 removes that manifest at start
+  (pkg/executor/staticpod/staticpod.go `APIServer`), so a selector wait can pass on the
+  pods that remain; counting them needs a shell in the prepare image (not checked here)
+  and pods watch, which the Job's service account lacks. Not done: stated instead.
+K3s on RDS has no etcd member: its Node Ready after the restart is its API back.
 """
 
 from __future__ import annotations
