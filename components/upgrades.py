@@ -59,6 +59,18 @@ SUC_CONTROLLER_URL = f"{SUC_RELEASE}/system-upgrade-controller.yaml"
 SUC_NAMESPACE = "system-upgrade"
 SUC_SERVICE_ACCOUNT = "system-upgrade"
 UPGRADE_IMAGES = {"k3s": "rancher/k3s-upgrade", "rke2": "rancher/rke2-upgrade"}
+# The servers: the label K3s and RKE2 give every server node, `true`.
+SERVER_LABEL = "node-role.kubernetes.io/control-plane"
+# The image SUC itself runs its cordon/drain init containers with (the release ConfigMap's
+# SYSTEM_UPGRADE_JOB_KUBECTL_IMAGE at SUC_TAG, = pkg/upgrade/job/job.go defaultKubectlImage;
+# reference/upstream/crds/suc-rbac-v0.20.1.json): no new image source. Its entrypoint is
+# kubectl (SUC passes it `cordon <node>` as args only).
+KUBECTL_IMAGE = "rancher/kubectl:v1.30.3"
+# One attempt of the prepare's wait. A pod whose prepare gives up fails, and the Job retries
+# it (backoffLimit 99) within its deadline (900 s), then fails: SUC records "Job ... failed
+# on Node ..." on the Plan and creates a new Job after the failed one's TTL (900 s). Below
+# the deadline, so an attempt that passes late still leaves the upgrade container time.
+PREPARE_TIMEOUT_SECONDS = 600
 # SUC's job deadline per node (SYSTEM_UPGRADE_JOB_ACTIVE_DEADLINE_SECONDS, 900 in the
 # release's ConfigMap at the tag) plus the node's restart and Ready: one server's bound.
 SECONDS_PER_SERVER = 900 + 300
@@ -82,8 +94,23 @@ class Plan(TypedDict):
     spec: dict[str, object]
 
 
+def every_server_ready() -> dict[str, object]:
+    """The Plan's prepare: SUC runs it as the first init container of each node's Job, before
+    the cordon and the upgrade (pkg/upgrade/job/job.go at SUC_TAG). It waits until every
+    server node is Ready, so a server is restarted only when no other one is down: neither
+    one still coming back from its own upgrade (if SUC saw that Job complete as soon as its
+    upgrade container exited, right after the SIGTERM), nor one lost or still joining. The
+    Job runs as the Plan's service account, which the release's ClusterRole
+    `system-upgrade-controller` lets get, list and watch nodes (tests/test_upgrades.py)."""
+    return {
+        "image": KUBECTL_IMAGE,
+        "args": ["wait", "--for=condition=Ready", "node", "-l", f"{SERVER_LABEL}=true", f"--timeout={PREPARE_TIMEOUT_SECONDS}s"],
+    }
+
+
 def server_plan(distribution: str, kubernetes_version: str) -> Plan:
-    """The Plan that upgrades every server node to `kubernetes_version`, one at a time."""
+    """The Plan that upgrades every server node to `kubernetes_version`, one at a time, each
+    only once every server is Ready."""
     return {
         "apiVersion": "upgrade.cattle.io/v1",
         "kind": "Plan",
@@ -92,9 +119,8 @@ def server_plan(distribution: str, kubernetes_version: str) -> Plan:
             "version": kubernetes_version,
             "concurrency": 1,
             "cordon": True,
-            "nodeSelector": {
-                "matchExpressions": [{"key": "node-role.kubernetes.io/control-plane", "operator": "In", "values": ["true"]}]
-            },
+            "nodeSelector": {"matchExpressions": [{"key": SERVER_LABEL, "operator": "In", "values": ["true"]}]},
+            "prepare": every_server_ready(),
             "serviceAccountName": SUC_SERVICE_ACCOUNT,
             "tolerations": [
                 {"key": "CriticalAddonsOnly", "operator": "Exists"},

@@ -212,6 +212,7 @@ class Rehearsal:
     broken_after: bool = False  # still without quorum or Rancher when the `up` ends: until someone repairs it
     finished: dict[str, float] = field(default_factory=dict)  # step name -> when it finished (update phase)
     restarts: dict[str, tuple[float, float]] = field(default_factory=dict)  # machine -> an upgrade's restart, from/to
+    failed: dict[str, str] = field(default_factory=dict)  # step name -> why it failed the `up`
 
     @property
     def ok(self) -> bool:
@@ -264,8 +265,14 @@ def cluster_for(run, etcd: bool, pod_start_seconds: float = 30.0) -> Cluster:
                            versions=servers)
 
 
-def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_durations, start: float = 0.0) -> Rehearsal:
-    """Run the plan's steps against the cluster, in the engine's order and timing."""
+def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_durations, start: float = 0.0,
+             completion: str = suc.SEEN_WHEN_READY) -> Rehearsal:
+    """Run the plan's steps against the cluster, in the engine's order and timing.
+
+    `completion`: when system-upgrade-controller sees an upgrade Job complete
+    (offline/upgrade_model.py SEEN_WHEN_READY, or the pessimistic SEEN_AT_EXIT). A step that
+    fails (the upgrade wait at its bound) fails the `up`: what depends on it does not run,
+    nor does the delete phase (the engine stops starting steps after an error)."""
     result = Rehearsal(cluster=cluster)
     by_urn = {r.urn: r for r in new.registrations}
     graph = DependencyGraph(new.registrations)
@@ -281,14 +288,27 @@ def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_d
     finished: dict[str, float] = {}
     joins: list[tuple[float, str, str]] = []  # (when, server, version): servers this plan adds
     upgraded = start  # when the last upgrade Job completed
+    held: list[str] = []  # servers whose upgrade Job never finishes
+    lost = {m.key for m in cluster.machines if m.node and not m.running}
     passed = float("-inf")  # when the Plan's pass over every node began (none: a node's own Job on joining)
+    failed: set[str] = set()  # urns of steps that failed or never ran because one they need failed
     for step in update_steps:
         # (a delete-before-replace's delete is ordered by the plan just before its create)
         needs = graph.dependencies_of(step.urn) if step.urn in graph.by_urn else set()
+        if needs & failed:
+            failed.add(step.urn)
+            continue
         begin = max([finished.get(d, start) for d in needs], default=start)
         length = 0.0 if step.op == "same" else durations(_kind(step), "create" if step.op == "replace" else step.op, step.name)
         end = begin + length
         if step.type == suc.WAIT and step.op != "same":
+            bound = begin + float(by_urn[step.urn].inputs["timeoutSeconds"])
+            if upgraded > bound:  # it gives up at its bound, and the `up` fails
+                failed.add(step.urn)
+                finished[step.urn] = result.finished[step.name] = bound
+                result.failed[step.name] = (f"timed out after {bound - begin:g} s waiting for every server at "
+                                            f"{by_urn[step.urn].inputs['version']}: {', '.join(held) or 'no Job finished'}")
+                continue
             end = max(end, upgraded)  # it waits until every server runs the version
             at(end, "upgraded", by_urn[step.urn].inputs["version"])
         finished[step.urn] = end
@@ -297,19 +317,21 @@ def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_d
         if is_server(step) and step.op in ("create", "replace"):
             joins.append((end, step.name, installed_version(by_urn[step.urn])))
         if step.type == suc.PLAN and suc.passes_again(step):
-            jobs = suc.jobs_at(suc.plan_spec(by_urn[step.urn]), cluster, joins, end, durations)
+            jobs = suc.jobs_at(suc.plan_spec(by_urn[step.urn]), cluster, joins, end, durations, completion)
             for when, action, payload in suc.job_events(jobs):
                 at(when, action, payload)
             upgraded, passed = max([upgraded, *(job.done for _, job in jobs)]), end
+            held = [f"{job.key} {'NotReady, its Job cannot run' if job.key in lost else 'held by its prepare'}"
+                    for _, job in jobs if job.done == suc.NEVER]
     plans = [r for r in new.registrations if r.type == suc.PLAN]
     if plans and joins:
         for when, action, payload in suc.job_events(suc.jobs_for_joiners(suc.plan_spec(plans[0]), cluster, joins, passed,
-                                                                          durations)):
+                                                                          durations, completion)):
             at(when, action, payload)
     clock = max(finished.values(), default=start)
 
-    # Delete phase: rounds; each waits for the previous one.
-    deletes = [s for s in plan.steps if s.phase == "delete"]
+    # Delete phase: rounds; each waits for the previous one (none after a failed step).
+    deletes = [s for s in plan.steps if s.phase == "delete" and not failed]
     for number in sorted({s.round for s in deletes}):
         length = 0.0
         for step in (s for s in deletes if s.round == number):

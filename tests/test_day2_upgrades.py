@@ -15,6 +15,7 @@ import pytest
 
 from offline.cluster_model import Cluster, cluster_for, is_server, rehearse
 from offline.runner import run_stack
+from offline.upgrade_model import SEEN_AT_EXIT, SEEN_WHEN_READY
 from test_lifecycle import plan
 
 PLAN = "kubernetes:upgrade.cattle.io/v1:Plan"
@@ -43,13 +44,13 @@ def versions(shape: str, kind: str) -> tuple[str, str]:
     return f"{low}+{suffix}", f"{high}+{suffix}"
 
 
-def upgrade(shape: str, kind: str):
+def upgrade(shape: str, kind: str, completion: str = SEEN_WHEN_READY):
     stack, etcd, _ = SHAPES[shape]
     before, after = versions(shape, kind)
     old, new = stack_run(stack, before), stack_run(stack, after)
     cluster = cluster_for(old, etcd=etcd)
     p = plan(old, new)
-    return cluster, p, rehearse(p, new, cluster), new
+    return cluster, p, rehearse(p, new, cluster, completion=completion), new
 
 
 def assert_whole(result) -> None:
@@ -190,3 +191,96 @@ def test_a_server_that_joins_later_gets_its_own_job_without_a_restart():
         assert any(f"{key} cordoned by the upgrade Job" in line for line in result.log), result.log
         assert any(f"{key} already at " in line for line in result.log), result.log
     assert not any(m.cordoned for m in cluster.machines)
+
+
+# -- the completion race, and a server already down ------------------------------------------
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_a_patch_upgrade_keeps_quorum_and_rancher_even_if_a_job_is_seen_complete_at_the_sigterm(shape):
+    """The pessimistic assumption (SEEN_AT_EXIT): system-upgrade-controller sees a Job complete
+    when its upgrade container exits, right after it SIGTERMs the server (the old kubelet
+    reports the pod's success before it dies), and creates the next node's Job at once. The
+    Plan's prepare (`kubectl wait --for=condition=Ready node -l <servers>`, before the cordon
+    and the upgrade) holds that Job until every server is Ready again: still one server
+    restarting at a time, etcd quorum and a Ready Rancher throughout."""
+    before, after = versions(shape, "patch")
+    cluster, p, result, new = upgrade(shape, "patch", completion=SEEN_AT_EXIT)
+    assert_whole(result)
+    windows = sorted(result.restarts.values())
+    assert len(windows) == len(cluster.machines), result.log
+    assert all(earlier[1] <= later[0] for earlier, later in zip(windows, windows[1:])), windows
+    assert [m.version for m in cluster.machines] == [after] * len(cluster.machines)
+    assert all(m.ready and not m.cordoned for m in cluster.machines)
+    # The next Job was created while the previous server restarted, and waited in its prepare.
+    assert any("its prepare waits for every server Ready" in line for line in result.log), result.log
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_an_upgrade_started_with_a_server_down_restarts_no_other_server_and_fails_at_its_bound(shape):
+    """A server already NotReady (its machine lost, its Node still there) when the version is
+    edited: the controller selects it too (its Job's pod cannot run) and the other servers'
+    Jobs wait in their prepare until it is back; nothing is cordoned or restarted, quorum and
+    Rancher hold, and the `up` fails at the upgrade wait's bound, naming the server. The lost
+    server is the last in the controller's order, so without the prepare another server's Job
+    would run first and restart it."""
+    from offline.upgrade_model import order, plan_spec
+
+    stack, etcd, _ = SHAPES[shape]
+    before, after = versions(shape, "patch")
+    old, new = stack_run(stack, before), stack_run(stack, after)
+    cluster = cluster_for(old, etcd=etcd)
+    (registration,) = new.of_type(PLAN)
+    lost = order(plan_spec(registration), [m.key for m in cluster.machines])[-1]
+    cluster.terminate(cluster.machine(lost), 0.0)
+    p = plan(old, new)
+    result = rehearse(p, new, cluster)
+    assert result.violations == [], "\n".join([str(v) for v in result.violations] + result.log)
+    assert result.restarts == {}, result.log
+    assert result.seconds_without_quorum == 0 and result.seconds_without_rancher == 0 and not result.broken_after
+    assert not any(m.cordoned for m in cluster.machines), result.log
+    assert [m.version for m in cluster.machines] == [before] * len(cluster.machines)
+    (wait,) = [s for s in p.steps if s.type == WAIT]
+    (record,) = [s for s in p.steps if s.type == RECORD]
+    assert list(result.failed) == [wait.name], result.failed
+    timeout = float(new.of_type(WAIT)[0].inputs["timeoutSeconds"])
+    assert f"timed out after {timeout:g} s" in result.failed[wait.name]
+    assert f"{lost} NotReady" in result.failed[wait.name], result.failed
+    assert record.name not in result.finished  # nothing after the wait ran: the versions stay recorded as before
+
+
+def test_the_prepare_rule_is_read_from_the_registered_plan():
+    """The model takes the prepare from the Plan as registered: the program's `kubectl wait`
+    for every server Ready and its timeout; no prepare, no rule (the same pessimistic schedule
+    then overlaps two restarts); another prepare is refused, not misread."""
+    from types import SimpleNamespace
+
+    from offline.upgrade_model import Prepare, UpgradeTimes, plan_spec, schedule
+
+    _, _, _, new = upgrade("rke2-nlb", "patch")
+    (registration,) = new.of_type(PLAN)
+    spec = plan_spec(registration)
+    assert spec.prepare == Prepare(selector="node-role.kubernetes.io/control-plane=true", timeout=600.0)
+
+    def registered(prepare):
+        plan_spec_inputs = {k: v for k, v in registration.inputs["spec"].items() if k != "prepare"}
+        if prepare is not None:
+            plan_spec_inputs["prepare"] = prepare
+        return SimpleNamespace(name="p", inputs={**registration.inputs, "spec": plan_spec_inputs})
+
+    bare = plan_spec(registered(None))
+    assert bare.prepare is None
+    nodes = [("s0#0", "v1.34.1+rke2r1"), ("s1#0", "v1.34.1+rke2r1"), ("s2#0", "v1.34.1+rke2r1")]
+    times = UpgradeTimes(start=30.0, restart=95.0)
+
+    def overlaps(jobs):
+        windows = sorted((job.restart, job.done) for job in jobs)
+        return any(later[0] < earlier[1] for earlier, later in zip(windows, windows[1:]))
+
+    assert overlaps(schedule(bare, nodes, 0.0, times, SEEN_AT_EXIT))
+    assert not overlaps(schedule(spec, nodes, 0.0, times, SEEN_AT_EXIT))
+    assert schedule(spec, nodes, 0.0, times) == schedule(bare, nodes, 0.0, times)  # seen when Ready: the same
+    prepare = registration.inputs["spec"]["prepare"]
+    for args in (["wait", "--for=condition=Ready", "node", "-l", "node-role.kubernetes.io/etcd=true", "--timeout=600s"],
+                 ["wait", "--for=delete", "node", "-l", "node-role.kubernetes.io/control-plane=true", "--timeout=600s"],
+                 ["get", "node"]):
+        with pytest.raises(NotImplementedError, match="every server Ready"):
+            plan_spec(registered({**prepare, "args": args}))

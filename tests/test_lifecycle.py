@@ -1003,12 +1003,39 @@ REPLACED_SINCE_PREVIOUS_RELEASE: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def previous_release_plans():
+def previous_release_states():
     from tools.plan import base_states
 
     olds, errors = base_states(PREVIOUS_RELEASE, ALL_STACKS)
     assert errors == {}, errors
-    return {stack: plan(olds[stack], run_stack(stack)) for stack in ALL_STACKS}
+    return olds
+
+
+@pytest.fixture(scope="module")
+def previous_release_plans(previous_release_states):
+    return {stack: plan(previous_release_states[stack], run_stack(stack)) for stack in ALL_STACKS}
+
+
+@pytest.mark.parametrize("stack", ALL_STACKS)
+def test_the_previous_releases_upgrade_plan_gains_its_prepare_in_place_without_a_new_pass(
+        previous_release_states, previous_release_plans, stack):
+    """v0.1.0's server Plan had no prepare: this release updates the Plan object in place
+    (a Kubernetes object: a patch, no replacement). system-upgrade-controller v0.20.1 hashes
+    status.latestVersion, spec.serviceAccountName, the fields its digest annotation names
+    and the Plan's secrets (pkg/upgrade/plan/plan.go DigestStatus), not spec.prepare: no new
+    hash, so no new pass over the servers; the rehearsal cordons and restarts nothing."""
+    from offline import upgrade_model as suc
+    from offline.cluster_model import cluster_for, rehearse
+
+    p = previous_release_plans[stack]
+    (step,) = [s for s in p.steps if s.type == suc.PLAN]
+    assert step.op == "update" and [c.path for c in step.changes] == ["spec.prepare"], step
+    assert not suc.passes_again(step)
+    old, new = previous_release_states[stack], run_stack(stack)
+    cluster = cluster_for(old, etcd=step.name.endswith("rke2-server-plan"))
+    result = rehearse(p, new, cluster, completion=suc.SEEN_AT_EXIT)
+    assert result.violations == [] and result.restarts == {} and result.failed == {}, result.log
+    assert not [line for line in result.log if "upgrade Job" in line], result.log
 
 
 @pytest.mark.parametrize("stack", ALL_STACKS)

@@ -26,6 +26,7 @@ from test_lifecycle import assert_routine, is_server, lifecycle_run, plan
 
 REPO = Path(__file__).resolve().parents[1]
 PLAN_CRD = REPO / "reference" / "upstream" / "crds" / "suc-plan-v0.20.1.json"
+SUC_FACTS = json.loads((REPO / "reference" / "upstream" / "crds" / "suc-rbac-v0.20.1.json").read_text())
 CONFIG_FILE = "kubernetes:yaml/v2:ConfigFile"
 GATE = "pulumi-python:dynamic/rancher-ha:ApiGate"
 PLAN = "kubernetes:upgrade.cattle.io/v1:Plan"
@@ -98,6 +99,13 @@ def test_the_server_plan_is_valid_against_the_extracted_crd(distribution, image)
     assert spec["nodeSelector"]["matchExpressions"] == [
         {"key": "node-role.kubernetes.io/control-plane", "operator": "In", "values": ["true"]}
     ]
+    # The prepare (the Job's first init container): wait until every server node, the nodes
+    # the Plan selects, is Ready, bounded, with SUC's own kubectl image (args only: its
+    # entrypoint is kubectl, as for SUC's `cordon <node>`).
+    assert spec["prepare"] == {
+        "image": SUC_FACTS["jobKubectlImage"]["configMap"],
+        "args": ["wait", "--for=condition=Ready", "node", "-l", "node-role.kubernetes.io/control-plane=true", "--timeout=600s"],
+    }
     # The schema check has teeth: a wrong type, an unknown field or a missing required one fails.
     broken = copy.deepcopy(plan_object)
     broken["spec"]["concurrency"] = "1"
@@ -106,6 +114,41 @@ def test_the_server_plan_is_valid_against_the_extracted_crd(distribution, image)
     problems = charts.validate_manifests([broken], "v1.34.1")
     assert any("concurrency" in p for p in problems) and any("drainPolicy" in p for p in problems), problems
     assert any("image" in p for p in problems), problems
+
+
+def _granted(account: str, verb: str, resource: str, group: str = "") -> list[str]:
+    """The cluster-wide bindings whose rules let `account` `verb` `resource` (any name)."""
+    return [
+        grant["binding"]
+        for grant in SUC_FACTS["grants"].get(account, [])
+        if grant["scope"] == "cluster"
+        for rule in grant["rules"]
+        if group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
+        and not rule.get("resourceNames")
+    ]
+
+
+def test_the_jobs_service_account_may_watch_nodes_as_the_prepare_needs():
+    """`kubectl wait node -l ...` lists the nodes by the selector, then list+watches each by a
+    field selector until its condition holds (kubectl's wait command): the Plan's service
+    account needs nodes list and watch cluster-wide. The release's ClusterRoleBinding
+    `system-upgrade` binds it the ClusterRole `system-upgrade-controller`, which grants nodes
+    get/list/watch (the facts, extracted from the tag: suc-rbac-v0.20.1.json): nothing to add."""
+    from components.upgrades import KUBECTL_IMAGE, SUC_NAMESPACE, SUC_SERVICE_ACCOUNT, server_plan
+
+    for fact in ("rancher/system-upgrade-controller", "tag v0.20.1", "f1362a3fe1a8d55a0c65847f7c2779909dc7ec95",
+                 "kustomization.yaml", "pkg/upgrade/job/job.go"):
+        assert fact in SUC_FACTS["$comment"]
+    assert "suc-rbac-v0.20.1.json" in (PLAN_CRD.parent / "README.md").read_text()
+    account = server_plan("rke2", "v1.35.0+rke2r1")["spec"]["serviceAccountName"]
+    assert account == SUC_SERVICE_ACCOUNT in SUC_FACTS["serviceAccounts"] and SUC_FACTS["namespace"] == SUC_NAMESPACE
+    for verb in ("list", "watch"):
+        assert _granted(account, verb, "nodes") == ["ClusterRoleBinding/system-upgrade"], verb
+    assert "ClusterRoleBinding/system-upgrade" in _granted(account, "get", "nodes")  # (the drainer's role too)
+    # The check has teeth: nothing grants watching pods, nor anything to an unknown account.
+    assert _granted(account, "watch", "pods") == [] and _granted("default", "list", "nodes") == []
+    # The image is the one SUC runs its own cordon with: configured and compiled-in alike.
+    assert KUBECTL_IMAGE == SUC_FACTS["jobKubectlImage"]["configMap"] == SUC_FACTS["jobKubectlImage"]["default"]
 
 
 def _short(urn: str) -> str:
@@ -207,6 +250,9 @@ ADDRESSES = ["10.0.0.1", "10.0.0.2"]
         ([_node("a", "10.0.0.1", "v1.35.0+k3s1"), _node("b", "10.0.0.2", "v1.34.1+k3s1", plan_hash="h1")], PLAN_STATUS, "b: runs v1.34.1+k3s1"),
         ([_node("a", "10.0.0.1", "v1.35.0+k3s1"), _node("b", "10.0.0.2", "v1.35.0+k3s1", cordoned=True)], PLAN_STATUS, "b: cordoned"),
         ([_node("a", "10.0.0.1", "v1.35.0+k3s1"), _node("b", "10.0.0.2", "v1.35.0+k3s1", ready=False)], PLAN_STATUS, "b: not Ready"),
+        # A server down before its turn: named as such, not only as behind.
+        ([_node("a", "10.0.0.1", "v1.35.0+k3s1"), _node("b", "10.0.0.2", "v1.34.1+k3s1", ready=False, plan_hash="h1")],
+         PLAN_STATUS, "b: runs v1.34.1+k3s1 and is not Ready"),
         ([_node("a", "10.0.0.1", "v1.35.0+k3s1"), _node("b", "10.0.0.2", "v1.35.0+k3s1", plan_hash="h1")], PLAN_STATUS, "b: plan not finished"),
         ([_node("a", "10.0.0.1", "v1.35.0+k3s1")], PLAN_STATUS, "10.0.0.2: no node"),
         ([_node("a", "10.0.0.1", "v1.35.0+k3s1"), _node("b", "10.0.0.2", "v1.35.0+k3s1")],

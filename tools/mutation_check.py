@@ -129,6 +129,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/test_day2_upgrades.py::test_an_upgrade_reaches_every_server_one_at_a_time_with_quorum_and_rancher[rke2-nlb-patch]",),
     ),
     Mutation(
+        name="upgrade-plan-without-prepare",
+        claim="a server is restarted only when every server is Ready, even if the controller sees a Job complete at the SIGTERM (issue 18)",
+        path="components/upgrades.py",
+        find='"prepare": every_server_ready(),',
+        replace='',
+        tests=("tests/test_day2_upgrades.py::test_a_patch_upgrade_keeps_quorum_and_rancher_even_if_a_job_is_seen_complete_at_the_sigterm[rke2-nlb]",),
+    ),
+    Mutation(
         name="restore-beside-a-live-old-server",
         claim="the first server restores an etcd snapshot only when no old server answers at the registration name (review finding 6)",
         path="rendering/templates/node-bootstrap.sh.j2",

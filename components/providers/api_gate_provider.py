@@ -323,8 +323,8 @@ def upgrade_progress(
         )
         if running and _release(running) > _release(version):
             raise ClusterAhead(ahead_message([f"{name} runs {running}"], version))
-        if running != version:
-            waiting.append(f"{name}: runs {running or 'unknown'}")
+        if running != version:  # a server down before its turn holds every other one (the Plan's prepare)
+            waiting.append(f"{name}: runs {running or 'unknown'}{'' if ready else ' and is not Ready'}")
         elif plan_finished and node.get("metadata", {}).get("labels", {}).get(plan_label) != latest_hash:
             waiting.append(f"{name}: plan not finished")
         elif not ready:
