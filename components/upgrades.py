@@ -78,6 +78,11 @@ SECONDS_PER_SERVER = 900 + 300
 VERSION_CHECK_TIMEOUT_SECONDS = 300
 
 
+# Longer than a Node can look Ready after its kubelet died (offline/upgrade_model.py
+# NOT_READY_SEEN_AFTER): a minute per server added to an upgrade.
+POST_COMPLETE_DELAY = "60s"
+
+
 def server_plan_name(distribution: str) -> str:
     return f"{distribution}-server"
 
@@ -121,6 +126,11 @@ def server_plan(distribution: str, kubernetes_version: str) -> Plan:
             "cordon": True,
             "nodeSelector": {"matchExpressions": [{"key": SERVER_LABEL, "operator": "In", "values": ["true"]}]},
             "prepare": every_server_ready(),
+            # The next server's Job only after this: a restarting server's kubelet dies without
+            # a word, so its Node stays Ready until the node lifecycle controller's grace
+            # period (50 s, plus a 5 s monitor period) has passed; by then it is back or seen
+            # NotReady, and the prepare above waits for it (offline/upgrade_model.py).
+            "postCompleteDelay": POST_COMPLETE_DELAY,
             "serviceAccountName": SUC_SERVICE_ACCOUNT,
             "tolerations": [
                 {"key": "CriticalAddonsOnly", "operator": "Exists"},

@@ -320,7 +320,8 @@ def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_d
             jobs = suc.jobs_at(suc.plan_spec(by_urn[step.urn]), cluster, joins, end, durations, completion)
             for when, action, payload in suc.job_events(jobs):
                 at(when, action, payload)
-            upgraded, passed = max([upgraded, *(job.done for _, job in jobs)]), end
+            # The wait needs each node at the version and labelled finished (after postCompleteDelay).
+            upgraded, passed = max([upgraded, *(max(job.done, job.complete + spec.post_complete_delay) for spec, job in jobs)]), end
             held = [f"{job.key} {'NotReady, its Job cannot run' if job.key in lost else 'held by its prepare'}"
                     for _, job in jobs if job.done == suc.NEVER]
     plans = [r for r in new.registrations if r.type == suc.PLAN]

@@ -59,19 +59,22 @@ complete, which frees its slot for the next node, is an explicit option of `rehe
   server's API before the local etcd member was back. SUC then creates the next node's Job
   at once. Without a prepare that Job restarted the next RKE2 server ~30 s after the
   previous one's SIGTERM, and 3 servers spent ~95 s without quorum (benchmark figures).
+- SEEN_AT_EXIT_READY_STALE (most pessimistic): as SEEN_AT_EXIT, and the restarting Node
+  keeps looking Ready until kube-controller-manager's node monitor grace period has passed
+  (its kubelet is killed with the server process and posts nothing): a prepare that ran
+  meanwhile would pass. The Plan's postCompleteDelay (60 s, longer than that period plus a
+  monitor period) holds the next Job until the restarting node is back or seen NotReady.
 
-The race is closed in the model under both: the Plan's prepare holds the next Job's cordon
+The race is closed in the model under all three: the Plan's prepare holds the next Job's cordon
 and upgrade until every server Node is Ready again (tests/test_day2_upgrades.py). What the
 model simplifies: the prepare passes the moment every server is Ready (a real attempt
 gives up after its timeout, the Job retries it within its deadline, 900 s, and after a
 failed Job SUC waits for its TTL, 900 s, before a new one); a joiner's own Job does not
 wait for the main pass's restarts (it restarts nothing). What cannot be verified here and
 is not closed by the prepare in a real cluster:
-- That the Node is seen NotReady while its server restarts. The kubelet is killed with the
-  server process and posts nothing; the Node turns NotReady only when kube-controller-
-  manager's node monitor grace period (tens of seconds) passes without a heartbeat. A
-  restart that brings the kubelet back within it is never seen, and a prepare that runs
-  meanwhile passes. The model's NotReady-at-SIGTERM is the assumption that carries it.
+- The grace period the delay must outlast: 50 s by default (40 s in older releases,
+  kubernetes/kubernetes#127352); RKE2 and K3s leave kube-controller-manager's default. A
+  cluster configured with a longer one needs a longer delay.
 - RKE2's etcd member being healthy when its Node is Ready. The member is a static pod the
   restarted kubelet replaces when the new version's manifest differs; the etcd pod has no
   readiness probe (rke2 pkg/podtemplate/spec.go at v1.34.10+rke2r1, commit d419f09226d5:
@@ -105,6 +108,13 @@ HASHED = ("spec.version", "spec.serviceAccountName")
 # When SUC sees a Job complete, which frees its concurrency slot for the next node:
 SEEN_WHEN_READY = "when the restarted node is Ready"  # the restarted kubelet reports the pod's success
 SEEN_AT_EXIT = "when the upgrade container exits"  # at the SIGTERM: the old kubelet reported it before it died
+# SEEN_AT_EXIT, and the restarting node still shows Ready until the node lifecycle controller
+# marks it NotReady: its kubelet dies without saying so, and the Node's Ready condition turns
+# only after kube-controller-manager's --node-monitor-grace-period (50 s; 40 s in older
+# releases; kubernetes/kubernetes#127352) plus a --node-monitor-period (5 s). A restart shorter
+# than that is never seen NotReady at all. The most pessimistic assumption the model takes.
+SEEN_AT_EXIT_READY_STALE = "when the upgrade container exits, and the node looks Ready until the grace period"
+NOT_READY_SEEN_AFTER = 50.0 + 5.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,10 @@ class PlanSpec:
     concurrency: int
     cordon: bool
     prepare: Optional[Prepare] = None
+    # spec.postCompleteDelay: after a Job is seen complete, SUC labels the node (plan
+    # finished) and frees the slot for the next node only once this much has passed
+    # (pkg/upgrade/handle_batch.go at v0.20.1).
+    post_complete_delay: float = 0.0
 
 
 def label_selector(node_selector: dict) -> str:
@@ -183,6 +197,7 @@ def plan_spec(registration) -> PlanSpec:
         concurrency=int(spec.get("concurrency", 0)),
         cordon=bool(spec.get("cordon", False)),
         prepare=read_prepare(registration.name, spec),
+        post_complete_delay=_seconds(spec["postCompleteDelay"]) if spec.get("postCompleteDelay") else 0.0,
     )
 
 
@@ -216,15 +231,17 @@ def order(spec: PlanSpec, keys: Sequence[str]) -> list[str]:
     return sorted(keys, key=lambda key: hashlib.sha256((key + spec.name + spec.version).encode()).hexdigest())
 
 
-def _all_ready_from(moment: float, restarts: Sequence[tuple[float, float]], lost: bool) -> float:
-    """The first moment from `moment` on at which no node restarts (and none is lost)."""
+def _all_ready_from(moment: float, restarts: Sequence[tuple[float, float]], lost: bool, unseen: float = 0.0) -> float:
+    """The first moment from `moment` on at which no node is seen NotReady (and none is
+    lost): a restarting node is seen NotReady from `unseen` seconds after its kill until it
+    is back."""
     if lost:
         return NEVER
     changed = True
     while changed:
         changed = False
         for killed, back in restarts:
-            if killed <= moment < back:
+            if killed + unseen <= moment < back:
                 moment, changed = back, True
     return moment
 
@@ -236,8 +253,9 @@ def schedule(spec: PlanSpec, nodes: Sequence[tuple[str, str]], begin: float, tim
     (`completion`: SEEN_WHEN_READY or SEEN_AT_EXIT). A node in `lost` (its machine stopped,
     its Node still there, NotReady) gets a Job whose pod never runs: it holds its slot. With
     the Plan's prepare, a Job cordons and upgrades only once every selected node is Ready."""
-    if completion not in (SEEN_WHEN_READY, SEEN_AT_EXIT):
+    if completion not in (SEEN_WHEN_READY, SEEN_AT_EXIT, SEEN_AT_EXIT_READY_STALE):
         raise ValueError(f"completion: {completion!r}")
+    unseen = NOT_READY_SEEN_AFTER if completion == SEEN_AT_EXIT_READY_STALE else 0.0
     running = dict(nodes)
     if spec.concurrency < 1:
         return []
@@ -250,7 +268,7 @@ def schedule(spec: PlanSpec, nodes: Sequence[tuple[str, str]], begin: float, tim
         if key in lost:
             prepared = NEVER
         elif spec.prepare is not None:
-            prepared = _all_ready_from(start, restarts, bool(lost))
+            prepared = _all_ready_from(start, restarts, bool(lost), unseen)
         if prepared == NEVER:
             jobs.append(Job(key, start, None, NEVER, NEVER, NEVER))
         elif running[key] == spec.version:
@@ -260,8 +278,9 @@ def schedule(spec: PlanSpec, nodes: Sequence[tuple[str, str]], begin: float, tim
             killed = prepared + times.start
             done = killed + times.restart
             restarts.append((killed, done))
-            jobs.append(Job(key, start, killed, done, prepared, killed if completion == SEEN_AT_EXIT else done))
-        heapq.heappush(slots, jobs[-1].complete)
+            jobs.append(Job(key, start, killed, done, prepared, done if completion == SEEN_WHEN_READY else killed))
+        # The slot is free, and the node labelled as finished, after postCompleteDelay.
+        heapq.heappush(slots, jobs[-1].complete + spec.post_complete_delay)
     return sorted(jobs, key=lambda job: (job.start, job.key))
 
 

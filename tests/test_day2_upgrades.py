@@ -215,6 +215,27 @@ def test_a_patch_upgrade_keeps_quorum_and_rancher_even_if_a_job_is_seen_complete
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_a_patch_upgrade_keeps_quorum_even_if_a_restarting_node_still_looks_ready(shape):
+    """The most pessimistic assumption (SEEN_AT_EXIT_READY_STALE): the Job is seen complete at
+    the SIGTERM, AND the restarting node keeps its Ready condition until the node lifecycle
+    controller's grace period has passed (its kubelet died without a word). A prepare that
+    ran at once would see every server Ready and restart the next one beside it; the Plan's
+    postCompleteDelay (longer than the grace period) holds the next Job until the restarting
+    node is either back or seen NotReady, and the prepare then waits for it."""
+    from offline.upgrade_model import NOT_READY_SEEN_AFTER, SEEN_AT_EXIT_READY_STALE, plan_spec
+
+    before, after = versions(shape, "patch")
+    cluster, p, result, new = upgrade(shape, "patch", completion=SEEN_AT_EXIT_READY_STALE)
+    assert_whole(result)
+    windows = sorted(result.restarts.values())
+    assert len(windows) == len(cluster.machines), result.log
+    assert all(earlier[1] <= later[0] for earlier, later in zip(windows, windows[1:])), windows
+    assert [m.version for m in cluster.machines] == [after] * len(cluster.machines)
+    (registration,) = new.of_type(PLAN)
+    assert plan_spec(registration).post_complete_delay > NOT_READY_SEEN_AFTER
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_an_upgrade_started_with_a_server_down_restarts_no_other_server_and_fails_at_its_bound(shape):
     """A server already NotReady (its machine lost, its Node still there) when the version is
     edited: the controller selects it too (its Job's pod cannot run) and the other servers'

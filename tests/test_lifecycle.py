@@ -1019,23 +1019,32 @@ def previous_release_plans(previous_release_states):
 @pytest.mark.parametrize("stack", ALL_STACKS)
 def test_the_previous_releases_upgrade_plan_gains_its_prepare_in_place_without_a_new_pass(
         previous_release_states, previous_release_plans, stack):
-    """v0.1.0's server Plan had no prepare: this release updates the Plan object in place
-    (a Kubernetes object: a patch, no replacement). system-upgrade-controller v0.20.1 hashes
-    status.latestVersion, spec.serviceAccountName, the fields its digest annotation names
-    and the Plan's secrets (pkg/upgrade/plan/plan.go DigestStatus), not spec.prepare: no new
-    hash, so no new pass over the servers; the rehearsal cordons and restarts nothing."""
+    """v0.1.0's server Plan had no prepare and no postCompleteDelay: this release updates the
+    Plan object in place (a Kubernetes object: a patch, no replacement). system-upgrade-controller
+    v0.20.1 hashes status.latestVersion, spec.serviceAccountName, the fields its digest
+    annotation names and the Plan's secrets (pkg/upgrade/plan/plan.go DigestStatus), neither
+    of those two: no new hash, so no new pass over the servers; the rehearsal cordons and
+    restarts nothing. Where the stack file itself moves the version (dev and proxied: K3s
+    v1.34.1 → v1.34.8), the pass it starts is an upgrade like any other, and safe under the
+    most pessimistic completion."""
     from offline import upgrade_model as suc
     from offline.cluster_model import cluster_for, rehearse
 
     p = previous_release_plans[stack]
     (step,) = [s for s in p.steps if s.type == suc.PLAN]
-    assert step.op == "update" and [c.path for c in step.changes] == ["spec.prepare"], step
-    assert not suc.passes_again(step)
     old, new = previous_release_states[stack], run_stack(stack)
+    (old_plan,) = old.of_type(suc.PLAN)
+    version_moved = old_plan.inputs["spec"]["version"] != new.of_type(suc.PLAN)[0].inputs["spec"]["version"]
+    expected = ["spec.postCompleteDelay", "spec.prepare"] + (["spec.version"] if version_moved else [])
+    assert step.op == "update" and sorted(c.path for c in step.changes) == expected, step
+    assert suc.passes_again(step) == version_moved
     cluster = cluster_for(old, etcd=step.name.endswith("rke2-server-plan"))
-    result = rehearse(p, new, cluster, completion=suc.SEEN_AT_EXIT)
-    assert result.violations == [] and result.restarts == {} and result.failed == {}, result.log
-    assert not [line for line in result.log if "upgrade Job" in line], result.log
+    result = rehearse(p, new, cluster, completion=suc.SEEN_AT_EXIT_READY_STALE)
+    assert result.violations == [] and result.failed == {}, result.log
+    if version_moved:
+        assert len(result.restarts) == len(cluster.machines), result.log
+    else:
+        assert result.restarts == {} and not [line for line in result.log if "upgrade Job" in line], result.log
 
 
 @pytest.mark.parametrize("stack", ALL_STACKS)

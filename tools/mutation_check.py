@@ -168,6 +168,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         replace='    if True:\n        return boundary\n',
         tests=("tests/test_ci_roles.py::test_the_shipped_stacks_can_be_deployed_by_their_ci_roles",),
     ),
+    Mutation(
+        name="upgrade-plan-without-post-complete-delay",
+        claim="the next server's upgrade Job waits until a restarting server is back or seen NotReady (a Node looks Ready for the grace period)",
+        path="components/upgrades.py",
+        find='            "postCompleteDelay": POST_COMPLETE_DELAY,\n',
+        replace='',
+        tests=("tests/test_day2_upgrades.py::test_a_patch_upgrade_keeps_quorum_even_if_a_restarting_node_still_looks_ready",),
+    ),
 )
 
 
