@@ -827,11 +827,23 @@ class Settings(BaseModel):
     @field_validator("rancher_backup_readers")
     @classmethod
     def _reader_arns(cls, value: list[str]) -> list[str]:
-        return _each_matches(
+        _each_matches(
             value, BACKUP_READER_ARN,
             "is not an IAM role or user ARN of one account (the bucket's and key's policies name that account). "
             "Fix: use the new stack's backup user path, e.g. 'arn:aws:iam::123456789012:user/rancher-ha/prod-eu/*'",
         )
+        for reader in value:
+            # What a pattern fixes before its first wildcard: every role or user of the account,
+            # or every stack's backup user, is not one reader.
+            fixed = reader.split(":", 5)[5].split("*", 1)[0]
+            backup_users = "user/rancher-ha/".startswith(fixed) or fixed.startswith("user/rancher-ha/")
+            if fixed in ("role/", "user/") or (backup_users and not re.match(r"user/rancher-ha/[^/]+/", fixed)):
+                raise ValueError(
+                    f"contains '{reader}', which admits {'every role or every user' if fixed in ('role/', 'user/') else 'the backup users of more than one stack'} "
+                    "of the account. Fix: name one reader, e.g. the new stack's backup users "
+                    "'arn:aws:iam::123456789012:user/rancher-ha/<new stack>/*'"
+                )
+        return value
 
     @field_validator("ssh_key_name")
     @classmethod

@@ -131,7 +131,8 @@ RANCHER_BACKUP_CHARTS: dict[tuple[int, int], tuple[str, str]] = {
 # Chart.yaml: catalog.cattle.io/kube-version '>= 1.33.0-0 < 1.36.0-0' in both (the operator's
 # charts/rancher-backup/Chart.yaml at v10.0.8 and v11.0.0 says the same; v11.0.1 widened it
 # to '< 1.37.0-0'). Rancher's Apps page offers no chart outside it; helm only enforces
-# `kubeVersion` (no upper bound), so the settings refuse the rest.
+# `kubeVersion` (no upper bound; v11.0.0's is '>= 1.34.0-0', which Rancher 2.15 requires
+# anyway), so the settings refuse the rest.
 RANCHER_BACKUP_KUBERNETES: dict[str, tuple[int, int]] = {
     "109.0.7+up10.0.8": (33, 35),
     "110.0.0+up11.0.0": (33, 35),
