@@ -194,6 +194,15 @@ def test_a_server_that_joins_later_gets_its_own_job_without_a_restart():
 
 
 # -- the completion race, and a server already down ------------------------------------------
+def assert_one_restart_at_a_time(cluster, result, version: str) -> None:
+    """Whole throughout, every server restarted once, never two at once, all at `version`."""
+    assert_whole(result)
+    windows = sorted(result.restarts.values())
+    assert len(windows) == len(cluster.machines), result.log
+    assert all(earlier[1] <= later[0] for earlier, later in zip(windows, windows[1:])), windows
+    assert [m.version for m in cluster.machines] == [version] * len(cluster.machines)
+
+
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_a_patch_upgrade_keeps_quorum_and_rancher_even_if_a_job_is_seen_complete_at_the_sigterm(shape):
     """The pessimistic assumption (SEEN_AT_EXIT): system-upgrade-controller sees a Job complete
@@ -204,11 +213,7 @@ def test_a_patch_upgrade_keeps_quorum_and_rancher_even_if_a_job_is_seen_complete
     restarting at a time, etcd quorum and a Ready Rancher throughout."""
     before, after = versions(shape, "patch")
     cluster, p, result, new = upgrade(shape, "patch", completion=SEEN_AT_EXIT)
-    assert_whole(result)
-    windows = sorted(result.restarts.values())
-    assert len(windows) == len(cluster.machines), result.log
-    assert all(earlier[1] <= later[0] for earlier, later in zip(windows, windows[1:])), windows
-    assert [m.version for m in cluster.machines] == [after] * len(cluster.machines)
+    assert_one_restart_at_a_time(cluster, result, after)
     assert all(m.ready and not m.cordoned for m in cluster.machines)
     # The next Job was created while the previous server restarted, and waited in its prepare.
     assert any("its prepare waits for every server Ready" in line for line in result.log), result.log
@@ -226,11 +231,7 @@ def test_a_patch_upgrade_keeps_quorum_even_if_a_restarting_node_still_looks_read
 
     before, after = versions(shape, "patch")
     cluster, p, result, new = upgrade(shape, "patch", completion=SEEN_AT_EXIT_READY_STALE)
-    assert_whole(result)
-    windows = sorted(result.restarts.values())
-    assert len(windows) == len(cluster.machines), result.log
-    assert all(earlier[1] <= later[0] for earlier, later in zip(windows, windows[1:])), windows
-    assert [m.version for m in cluster.machines] == [after] * len(cluster.machines)
+    assert_one_restart_at_a_time(cluster, result, after)
     (registration,) = new.of_type(PLAN)
     assert plan_spec(registration).post_complete_delay > NOT_READY_SEEN_AFTER
 
