@@ -18,7 +18,9 @@ by its own rules:
 - a ClusterMember deleted (components/membership.py) cordons its node and evicts Rancher's
   pod through the PDB at the start of its step (the drain waits while the PDB allows no
   disruption), then the etcd member leaves and the Node is deleted at its end;
-- the Rancher release updated sets the replica count (the Deployment scales at once);
+- the Rancher release updated sets the replica count (the Deployment scales at once), and a
+  new chart version or values roll its pods one at a time, each replaced once its
+  predecessor's successor is Ready (the chart's maxUnavailable 1, one pod per node);
 - the system-upgrade-controller Plan created or given a new version runs its Jobs by the
   controller's rules (offline/upgrade_model.py): node by node, cordon, restart into the new
   version (NotReady, etcd member down), Ready and uncordoned; the KubernetesUpgradeWait
@@ -93,6 +95,7 @@ class Cluster:
     machines: list[Machine] = field(default_factory=list)
     replicas: int = 1
     pod_start_seconds: float = 30.0
+    rolled: set[str] = field(default_factory=set)  # machines whose Rancher pod this rollout replaced
 
     @classmethod
     def running(cls, servers: list[str], etcd: bool, replicas: int, pod_start_seconds: float = 30.0,
@@ -313,7 +316,7 @@ def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_d
             at(end, "upgraded", by_urn[step.urn].inputs["version"])
         finished[step.urn] = end
         result.finished[step.name] = end
-        _effects(step, begin, end, by_urn, at)
+        _effects(step, begin, end, by_urn, at, cluster.pod_start_seconds)
         if is_server(step) and step.op in ("create", "replace"):
             joins.append((end, step.name, installed_version(by_urn[step.urn])))
         if step.type == suc.PLAN and suc.passes_again(step):
@@ -338,7 +341,7 @@ def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_d
         for step in (s for s in deletes if s.round == number):
             took = 0.0 if step.skipped else durations(_kind(step), "delete", step.name)
             if not step.skipped:
-                _effects(step, clock, clock + took, by_urn, at)
+                _effects(step, clock, clock + took, by_urn, at, cluster.pod_start_seconds)
             length = max(length, took)
         clock += length
     result.duration = clock - start
@@ -361,7 +364,7 @@ def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_d
     return result
 
 
-def _effects(step, begin: float, end: float, by_urn: dict, at) -> None:
+def _effects(step, begin: float, end: float, by_urn: dict, at, pod_seconds: float) -> None:
     if is_server(step):
         if step.op in ("create", "replace"):
             at(end, "join", (step, installed_version(by_urn[step.urn])))
@@ -372,13 +375,38 @@ def _effects(step, begin: float, end: float, by_urn: dict, at) -> None:
         at(end, "leave", step)
     elif step.type == HELM_RELEASE and step.op in ("update", "replace", "create"):
         replicas = _replicas(by_urn[step.urn]) if step.urn in by_urn else None
+        if replicas is not None and step.op == "update" and rolls_rancher(step):
+            # The chart's Deployment (templates/deployment.yaml: rollingUpdate maxSurge 1,
+            # maxUnavailable 1 with more than one replica; one pod per node, antiAffinity
+            # required, so the surge pod has no node): one pod replaced at a time, during
+            # the release's step (Pulumi waits for the Deployment's rollout).
+            for index in range(replicas):
+                at(begin + index * pod_seconds, "roll", index)
         if replicas is not None:
             at(end, "scale", replicas)
+
+
+def rolls_rancher(step) -> bool:
+    """A chart version or a value other than `replicas` changes the pod template: a rollout."""
+    return any(c.path == "version" or (c.path.startswith("values") and c.path != "values.replicas") for c in step.changes)
 
 
 def _apply(result: Rehearsal, action: str, payload, now: float) -> None:
     cluster = result.cluster
     if action == "end":
+        return
+    if action == "roll":
+        # Replace the next pod not yet replaced in this rollout: it is NotReady until its
+        # successor on the same node is Ready (the previous one is Ready again by now).
+        waiting = sorted((m for m in cluster.machines if m.ready and m.rancher_pod is not None and m.rancher_pod <= now),
+                         key=lambda m: (m.key in cluster.rolled, m.key))
+        if payload == 0:
+            cluster.rolled.clear()
+        if waiting and waiting[0].key not in cluster.rolled:
+            machine = waiting[0]
+            cluster.rolled.add(machine.key)
+            machine.rancher_pod = now + cluster.pod_start_seconds
+            result.log.append(f"{now:7.0f}s Rancher pod on {machine.key} replaced (rollout): {cluster.describe(now)}")
         return
     if action == "scale":
         cluster.replicas = payload

@@ -256,3 +256,36 @@ def test_the_model_holds_rancher_budget_and_etcd_quorum_by_their_rules():
     assert cluster.quorum() is False and cluster.describe(50.0).startswith("etcd 2/4 live")
     cluster.leave(cluster.oldest("s0"), 60.0)
     assert cluster.quorum() is True  # 2 live of 3 members
+
+
+# -- a Rancher upgrade: the chart's rollout --------------------------------------------------
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_a_rancher_upgrade_replaces_one_pod_at_a_time_and_keeps_rancher_serving(shape):
+    """A new chart version changes the Deployment's pod template: Rancher's chart rolls it with
+    maxUnavailable 1 (templates/deployment.yaml, more than one replica) and one pod per node
+    (antiAffinity required, so the surge pod has nowhere to go): each pod is replaced once,
+    the next only when the previous new one is Ready, and a Ready pod serves throughout."""
+    stack, etcd, _, _ = SHAPES[shape]
+    old = run_stack(stack)
+    new = run_stack(stack, overrides={"rancher-ha:rancherVersion": "2.15.0"})
+    cluster = cluster_for(old, etcd=etcd)
+    result = rehearse(plan(old, new), new, cluster)
+    assert result.violations == [] and result.seconds_without_rancher == 0, result.log
+    rolled = [line for line in result.log if "replaced (rollout)" in line]
+    pods = [m.key for m in cluster.machines if m.rancher_pod is not None]
+    assert len(rolled) == len(pods) == cluster.replicas and sorted(cluster.rolled) == sorted(pods), result.log
+    # Never two replaced at once: each replacement starts when the previous one is Ready.
+    moments = sorted(float(line.split("s ", 1)[0]) for line in rolled)
+    assert all(b - a >= cluster.pod_start_seconds for a, b in zip(moments, moments[1:])), moments
+
+
+def test_a_rollout_of_every_pod_at_once_leaves_rancher_without_a_ready_pod_in_the_model():
+    """What the rule guards against: replacing both pods of a two-replica Rancher at once."""
+    from offline.cluster_model import Rehearsal, _apply, _account
+
+    cluster = Cluster.running(["s0", "s1"], etcd=False, replicas=2)
+    result = Rehearsal(cluster=cluster)
+    _apply(result, "roll", 0, 100.0)
+    _apply(result, "roll", 1, 100.0)
+    _account(result, 100.0, 130.0)
+    assert result.seconds_without_rancher == 30.0
