@@ -72,6 +72,11 @@ gives up after its timeout, the Job retries it within its deadline, 900 s, and a
 failed Job SUC waits for its TTL, 900 s, before a new one); a joiner's own Job does not
 wait for the main pass's restarts (it restarts nothing). What cannot be verified here and
 is not closed by the prepare in a real cluster:
+- The Job's deadline (900 s, the release's ConfigMap) counts the prepare's wait too: a
+  prepare that passes late leaves little time for the cordon, the image pull and the
+  upgrade; if the deadline ends the Job after its cordon, the node stays cordoned until SUC
+  creates a new Job after the failed one's TTL (900 s), which completes and uncordons it.
+  Not modeled (the model's prepare passes the moment every server is Ready).
 - The grace period the delay must outlast: 50 s by default (40 s in older releases,
   kubernetes/kubernetes#127352); RKE2 and K3s leave kube-controller-manager's default. A
   cluster configured with a longer one needs a longer delay.
