@@ -28,6 +28,11 @@ by its own rules:
   wait (Rancher's release, the record of the reached versions) comes later; a server that
   joins later gets its own Job (cordoned and uncordoned: it already runs the version).
 
+A recovery (offline/recovery_model.py) starts from a lost cluster: a server whose user
+data restores an etcd snapshot becomes, once booted and restored, a cluster of one that
+the others (waiting while no etcd cluster has quorum) join; a K3s server serves only if it
+booted after the datastore's endpoint parameter named the restored datastore.
+
 A server that joins runs the version its user data installs (`KUBERNETES_VERSION`, the
 stack's kubernetesVersion: components/cluster_nodes.py).
 

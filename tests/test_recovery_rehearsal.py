@@ -119,3 +119,27 @@ def test_servers_replaced_before_the_datastore_is_restored_stay_on_the_lost_one(
     cluster, results = datastore_restore(replace_first=True)
     assert results[-1].broken_after and results[-1].recovered_at is None, results[-1].log
     assert not any(m.ready for m in cluster.machines)
+
+
+# ------------------------------------------------------------------- RKE2: quorum lost
+def test_after_a_reset_of_the_survivor_replacing_the_lost_servers_brings_back_the_whole_cluster():
+    """Runbook "Quorum lost": two of three servers lost; `rke2 server --cluster-reset` on the
+    survivor (by hand: a cluster of one); then one `up` replacing the two lost servers."""
+    from offline.recovery_model import reset
+
+    run = cached_run(RESTORE)
+    cluster = cluster_for(run, etcd=True)
+    lost = ["rancher-server-1", "rancher-server-2"]
+    lose_every_server(cluster, keep_running=("rancher-server-0",))
+    assert not cluster.quorum() and len(cluster.members) == 3
+    (survivor,) = [m for m in cluster.machines if m.running]
+    assert reset(cluster, survivor, 0.0) is None and cluster.quorum() and len(cluster.members) == 1
+    urns = sorted(r.urn for r in run.registrations if is_server(r) and r.name in lost)
+    p = plan(run, run, replace=urns)
+    assert p.errors == [] and p.collisions == [], p.errors
+    result = rehearse(p, run, cluster)
+    assert result.violations == [] and not result.broken_after, "\n".join(result.log)
+    live = sorted(m.key for m in cluster.machines if m.running)
+    assert live == ["rancher-server-0#0", "rancher-server-1#1", "rancher-server-2#1"]
+    assert sorted(m.key for m in cluster.members) == live and cluster.quorum()
+    assert not [m.key for m in cluster.machines if m.node and not m.running], result.log
