@@ -106,6 +106,7 @@ class Cluster:
     pod_start_seconds: float = 30.0
     rolled: set[str] = field(default_factory=set)  # machines whose Rancher pod this rollout replaced
     datastore_up: bool = True  # K3s: the datastore the DSN parameter names exists
+    restored: set[str] = field(default_factory=set)  # machines that restored an etcd snapshot (a cluster-reset)
 
     @classmethod
     def running(cls, servers: list[str], etcd: bool, replicas: int, pod_start_seconds: float = 30.0,

@@ -80,7 +80,7 @@ def reset(cluster: "Cluster", machine: "Machine", now: float) -> Optional[str]:
     """The restoring server at the end of its boot: returns why the restore made no single
     cluster (refused beside an old server, or a second restored cluster), if so."""
     beside = [m for m in cluster.machines if m is not machine and m.running and m.member and m.node]
-    old = [m.key for m in beside if m.generation < machine.generation]
+    old = [m.key for m in beside if m.key not in cluster.restored]
     if old:
         machine.node = machine.member = False
         return (f"{machine.key} refused the restore: {', '.join(old)} of the old cluster still runs rke2-server"
@@ -89,6 +89,7 @@ def reset(cluster: "Cluster", machine: "Machine", now: float) -> Optional[str]:
         if other is not machine:
             other.member = other.member and other in beside
     machine.waiting, machine.node, machine.member = False, True, True
+    cluster.restored.add(machine.key)
     cluster.schedule(now)
     if beside:
         return f"{machine.key} restored beside the running cluster of {', '.join(m.key for m in beside)}: two clusters"
