@@ -14,7 +14,11 @@ The restores, as the program's own resources drive them in `rehearse`:
   (k3s pkg/cli/cmds/server.go, the flag's usage; rke2 reuses k3s's server flags), so it is a
   cluster of one member and the old members are gone from the restored member list; the
   old Node objects come back with the snapshot's data, NotReady, until something deletes
-  them (the old servers' ClusterMember deletes). Its boot script first waits for the
+  them (the old servers' ClusterMember deletes: the etcd member controller answers their
+  removal request for a member the reset already forgot, since `RemovePeer` returns no
+  error when no member has the name and address, and then marks the Node removed; k3s
+  pkg/etcd/etcd.go and pkg/etcd/member_controller.go, read in stored copies of k3s-io/k3s,
+  commit not recorded). Its boot script first waits for the
   registration name to stop answering (rendering/templates/node-bootstrap.sh.j2) and refuses
   the restore while a server of the old cluster still runs RKE2: the model records that
   refusal as a violation of the runbook's precondition, and a restore while another
