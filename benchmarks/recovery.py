@@ -7,6 +7,15 @@ from benchmarks/durations.py (each with its source) and, for what only a restore
 from RESTORE below (each with its source or marked an estimate). The time to notice the
 loss and decide is not in it. Nothing here was measured on AWS.
 
+The same runbooks on the model of the running cluster (offline/cluster_model.py,
+offline/recovery_model.py; tests/test_recovery_rehearsal.py): the offline plan of each
+runbook's `pulumi up` played from the lost cluster with the day-2 step times
+(benchmarks/day2.py) plus RESTORE's: the moment etcd has quorum (or a K3s server serves)
+and a Rancher pod is Ready, and when the last `up` ends (the old servers' member deletes
+and instances included). Printed beside the sum of steps; they differ in what each
+simplifies (the steps count the joiners' learner promotion after the restore, the model
+lets the waiting joiners join at the restore and counts Rancher's pod start).
+
 Recovery point: the most recent change a restore can lose, at worst, for each schedule
 the stack has (RKE2 etcd snapshots by their cron, RDS automated backups and
 point-in-time restore); rancher-backup's schedule comes with the rancher-backup work
@@ -140,6 +149,64 @@ def runbooks(distribution: str) -> dict[str, list[Step]]:
     return books
 
 
+def model_durations(distribution: str, point_in_time: bool = False):
+    """The day-2 step times (benchmarks/day2.py) plus what only a restore does."""
+    from day2 import step_seconds
+
+    base = step_seconds(distribution)
+    rds = TABLE["phase:rds-restore-snapshot"].seconds + (TABLE["phase:rds-log-replay"].seconds if point_in_time else 0.0)
+
+    def duration(kind: str, op: str, name: str = "") -> float:
+        if kind == "server" and op == "restore":  # after its boot: cluster-reset from S3, then the service starts
+            return TABLE["phase:etcd-restore"].seconds + TABLE["phase:start#rke2"].seconds
+        if kind == "aws:rds/instance:Instance" and op == "create":
+            return rds
+        return base(kind, op, name)
+
+    return duration
+
+
+def modeled(stack: str, distribution: str) -> dict[str, tuple[float, float]]:
+    """runbook -> (seconds to quorum and a Ready Rancher pod, seconds to the end of its last `up`)."""
+    from day2 import DAY2
+
+    from offline.cluster_model import cluster_for, is_server, rehearse
+    from offline.plan import plan_update
+    from offline.recovery_model import lose_every_server, lose_the_datastore
+    from offline.runner import run_stack
+    from tools.plan import program_dynamic_diffs
+
+    diffs, pods = program_dynamic_diffs(), DAY2["phase:rancher-pod-ready"].seconds
+
+    def servers(run) -> list[str]:
+        return [r.urn for r in run.registrations if is_server(r)]
+
+    found: dict[str, tuple[float, float]] = {}
+    old = run_stack(stack)
+    if distribution == "rke2":
+        new = run_stack(stack, overrides={"rancher-ha:etcdRestoreSnapshot": "etcd-snapshot-modeled-1733550000"})
+        cluster = cluster_for(old, etcd=True, pod_start_seconds=pods)
+        lose_every_server(cluster)
+        result = rehearse(plan_update(old, new, dynamic_diffs=diffs, replace=servers(new)), new, cluster,
+                          model_durations("rke2"), recovering=True)
+        found["whole cluster lost"] = (result.recovered_at, result.duration) if result.ok else (float("nan"),) * 2
+        return found
+    for name, restore in (("datastore lost (snapshot)", {"rancher-ha:dbRestoreFromSnapshot": "rds:modeled"}),
+                          ("datastore lost (point in time)", {"rancher-ha:dbRestoreSourceInstance": "modeled",
+                                                              "rancher-ha:dbRestoreTime": "latest"})):
+        new = run_stack(stack, overrides={**restore, "rancher-ha:dbReplaceDatastore": True,
+                                          "rancher-ha:protectStatefulResources": False})
+        cluster = cluster_for(old, etcd=False, pod_start_seconds=pods)
+        lose_the_datastore(cluster)
+        durations = model_durations("k3s", point_in_time="dbRestoreTime" in str(restore))
+        first = rehearse(plan_update(old, new, dynamic_diffs=diffs), new, cluster, durations, recovering=True)
+        second = rehearse(plan_update(new, new, dynamic_diffs=diffs, replace=servers(new)), new, cluster, durations,
+                          start=first.duration, recovering=True)
+        ok = first.ok and second.ok and second.recovered_at is not None
+        found[name] = (second.recovered_at, first.duration + second.duration) if ok else (float("nan"),) * 2
+    return found
+
+
 def total(steps: Sequence[Step]) -> float:
     return sum(step.seconds() for step in steps)
 
@@ -219,9 +286,13 @@ def report(stack: str) -> str:
     for name, steps in runbooks(settings.distribution).items():
         path = " -> ".join(f"{s.what} {s.seconds():g}s" for s in steps)
         lines.append(f"| {name} | {minutes(total(steps))} | {path} |")
+    model = modeled(stack, settings.distribution)
     new_stack = new_stack_seconds(stack)
     lines.append(f"| move to a new stack | {minutes(new_stack)} + the rancher-backup restore | the new stack's first `up`"
                  " (benchmarks/time_to_ready.py, sourced); the restore itself comes with branch h/backup |")
+    lines += ["", "On the cluster model (the runbook's `up`s played from the lost cluster: tests/test_recovery_rehearsal.py):", "",
+              "| runbook | API and Rancher Ready | last `up` ends |", "|---|---|---|"]
+    lines += [f"| {name} | {minutes(ready)} | {minutes(end)} |" for name, (ready, end) in model.items()]
     lines += ["", "| schedule | recovery point (worst case) |", "|---|---|"]
     lines += [f"| {what} | {point} |" for what, point in recovery_points(settings)]
     return "\n".join(lines)

@@ -28,6 +28,11 @@ by its own rules:
   wait (Rancher's release, the record of the reached versions) comes later; a server that
   joins later gets its own Job (cordoned and uncordoned: it already runs the version).
 
+A recovery (offline/recovery_model.py) starts from a lost cluster: a server whose user
+data restores an etcd snapshot becomes, once booted and restored, a cluster of one that
+the others (waiting while no etcd cluster has quorum) join; a K3s server serves only if it
+booted after the datastore's endpoint parameter named the restored datastore.
+
 A server that joins runs the version its user data installs (`KUBERNETES_VERSION`, the
 stack's kubernetesVersion: components/cluster_nodes.py).
 
@@ -44,6 +49,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
 
+from . import recovery_model as recovery
 from . import upgrade_model as suc
 from .destroy import DependencyGraph
 from .plan import SERVER_INSTANCE, Plan
@@ -79,6 +85,9 @@ class Machine:
     rancher_pod: Optional[float] = None  # when its Rancher pod is (or will be) Ready; None: no pod
     version: str = ""  # the Kubernetes version its kubelet reports
     restarting: bool = False  # the server process restarts (an upgrade): NotReady, etcd member down
+    serving: bool = True  # K3s: its DSN names a datastore that exists (offline/recovery_model.py)
+    waiting: bool = False  # RKE2: booted, waits to join until an etcd cluster has quorum
+    instance: bool = True  # its EC2 instance exists (running, or stopped: a lost server)
 
     @property
     def key(self) -> str:
@@ -86,7 +95,7 @@ class Machine:
 
     @property
     def ready(self) -> bool:
-        return self.running and self.node and not self.restarting
+        return self.running and self.node and self.serving and not self.restarting
 
 
 @dataclass
@@ -96,6 +105,8 @@ class Cluster:
     replicas: int = 1
     pod_start_seconds: float = 30.0
     rolled: set[str] = field(default_factory=set)  # machines whose Rancher pod this rollout replaced
+    datastore_up: bool = True  # K3s: the datastore the DSN parameter names exists
+    restored: set[str] = field(default_factory=set)  # machines that restored an etcd snapshot (a cluster-reset)
 
     @classmethod
     def running(cls, servers: list[str], etcd: bool, replicas: int, pod_start_seconds: float = 30.0,
@@ -115,7 +126,7 @@ class Cluster:
         return max(machines, key=lambda m: m.generation) if machines else None
 
     def oldest(self, server: str) -> Optional[Machine]:
-        machines = [m for m in self.machines if m.server == server and (m.running or m.node or m.member)]
+        machines = [m for m in self.machines if m.server == server and (m.running or m.node or m.member or m.instance)]
         return min(machines, key=lambda m: m.generation) if machines else None
 
     @property
@@ -162,7 +173,11 @@ class Cluster:
         return (max(previous) + 1 if previous else 0) + later
 
     def join(self, server: str, now: float, version: str = "") -> Machine:
-        machine = Machine(server, self.next_generation(server), member=self.etcd, version=version)
+        machine = Machine(server, self.next_generation(server), member=self.etcd, version=version,
+                          serving=self.etcd or self.datastore_up)
+        if self.etcd and self.members and not self.quorum():  # no cluster answers its join: it retries
+            machine.node = machine.member = False
+            machine.waiting = True
         self.machines.append(machine)
         self.schedule(now)
         return machine
@@ -216,6 +231,10 @@ class Rehearsal:
     finished: dict[str, float] = field(default_factory=dict)  # step name -> when it finished (update phase)
     restarts: dict[str, tuple[float, float]] = field(default_factory=dict)  # machine -> an upgrade's restart, from/to
     failed: dict[str, str] = field(default_factory=dict)  # step name -> why it failed the `up`
+    # A recovery (offline/recovery_model.py): the cluster starts without quorum or Rancher, which
+    # is no violation until it first recovers (quorum and a Ready Rancher pod) at `recovered_at`.
+    recovering: bool = False
+    recovered_at: Optional[float] = None
 
     @property
     def ok(self) -> bool:
@@ -232,6 +251,8 @@ def default_durations(kind: str, op: str, name: str = "") -> float:
     table = {
         ("server", "create"): 300.0,
         ("server", "delete"): 30.0,
+        ("server", "restore"): 60.0,  # cluster-reset from the S3 snapshot, then the restored server started
+        ("aws:rds/instance:Instance", "create"): 600.0,
         ("member", "delete"): 90.0,
         (GATE, "create"): 5.0,
         (HELM_RELEASE, "update"): 60.0,
@@ -269,14 +290,15 @@ def cluster_for(run, etcd: bool, pod_start_seconds: float = 30.0) -> Cluster:
 
 
 def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_durations, start: float = 0.0,
-             completion: str = suc.SEEN_WHEN_READY) -> Rehearsal:
+             completion: str = suc.SEEN_WHEN_READY, recovering: bool = False) -> Rehearsal:
     """Run the plan's steps against the cluster, in the engine's order and timing.
 
     `completion`: when system-upgrade-controller sees an upgrade Job complete
     (offline/upgrade_model.py SEEN_WHEN_READY, or the pessimistic SEEN_AT_EXIT). A step that
     fails (the upgrade wait at its bound) fails the `up`: what depends on it does not run,
-    nor does the delete phase (the engine stops starting steps after an error)."""
-    result = Rehearsal(cluster=cluster)
+    nor does the delete phase (the engine stops starting steps after an error).
+    `recovering`: the cluster was lost (offline/recovery_model.py) and this `up` recovers it."""
+    result = Rehearsal(cluster=cluster, recovering=recovering)
     by_urn = {r.urn: r for r in new.registrations}
     graph = DependencyGraph(new.registrations)
     events: list[tuple[float, int, str, object]] = []
@@ -303,6 +325,8 @@ def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_d
             continue
         begin = max([finished.get(d, start) for d in needs], default=start)
         length = 0.0 if step.op == "same" else durations(_kind(step), "create" if step.op == "replace" else step.op, step.name)
+        if is_server(step) and step.op in ("create", "replace") and recovery.restores(by_urn[step.urn]):
+            length += durations("server", "restore", step.name)  # booted, then restores before it starts
         end = begin + length
         if step.type == suc.WAIT and step.op != "same":
             bound = begin + float(by_urn[step.urn].inputs["timeoutSeconds"])
@@ -366,10 +390,14 @@ def rehearse(plan: Plan, new, cluster: Cluster, durations: Durations = default_d
 
 def _effects(step, begin: float, end: float, by_urn: dict, at, pod_seconds: float) -> None:
     if is_server(step):
-        if step.op in ("create", "replace"):
+        if step.op in ("create", "replace") and recovery.restores(by_urn[step.urn]):
+            at(end, "restore", (step, installed_version(by_urn[step.urn])))
+        elif step.op in ("create", "replace"):
             at(end, "join", (step, installed_version(by_urn[step.urn])))
         elif step.op == "delete":
             at(begin, "terminate", step)
+    elif recovery.names_the_datastore(step) and step.op in ("create", "update", "replace"):
+        at(end, "datastore", step)
     elif step.type == MEMBER and step.op == "delete":
         at(begin, "drain", step)
         at(end, "leave", step)
@@ -425,7 +453,25 @@ def _apply(result: Rehearsal, action: str, payload, now: float) -> None:
     if action == "join":
         step, version = payload
         machine = cluster.join(step.name, now, version)
-        result.log.append(f"{now:7.0f}s {machine.key} joined at {version}: {cluster.describe(now)}")
+        joined = "waits to join (no etcd cluster has quorum)" if machine.waiting else "joined"
+        result.log.append(f"{now:7.0f}s {machine.key} {joined} at {version}: {cluster.describe(now)}")
+        return
+    if action == "restore":
+        step, version = payload
+        machine = cluster.join(step.name, now, version)
+        problem = recovery.reset(cluster, machine, now)
+        if problem:
+            result.violations.append(Violation(now, step.name, problem, cluster.describe(now)))
+        else:
+            result.log.append(f"{now:7.0f}s {machine.key} restored the snapshot (cluster-reset: the only member): "
+                              f"{cluster.describe(now)}")
+        for joiner in recovery.admit_waiting(cluster, now):
+            result.log.append(f"{now:7.0f}s {joiner.key} joined at {joiner.version}: {cluster.describe(now)}")
+        return
+    if action == "datastore":
+        recovery.restore_the_datastore(cluster, now)
+        result.log.append(f"{now:7.0f}s the datastore restored, {payload.name} names it; servers read it at boot: "
+                          f"{cluster.describe(now)}")
         return
     step = payload
     if action == "terminate":
@@ -433,6 +479,7 @@ def _apply(result: Rehearsal, action: str, payload, now: float) -> None:
         if machine is None:
             return
         cluster.terminate(machine, now)
+        machine.instance = False
         result.log.append(f"{now:7.0f}s {machine.key} terminated{' (its Node and etcd member still there)' if machine.node else ''}: "
                           f"{cluster.describe(now)}")
     elif action in ("drain", "leave"):
@@ -446,7 +493,7 @@ def _apply(result: Rehearsal, action: str, payload, now: float) -> None:
                 result.violations.append(Violation(now, step.name, f"PDB: {refused}", cluster.describe(now)))
             result.log.append(f"{now:7.0f}s {machine.key} cordoned and drained: {cluster.describe(now)}")
         else:
-            if cluster.etcd and not machine.running:
+            if cluster.etcd and machine.member and not machine.running:
                 result.violations.append(Violation(now, step.name, "the member's machine stopped before it left", cluster.describe(now)))
             cluster.leave(machine, now)
             result.log.append(f"{now:7.0f}s {machine.key} left (etcd member and Node removed): {cluster.describe(now)}")
@@ -454,6 +501,11 @@ def _apply(result: Rehearsal, action: str, payload, now: float) -> None:
 
 def _check(result: Rehearsal, now: float) -> None:
     cluster = result.cluster
+    if result.recovering and result.recovered_at is None:
+        starting = [m.rancher_pod for m in cluster.machines if m.ready and m.rancher_pod is not None]
+        if cluster.quorum() and starting:
+            result.recovered_at = max(now, min(starting))
+        return
     if not cluster.quorum():
         what = "etcd lost quorum" if cluster.etcd else "no server serves the API"
         result.violations.append(Violation(now, "", what, cluster.describe(now)))

@@ -371,7 +371,7 @@ def play(result: "Rehearsal", action: str, spec: PlanSpec, job: Job, now: float)
         why = "its prepare waits for every server Ready" if machine.running else "its pod cannot run (the machine is stopped)"
         result.log.append(f"{now:7.0f}s {job.key} gets a Job; {why}: {cluster.describe(now)}")
         return
-    if machine is None or not machine.running:
+    if machine is None or not machine.running or machine.waiting:  # a joiner still waiting has no Node
         return
     if action == "job-start":
         job_start(spec, machine)

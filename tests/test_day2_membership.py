@@ -375,3 +375,16 @@ def test_a_server_that_rejoins_after_its_node_was_deleted_fails_the_removal(api_
     with pytest.raises(MemberNotRemoved, match="registered again"):
         _remove(api_server(cluster))
     assert "server-c" in cluster.nodes
+
+
+def test_after_a_restore_an_old_server_leaves_though_the_other_old_nodes_stay_not_ready(api_server):
+    """docs/disaster-recovery.md#whole-cluster-lost: the restored snapshot remembers every old
+    server's Node (NotReady: their machines are gone); the new servers are Ready. Each old
+    server's ClusterMember delete waits for the servers that were Ready when it began, not
+    for the other old Nodes, which never will be (their own deletes remove them next)."""
+    old = _three(ready=())
+    new = [_node(f"new-{name}", address.replace("10.0.", "10.1."), ready=True) for name, address in SERVERS.items()]
+    cluster = Cluster(old + new, [])
+    done = _remove(api_server(cluster), timeout=2.0)
+    assert "server-c" not in cluster.nodes and {"server-a", "server-b"} <= set(cluster.nodes)
+    assert any(step.startswith("remaining servers Ready (new-server-a, new-server-b, new-server-c)") for step in done), done

@@ -23,6 +23,8 @@ def test_it_runs_and_reports_every_runbook_of_each_distribution():
         assert f"| {name} |" in dev
     for name in ("one server lost", "quorum lost", "whole cluster lost", "move to a new stack"):
         assert f"| {name} |" in prod
+    assert prod.count("| whole cluster lost |") == 2 and dev.count("| datastore lost (snapshot) |") == 2  # steps, model
+    assert "nan" not in out
     assert "up to 5m00s" in dev  # PITR
     assert "etcd snapshots `0 */4 * * *` to S3 | up to 4h00m" in prod  # prod's stack file schedule
 
@@ -53,3 +55,20 @@ def test_a_whole_cluster_restore_takes_longer_than_replacing_one_server():
                                         + recovery.TABLE["phase:learner-tick"].seconds)
     k3s = recovery.runbooks("k3s")
     assert recovery.total(k3s["datastore lost (point in time)"]) - recovery.total(k3s["datastore lost (snapshot)"]) == 300
+
+
+def test_the_cluster_model_times_the_restores_from_the_lost_cluster():
+    """The modeled times of the rehearsed runbooks (tests/test_recovery_rehearsal.py): RKE2's
+    API and Rancher are back once the first server has booted, restored and started, and a
+    Rancher pod started on it; the joiners and the old members' deletes come after."""
+    from day2 import DAY2, step_seconds
+
+    ready, end = recovery.modeled("prod", "rke2")["whole cluster lost"]
+    booted = step_seconds("rke2")("server", "create")
+    restored = recovery.TABLE["phase:etcd-restore"].seconds + recovery.TABLE["phase:start#rke2"].seconds
+    assert ready == pytest.approx(booted + restored + DAY2["phase:rancher-pod-ready"].seconds)
+    assert end > ready
+    k3s = recovery.modeled("dev", "k3s")
+    (snapshot, snapshot_end), (pitr, pitr_end) = k3s["datastore lost (snapshot)"], k3s["datastore lost (point in time)"]
+    assert pitr - snapshot == pitr_end - snapshot_end == pytest.approx(recovery.TABLE["phase:rds-log-replay"].seconds)
+    assert snapshot > recovery.TABLE["phase:rds-restore-snapshot"].seconds + step_seconds("k3s")("server", "create")

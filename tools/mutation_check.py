@@ -145,6 +145,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/test_boot_script.py::test_a_restore_is_refused_while_a_server_of_the_old_cluster_still_answers",),
     ),
     Mutation(
+        name="every-server-restores-the-etcd-snapshot",
+        claim="after a whole-cluster loss only the first server restores the snapshot and the others join it: one cluster (the recovery rehearsal)",
+        path="components/cluster_nodes.py",
+        find="etcd_restore_snapshot=args.etcd_restore_snapshot if (first and rke2) else None,",
+        replace="etcd_restore_snapshot=args.etcd_restore_snapshot if rke2 else None,",
+        tests=("tests/test_recovery_rehearsal.py::test_a_whole_cluster_restore_brings_back_one_cluster_of_the_new_servers",),
+    ),
+    Mutation(
+        name="member-delete-waits-for-lost-servers",
+        claim="an old server's ClusterMember delete after a restore waits only for the servers Ready when it began, not the snapshot's other old Nodes",
+        path="components/providers/cluster_member_provider.py",
+        find="n is not node and is_ready(n)]",
+        replace="n is not node]",
+        tests=("tests/test_day2_membership.py::test_after_a_restore_an_old_server_leaves_though_the_other_old_nodes_stay_not_ready",),
+    ),
+    Mutation(
         name="backup-readers-read-the-whole-bucket",
         claim="rancherBackupReaders (a new stack's backup user) read the Rancher backup folder only, never an etcd snapshot",
         path="components/snapshot_bucket.py",

@@ -231,7 +231,10 @@ def remove_member(
             f"Refusing to remove server {name} ({address}): {problem}. Its instance was NOT terminated. Bring the other "
             "servers back to Ready first (or replace a lost one with `pulumi up --replace`), then run `pulumi up` again."
         )
-    others = [n["metadata"]["name"] for n in nodes if is_server(n) and n is not node]
+    # The servers to wait for once it is gone: those Ready now. A Node already NotReady (a lost
+    # server: after an etcd restore the snapshot remembers every old server's Node) may never
+    # be Ready again; its own ClusterMember delete removes it.
+    others = [n["metadata"]["name"] for n in nodes if is_server(n) and n is not node and is_ready(n)]
     # Budgets that allow a disruption now must allow one again before the next server
     # leaves: the evicted pods' replacements Ready (Rancher's new pod), not only scheduled.
     budgets = [key for key, allowed in attempt("reading the PodDisruptionBudgets", api.budgets).items() if allowed >= 1]
