@@ -407,7 +407,9 @@ def _effects(step, begin: float, end: float, by_urn: dict, at, pod_seconds: floa
             # The chart's Deployment (templates/deployment.yaml: rollingUpdate maxSurge 1,
             # maxUnavailable 1 with more than one replica; one pod per node, antiAffinity
             # required, so the surge pod has no node): one pod replaced at a time, during
-            # the release's step (Pulumi waits for the Deployment's rollout).
+            # the release's step (Pulumi waits for the Deployment's rollout). With more servers
+            # than replicas the surge pod does find a free node and two new pods start at
+            # once while the rest stay Ready: the same availability, sooner; not modeled.
             for index in range(replicas):
                 at(begin + index * pod_seconds, "roll", index)
         if replicas is not None:
