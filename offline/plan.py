@@ -59,8 +59,9 @@ Providers:
   `namespace` (helm_release.go `Diff`: `forceNewFields := []string{".name", ".namespace"}`,
   `DeleteBeforeReplace: false`).
 - Dynamic providers (`pulumi-python:dynamic/...`): the provider's own `diff(id, olds,
-  news)`; pass one callable per type in `dynamic_diffs`. `__provider` (the pickled code) is
-  never diffed.
+  news)`; pass one callable per type in `dynamic_diffs`. It gets `__provider` (the pickled
+  code) in both, as the engine gives it (sdk/python/lib/pulumi/dynamic/__main__.py `Diff`);
+  a change of it alone is shown as `__provider` only when the provider's diff reports it.
 
 Modelling limits: the cascade treats every input that depends on a replaced resource as
 unknown (a real `up` may learn the new value equals the old one, e.g. an id built only from
@@ -90,6 +91,14 @@ ENGINE_MIN_VERSION = max((v for v, _ in ENGINE_FEATURES.values()), key=lambda v:
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi.runtime.rpc.UNKNOWN
 REDACTED = "[secret]"
 DYNAMIC_PREFIX = "pulumi-python:dynamic/"
+PROVIDER_CODE = "__provider"  # a dynamic resource's pickled provider, in its inputs and state
+
+
+def _code_digest(code: Any) -> Optional[str]:
+    """The provider's code as the plan shows it: a digest, not the pickle."""
+    import hashlib
+
+    return None if code is None else "code sha256 " + hashlib.sha256(str(code).encode()).hexdigest()[:12]
 K8S_PROVIDER = "pulumi:providers:kubernetes"
 SERVER_INSTANCE = "aws:ec2/instance:Instance"
 RDS_INSTANCE = "aws:rds/instance:Instance"
@@ -678,8 +687,8 @@ def _check_failures(n: Registration, o: Optional[Registration], check: Optional[
     1325-1348): with the old inputs for an update, without them for a create."""
     if check is None:
         return []
-    olds = {k: v for k, v in (o.inputs if o is not None else {}).items() if k != "__provider"}
-    news = {k: v for k, v in n.inputs.items() if k != "__provider"}
+    olds = {k: v for k, v in (o.inputs if o is not None else {}).items() if k != PROVIDER_CODE}
+    news = {k: v for k, v in n.inputs.items() if k != PROVIDER_CODE}
     result = check(olds, news)
     failures = (result.get("failures") if isinstance(result, Mapping) else getattr(result, "failures", None)) or []
     found = []
@@ -868,19 +877,23 @@ def plan_update(
         engine_level = bool(reasons)
         dbr_from_provider: Optional[bool] = None
         if n.type.startswith(DYNAMIC_PREFIX):
-            olds_state = {k: v for k, v in (o.outputs or o.inputs).items() if k != "__provider"}
-            news_dyn = {k: v for k, v in news.items() if k != "__provider"}
-            old_inputs = {k: v for k, v in olds_in.items() if k != "__provider"}
+            olds_state = {k: v for k, v in (o.outputs or o.inputs).items() if k != PROVIDER_CODE}
+            news_dyn = {k: v for k, v in news.items() if k != PROVIDER_CODE}
+            old_inputs = {k: v for k, v in olds_in.items() if k != PROVIDER_CODE}
             paths = diff_paths(old_inputs, news_dyn)
             diff = dynamic_diffs.get(n.type)
             if diff is not None:
+                # The engine gives the provider's diff the stored code and the new one too.
+                old_code, new_code = olds_in.get(PROVIDER_CODE), news.get(PROVIDER_CODE)
                 has_changes, replace_keys, dbr_from_provider = _dynamic_result(
-                    diff((o.outputs or {}).get("id", ""), olds_state, news_dyn)
+                    diff((o.outputs or {}).get("id", ""), {**olds_state, PROVIDER_CODE: old_code}, {**news_dyn, PROVIDER_CODE: new_code})
                 )
                 if not has_changes:
                     paths = []
                 changes = [Change(p, _get(old_inputs, p), _get(news_dyn, p), _is_secret(p, n, o), any(_overlaps(k, p) for k in replace_keys), unknown=p.split(".")[0].split("[")[0] in unknown_keys) for p in paths]
-                if has_changes and not paths:
+                if has_changes and not paths and not replace_keys and old_code != new_code:
+                    changes = [Change(PROVIDER_CODE, _code_digest(old_code), _code_digest(new_code))]
+                elif has_changes and not paths:
                     changes = [Change(k, _get(old_inputs, k), _get(news_dyn, k), _is_secret(k, n, o), True) for k in replace_keys] or [Change("*", None, None)]
                 reasons += [f"provider diff replaces {k}" for k in replace_keys]
             else:

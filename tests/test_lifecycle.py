@@ -1060,3 +1060,18 @@ def test_every_stack_the_previous_release_created_takes_this_release_as_a_routin
     ]
     deleted = [s.name for s in p.by_op("delete")]
     assert deleted == [], deleted
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "staging"])
+def test_every_cluster_member_of_the_previous_release_takes_this_releases_removal_code(previous_release_plans, stack):
+    """A dynamic resource's delete runs the provider code stored in its state by its last
+    create or update (pulumi/pulumi sdk/python/lib/pulumi/dynamic/__main__.py: `Delete` reads
+    the provider from the old properties; only `Create`/`Update` store the new one). A
+    member's removal is its delete, so a change to that code reaches a running stack only if
+    the member is updated: v0.1.0's members would otherwise remove a server by v0.1.0's rules
+    (after a restore: wait for the other old, NotReady servers, and time out)."""
+    p = previous_release_plans[stack]
+    members = [s for s in p.steps if s.type.endswith("ClusterMember")]
+    assert members and all(s.op == "update" and [c.path for c in s.changes] == ["__provider"] for s in members), [
+        (s.name, s.op, [c.path for c in s.changes]) for s in members
+    ]

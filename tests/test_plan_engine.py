@@ -246,13 +246,19 @@ def test_protected_resource_cannot_be_replaced():
     assert result.errors and "protected" in result.errors[0] and result.flagged[0].flag.startswith("REPLACE database db")
 
 
-def test_dynamic_provider_diff_decides_and_the_pickle_is_ignored():
+def test_dynamic_provider_diff_decides_and_sees_the_pickle_as_the_engine_gives_it():
+    """The engine hands a dynamic provider's diff the stored `__provider` and the new one
+    (pulumi sdk/python/lib/pulumi/dynamic/__main__.py `Diff`): a diff that ignores it leaves a
+    code-only change `same`; one that reports it makes an update, shown as a digest."""
     gate = "pulumi-python:dynamic/rancher-ha:ApiGate"
 
     def diff(_id, olds, news):
-        assert "__provider" not in olds and "__provider" not in news
+        assert olds["__provider"].startswith("pickle-") and news["__provider"].startswith("pickle-")
         changed = [k for k in ("url",) if olds.get(k) != news.get(k)]
         return SimpleNamespace(changes=bool(changed), replaces=changed, delete_before_replace=False)
+
+    def diff_with_code(_id, olds, news):
+        return SimpleNamespace(changes=olds["__provider"] != news["__provider"], replaces=[], delete_before_replace=False)
 
     old = reg("gate", gate, {"url": "https://a:6443", "timeoutSeconds": 600, "__provider": "pickle-1"})
     timeout_only = reg("gate", gate, {"url": "https://a:6443", "timeoutSeconds": 900, "__provider": "pickle-2"})
@@ -261,6 +267,10 @@ def test_dynamic_provider_diff_decides_and_the_pickle_is_ignored():
     assert plan(state(old), state(moved), dynamic_diffs={gate: diff}).step("gate").op == "replace"
     pickle_only = reg("gate", gate, {"url": "https://a:6443", "timeoutSeconds": 600, "__provider": "pickle-9"})
     assert plan(state(old), state(pickle_only)).step("gate").op == "same"
+    assert plan(state(old), state(pickle_only), dynamic_diffs={gate: diff}).step("gate").op == "same"
+    step = plan(state(old), state(pickle_only), dynamic_diffs={gate: diff_with_code}).step("gate")
+    assert step.op == "update" and [c.path for c in step.changes] == ["__provider"]
+    assert "pickle" not in str(step.changes[0].old) + str(step.changes[0].new)
 
 
 def test_kubernetes_names_and_helm_release_names_replace():

@@ -192,6 +192,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         replace='',
         tests=("tests/test_day2_upgrades.py::test_a_patch_upgrade_keeps_quorum_even_if_a_restarting_node_still_looks_ready",),
     ),
+    Mutation(
+        name="member-keeps-the-removal-code-it-was-created-with",
+        claim="a stack of the previous release removes servers with this release's code (a dynamic delete runs the stored provider)",
+        path="components/providers/cluster_member_provider.py",
+        find="for k in (*UPDATING_INPUTS, PROVIDER_CODE))",
+        replace="for k in UPDATING_INPUTS)",
+        tests=("tests/test_lifecycle.py::test_every_cluster_member_of_the_previous_release_takes_this_releases_removal_code",),
+    ),
 )
 
 

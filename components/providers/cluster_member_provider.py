@@ -49,6 +49,11 @@ REPLACING_INPUTS = ("instanceId",)
 # Inputs the delete uses, kept current in the state: a renewed admin certificate (its key
 # is renewed with it) or a new load balancer must reach a later delete.
 UPDATING_INPUTS = ("address", "program", "url", "serverName", "caPem", "clientCertPem", "timeoutSeconds")
+# The provider's own code, as the program ships it. A delete runs the code stored in the
+# state by the last create or update (pulumi sdk/python/lib/pulumi/dynamic/__main__.py), and
+# the removal IS this resource's delete: new removal code reaches a running stack only
+# through an update.
+PROVIDER_CODE = "__provider"
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 ETCD_LABEL = "node-role.kubernetes.io/etcd"
 MIRROR_POD = "kubernetes.io/config.mirror"
@@ -352,7 +357,7 @@ class ClusterMemberProvider(ResourceProvider):
         # Only another machine replaces a member (and so removes the old one from the
         # cluster); new credentials, a new load balancer address or timeout are updates.
         replaces = [key for key in REPLACING_INPUTS if olds.get(key) != news.get(key)]
-        changes = bool(replaces) or any(olds.get(k) != news.get(k) for k in UPDATING_INPUTS)
+        changes = bool(replaces) or any(olds.get(k) != news.get(k) for k in (*UPDATING_INPUTS, PROVIDER_CODE))
         return DiffResult(changes=changes, replaces=replaces, delete_before_replace=False)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
